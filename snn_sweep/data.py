@@ -1,0 +1,77 @@
+"""Datasets as tensors: torchvision reads the IDX files once, batches are index slices.
+
+Avoids a per-sample PIL transform every epoch; images are float32 in [0, 1], shape [N, 1, 28, 28].
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+from torchvision import datasets
+
+from .config import InputError
+
+DATASETS = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
+
+
+@dataclass
+class Splits:
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+
+
+def _read(cls, root: str, train: bool, download: bool):
+    try:
+        ds = cls(root=root, train=train, download=download)
+    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
+        if "not found" not in str(e).lower():
+            raise
+        raw = os.path.join(root, cls.__name__, "raw")
+        files = ", ".join(k for k, _ in cls.resources) if not download else ""
+        raise InputError(
+            f"data.root={root!r}: no {cls.__name__} found in {raw} (expected the IDX files"
+            f"{' ' + files if files else ''}); set data.download=true or point data.root at a"
+            " folder that holds them") from None
+    except Exception as e:  # torchvision raises assorted errors on a truncated or corrupt file
+        raise InputError(f"data.root={root!r}: cannot read {cls.__name__} "
+                         f"{'train' if train else 'test'} IDX files in "
+                         f"{os.path.join(root, cls.__name__, 'raw')}: {type(e).__name__}: {e}"
+                         ) from None
+    x, y = ds.data, ds.targets
+    if x.dim() != 3 or x.dtype != torch.uint8 or len(x) != len(y) or len(x) == 0:
+        raise InputError(f"data.root={root!r}: {cls.__name__} IDX files in "
+                         f"{os.path.join(root, cls.__name__, 'raw')} are malformed: "
+                         f"{tuple(x.shape)} images, {tuple(y.shape)} labels")
+    if int(y.max()) >= len(ds.classes) or int(y.min()) < 0:
+        raise InputError(f"{os.path.join(root, cls.__name__, 'raw')}: label file holds labels "
+                         f"outside 0..{len(ds.classes) - 1}")
+    return x, y, len(ds.classes)
+
+
+def load_splits(data_cfg) -> Splits:
+    """Train/val/test tensors. The val split is drawn with data.split_seed, not the run's seed,
+    so every run of a sweep is selected on the same images."""
+    cls = DATASETS[data_cfg.name]
+    if not data_cfg.download and not os.path.isdir(data_cfg.root):
+        raise InputError(f"data.root={data_cfg.root!r} does not exist (data.download=false): "
+                         "point it at a folder that holds <root>/"
+                         f"{cls.__name__}/raw or set data.download=true")
+    tx, ty, n_classes = _read(cls, data_cfg.root, True, data_cfg.download)
+    ex, ey, _ = _read(cls, data_cfg.root, False, data_cfg.download)
+    if data_cfg.val_size >= len(tx):
+        raise InputError(f"data.val_size={data_cfg.val_size} must be smaller than the "
+                         f"{len(tx)} training images")
+    perm = torch.randperm(len(tx), generator=torch.Generator().manual_seed(data_cfg.split_seed))
+    val_idx, train_idx = perm[: data_cfg.val_size], perm[data_cfg.val_size:]
+    if data_cfg.train_subset is not None:
+        train_idx = train_idx[: data_cfg.train_subset]
+
+    def f(x):  # uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1]
+        return x.unsqueeze(1).float().div_(255.0)
+
+    return Splits(f(tx[train_idx]), ty[train_idx], f(tx[val_idx]), ty[val_idx], f(ex), ey,
+                  n_classes)

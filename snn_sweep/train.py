@@ -1,0 +1,272 @@
+"""One training run: config -> data -> encoder -> model -> metrics.csv, result.json, checkpoint.pt.
+
+`train` returns the optimized metric as a float (for Hydra's sweepers); on failure it records
+`status: failed` with the reason in result.json and raises, so a sweep sees a failed job.
+"""
+import csv
+import io
+import json
+import logging
+import math
+import os
+import random
+import tempfile
+import time
+import traceback
+from typing import Dict, List, Optional
+
+import snntorch as snn
+import torch
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from . import encoders
+from .config import effective_timesteps, validate
+from .data import load_splits
+from .models import build_model, dense_macs, fan_out, predict, readout_loss
+
+log = logging.getLogger(__name__)
+
+# 45 nm energy per operation (Horowitz, ISSCC 2014): fp32 multiply-accumulate vs accumulate.
+PJ_PER_MAC = 4.6
+PJ_PER_AC = 0.9
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Temp file in the same folder, then rename: readers never see half a file."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, obj: Dict) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
+
+
+def write_csv(path: str, rows: List[Dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, buf.getvalue().encode())
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA
+
+
+def build_optimizer(cfg, params, steps_total: int):
+    o = cfg.optimizer
+    if o.name == "adam":
+        opt = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    elif o.name == "adamw":
+        opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    else:
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps_total) \
+        if o.scheduler == "cosine" else None
+    return opt, sched
+
+
+class Runner:
+    """Feeds batches through encoder and model; owns nothing but the wiring."""
+
+    def __init__(self, cfg, model, device):
+        self.cfg, self.model, self.device = cfg, model, device
+        self.steps = effective_timesteps(cfg)
+        self.readout = cfg.model.readout
+
+    def forward(self, x, stats=None):
+        x = x.to(self.device, non_blocking=True)
+        if self.steps is not None:
+            x = encoders.encode(x, self.steps, self.cfg.encoder)
+        return self.model(x, stats)
+
+    @torch.no_grad()
+    def evaluate(self, xs, ys, stats=None):
+        self.model.eval()
+        total_loss, correct, n = 0.0, 0, len(xs)
+        bs = self.cfg.data.eval_batch_size
+        for i in range(0, n, bs):
+            y = ys[i:i + bs].to(self.device)
+            spk, mem = self.forward(xs[i:i + bs], stats)
+            total_loss += float(readout_loss(self.readout, spk, mem, y)) * len(y)
+            correct += int((predict(self.readout, spk, mem) == y).sum())
+        return total_loss / n, correct / n
+
+
+def spiking_stats(stats: Dict, n_samples: int, model, steps: int, macs: List[int],
+                  direct_input: bool) -> Dict:
+    """Firing rates per spiking layer, spikes/synops/energy per sample."""
+    out: Dict = {}
+    layers = len(model.blocks)
+    for i in range(layers):
+        out[f"firing_rate_{i}"] = stats[f"spikes_{i}"] / (n_samples * steps * stats[f"neurons_{i}"])
+    out["spikes_per_sample"] = sum(stats[f"spikes_{i}"] for i in range(layers)) / n_samples
+    synops = sum(stats[f"in_events_{i}"] * fan_out(model.blocks[i])
+                 for i in range(1 if direct_input else 0, layers)) / n_samples
+    first_macs = steps * macs[0] if direct_input else 0  # analog input: dense MACs each step
+    out["synops_per_sample"] = synops
+    out["energy_pj_per_sample"] = synops * PJ_PER_AC + first_macs * PJ_PER_MAC
+    return out
+
+
+def train(cfg, out_dir: str, extra: Optional[Dict] = None) -> float:
+    """Train and evaluate one configuration, leaving the run-dir files in out_dir."""
+    validate(cfg)
+    result: Dict = {"status": "running", **settings(cfg), **(extra or {})}
+    result_path = os.path.join(out_dir, "result.json")
+    snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
+    try:
+        _train(cfg, out_dir, result)
+    except BaseException as e:
+        result.update(status="failed", error=f"{type(e).__name__}: {e}",
+                      traceback=traceback.format_exc(limit=5))
+        write_json(result_path, result)
+        raise
+    finally:
+        snn.SpikingNeuron.instances.clear()
+    write_json(result_path, result)
+    return result["objective"]
+
+
+def settings(cfg) -> Dict:
+    spiking = cfg.model.spiking
+    return {
+        "model": cfg.model.name,
+        "encoder": cfg.encoder.name if spiking else None,
+        "neuron": cfg.neuron.name if spiking else None,
+        "timesteps": effective_timesteps(cfg),
+        "beta": cfg.neuron.beta if spiking else None,
+        "readout": cfg.model.readout.value,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "batch_size": cfg.data.batch_size,
+        "dataset": cfg.data.name,
+        "seed": cfg.seed,
+        "optimized_metric": cfg.optimized_metric,
+    }
+
+
+def _train(cfg, out_dir: str, result: Dict) -> None:
+    if cfg.trainer.threads:
+        torch.set_num_threads(cfg.trainer.threads)
+    device = resolve_device(cfg.trainer.device)
+    data = load_splits(cfg.data)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, cfg.neuron, tuple(data.train_x.shape[1:]), data.num_classes)
+    model.to(device)
+    runner = Runner(cfg, model, device)
+    steps = runner.steps
+    macs = dense_macs(model, runner_example(runner, data.train_x[:1]))
+    n_train, bs = len(data.train_x), cfg.data.batch_size
+    batches = math.ceil(n_train / bs)
+    opt, sched = build_optimizer(cfg, model.parameters(), cfg.trainer.epochs * batches)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rows: List[Dict] = []
+    train_time = 0.0
+    log.info("model=%s encoder=%s neuron=%s timesteps=%s on %s: %d train / %d val / %d test, "
+             "%d parameters", result["model"], result["encoder"], result["neuron"], steps, device,
+             n_train, len(data.val_x), len(data.test_x), n_params(model))
+    for epoch in range(1, cfg.trainer.epochs + 1):
+        model.train()
+        perm = torch.randperm(n_train, generator=gen)
+        loss_sum, correct = 0.0, 0
+        t0 = time.perf_counter()
+        bar = tqdm(range(batches), desc=f"epoch {epoch}/{cfg.trainer.epochs}", leave=False,
+                   disable=not cfg.trainer.progress, unit="batch")
+        for b in bar:
+            idx = perm[b * bs:(b + 1) * bs]
+            y = data.train_y[idx].to(device)
+            spk, mem = runner.forward(data.train_x[idx])
+            loss = readout_loss(runner.readout, spk, mem, y)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"training loss is {float(loss)} at epoch {epoch}, batch {b + 1}: the run "
+                    f"diverged (optimizer.lr={cfg.optimizer.lr}); try a smaller learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            with torch.no_grad():
+                loss_sum += float(loss) * len(y)
+                correct += int((predict(runner.readout, spk, mem) == y).sum())
+            if b % 20 == 0:
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        epoch_time = time.perf_counter() - t0
+        train_time += epoch_time
+        stats: Dict = {}
+        val_loss, val_acc = runner.evaluate(data.val_x, data.val_y, stats)
+        row = {"epoch": epoch, "train_loss": loss_sum / n_train, "train_acc": correct / n_train,
+               "val_loss": val_loss, "val_acc": val_acc, "epoch_time_s": epoch_time}
+        if steps is not None:
+            rates = spiking_stats(stats, len(data.val_x), model, steps, macs,
+                                  cfg.encoder.name == "direct")
+            row.update({k: v for k, v in rates.items() if k.startswith("firing_rate")})
+        rows.append(row)
+        write_csv(os.path.join(out_dir, "metrics.csv"), rows)
+        log.info("epoch %d: train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
+                 epoch, row["train_loss"], row["train_acc"], val_loss, val_acc, epoch_time)
+        if not math.isfinite(val_loss):
+            raise NonFiniteLossError(f"validation loss is {val_loss} after epoch {epoch}")
+
+    stats = {}
+    t0 = time.perf_counter()
+    test_loss, test_acc = runner.evaluate(data.test_x, data.test_y, stats)
+    eval_time = time.perf_counter() - t0
+    last = rows[-1]
+    result.update(
+        status="completed",
+        objective=last[cfg.optimized_metric],
+        val_acc=last["val_acc"], val_loss=last["val_loss"],
+        test_acc=test_acc, test_loss=test_loss,
+        epochs=cfg.trainer.epochs,
+        train_time_s=train_time,
+        train_samples_per_s=n_train * cfg.trainer.epochs / train_time,
+        eval_samples_per_s=len(data.test_x) / eval_time,
+        n_params=n_params(model),
+        macs_per_sample=sum(macs),
+        ann_energy_pj_per_sample=sum(macs) * PJ_PER_MAC,
+    )
+    if steps is not None:
+        result.update(spiking_stats(stats, len(data.test_x), model, steps, macs,
+                                    cfg.encoder.name == "direct"))
+    else:
+        result["energy_pj_per_sample"] = result["ann_energy_pj_per_sample"]
+    if cfg.trainer.checkpoint:
+        buf = io.BytesIO()
+        torch.save(model.state_dict(), buf)
+        write_atomic(os.path.join(out_dir, "checkpoint.pt"), buf.getvalue())
+    log.info("test_acc %.4f test_loss %.4f; %s=%.4f", test_acc, test_loss,
+             cfg.optimized_metric, result["objective"])
+
+
+def runner_example(runner: Runner, x: torch.Tensor):
+    """One dense step of one sample, for counting MACs."""
+    x = x.to(runner.device)
+    return x.unsqueeze(0) if runner.steps is not None else x
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def config_yaml(cfg) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
