@@ -142,14 +142,19 @@ METRICS = ("val_acc", "val_loss")  # never the test set
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    cs.store(group="model", name="schema", node=ModelConfig)
-    cs.store(group="encoder", name="schema_rate", node=RateEncoderConfig)
-    cs.store(group="encoder", name="schema_latency", node=LatencyEncoderConfig)
-    cs.store(group="encoder", name="schema_delta", node=DeltaEncoderConfig)
-    cs.store(group="encoder", name="schema_direct", node=EncoderConfig)
-    cs.store(group="neuron", name="schema", node=NeuronConfig)
-    cs.store(group="neuron", name="schema_synaptic", node=SynapticNeuronConfig)
-    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
+    # Kept out of the option groups themselves so `model=...` lists only real options;
+    # each option's YAML names its schema: `- /schema/model@_here_: model`.
+    for group, name, node in [
+        ("model", "model", ModelConfig),
+        ("encoder", "rate", RateEncoderConfig),
+        ("encoder", "latency", LatencyEncoderConfig),
+        ("encoder", "delta", DeltaEncoderConfig),
+        ("encoder", "direct", EncoderConfig),
+        ("neuron", "neuron", NeuronConfig),
+        ("neuron", "synaptic", SynapticNeuronConfig),
+        ("optimizer", "optimizer", OptimizerConfig),
+    ]:
+        cs.store(group=f"schema/{group}", name=name, node=node)
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
