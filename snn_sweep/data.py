@@ -25,30 +25,26 @@ class Splits:
 
 
 def _read(cls, root: str, train: bool, download: bool):
+    raw = os.path.join(root, cls.__name__, "raw")
+    files = " / ".join(os.path.join(raw, f"{'train' if train else 't10k'}-{kind}-ubyte")
+                       for kind in ("images-idx3", "labels-idx1"))
     try:
         ds = cls(root=root, train=train, download=download)
-    except RuntimeError as e:  # torchvision: "Dataset not found. You can use download=True ..."
-        if "not found" not in str(e).lower():
-            raise
-        raw = os.path.join(root, cls.__name__, "raw")
-        files = ", ".join(k for k, _ in cls.resources) if not download else ""
-        raise InputError(
-            f"data.root={root!r}: no {cls.__name__} found in {raw} (expected the IDX files"
-            f"{' ' + files if files else ''}); set data.download=true or point data.root at a"
-            " folder that holds them") from None
-    except Exception as e:  # torchvision raises assorted errors on a truncated or corrupt file
-        raise InputError(f"data.root={root!r}: cannot read {cls.__name__} "
-                         f"{'train' if train else 'test'} IDX files in "
-                         f"{os.path.join(root, cls.__name__, 'raw')}: {type(e).__name__}: {e}"
+    except Exception as e:  # torchvision raises assorted errors on a missing or corrupt file
+        if "not found" in str(e).lower():  # "Dataset not found. You can use download=True ..."
+            names = ", ".join(os.path.splitext(k)[0] for k, _ in cls.resources)
+            raise InputError(f"data.root={root!r}: no {cls.__name__} in {raw} (expected {names}); "
+                             "set data.download=true or point data.root at a folder that "
+                             "holds them") from None
+        reason = " ".join(f"{type(e).__name__}: {e}".split())  # keep the message on one line
+        raise InputError(f"{files}: not a readable IDX file (truncated or corrupt?): {reason}"
                          ) from None
     x, y = ds.data, ds.targets
     if x.dim() != 3 or x.dtype != torch.uint8 or len(x) != len(y) or len(x) == 0:
-        raise InputError(f"data.root={root!r}: {cls.__name__} IDX files in "
-                         f"{os.path.join(root, cls.__name__, 'raw')} are malformed: "
+        raise InputError(f"{files}: malformed IDX data: "
                          f"{tuple(x.shape)} images, {tuple(y.shape)} labels")
     if int(y.max()) >= len(ds.classes) or int(y.min()) < 0:
-        raise InputError(f"{os.path.join(root, cls.__name__, 'raw')}: label file holds labels "
-                         f"outside 0..{len(ds.classes) - 1}")
+        raise InputError(f"{files}: labels outside 0..{len(ds.classes) - 1}")
     return x, y, len(ds.classes)
 
 

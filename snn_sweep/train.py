@@ -130,6 +130,7 @@ def spiking_stats(stats: Dict, n_samples: int, model, steps: int, macs: List[int
 def train(cfg, out_dir: str, extra: Optional[Dict] = None) -> float:
     """Train and evaluate one configuration, leaving the run-dir files in out_dir."""
     validate(cfg)
+    os.makedirs(out_dir, exist_ok=True)
     result: Dict = {"status": "running", **settings(cfg), **(extra or {})}
     result_path = os.path.join(out_dir, "result.json")
     snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
@@ -198,7 +199,7 @@ def _train(cfg, out_dir: str, result: Dict) -> None:
             loss = readout_loss(runner.readout, spk, mem, y)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"training loss is {float(loss)} at epoch {epoch}, batch {b + 1}: the run "
+                    f"training loss is {loss.item()} at epoch {epoch}, batch {b + 1}: the run "
                     f"diverged (optimizer.lr={cfg.optimizer.lr}); try a smaller learning rate")
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -206,10 +207,10 @@ def _train(cfg, out_dir: str, result: Dict) -> None:
             if sched is not None:
                 sched.step()
             with torch.no_grad():
-                loss_sum += float(loss) * len(y)
+                loss_sum += loss.item() * len(y)
                 correct += int((predict(runner.readout, spk, mem) == y).sum())
             if b % 20 == 0:
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                bar.set_postfix(loss=f"{loss.item():.3f}")
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
         stats: Dict = {}

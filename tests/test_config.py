@@ -1,0 +1,79 @@
+"""Every option of every group composes and trains; the schema rejects typos and wrong types."""
+import json
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from snn_sweep.train import train
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+OPTIONS = [(group, p.stem) for group in ("model", "encoder", "neuron", "optimizer", "dataset")
+           for p in sorted((CONF / group).glob("*.yaml"))]
+
+
+def test_every_group_has_its_options():
+    names = {g: {o for gg, o in OPTIONS if gg == g} for g, _ in OPTIONS}
+    assert names["model"] == {"ann", "snn", "snn_single_step", "cnn", "csnn"}
+    assert names["encoder"] == {"rate", "latency", "delta", "direct"}
+    assert names["neuron"] == {"leaky", "synaptic", "lapicque", "alpha"}
+    assert names["optimizer"] == {"adam", "adamw", "sgd"}
+    assert names["dataset"] == {"mnist", "fashion_mnist"}
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_option_composes_and_trains(make_cfg, tmp_path, group, option):
+    cfg = make_cfg(f"{group}={option}", "data.train_subset=100")
+    assert cfg[group if group != "dataset" else "data"].name == option
+    obj = train(cfg, str(tmp_path))
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["status"] == "completed"
+    assert 0.0 <= obj <= 1.0 and obj == res["val_acc"]
+
+
+@pytest.mark.parametrize("encoder", ["rate", "latency", "delta", "direct"])
+@pytest.mark.parametrize("neuron", ["synaptic", "alpha"])
+def test_conv_snn_with_every_encoder_and_second_order_neurons(make_cfg, tmp_path, encoder, neuron):
+    cfg = make_cfg("model=csnn", f"encoder={encoder}", f"neuron={neuron}", "data.train_subset=50")
+    train(cfg, str(tmp_path))
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("readout", ["membrane_ce", "rate_ce", "count_mse"])
+@pytest.mark.parametrize("extra", [[], ["neuron.reset_mechanism=zero", "neuron.learn_beta=true",
+                                        "neuron.learn_threshold=true", "neuron.surrogate=sigmoid",
+                                        "optimizer.scheduler=cosine"]])
+def test_readouts_and_neuron_options(make_cfg, tmp_path, readout, extra):
+    cfg = make_cfg(f"model.readout={readout}", "data.train_subset=100", *extra)
+    train(cfg, str(tmp_path))
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["readout"] == readout and res["status"] == "completed"
+
+
+def test_single_step_model_runs_one_step_whatever_timesteps_says(make_cfg, tmp_path):
+    cfg = make_cfg("model=snn_single_step", "encoder=direct", "timesteps=10",
+                   "data.train_subset=100")
+    train(cfg, str(tmp_path))
+    assert json.loads((tmp_path / "result.json").read_text())["timesteps"] == 1
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["neuron.betta=0.5"], "Key 'betta' not in 'NeuronConfig'"),  # misspelt key
+    (["encoder=latency", "encoder.gain=2"], "Key 'gain' not in 'LatencyEncoderConfig'"),
+    (["timesteps=ten"], "could not be converted to Integer"),  # wrong type
+    (["trainer.epochs=1.5"], "could not be converted to Integer"),
+    (["model.readout=spikes"], "Invalid value 'spikes', expected one of"),  # not a Readout
+])
+def test_schema_rejects_at_composition(make_cfg, overrides, message):
+    with pytest.raises(ConfigCompositionException) as info:
+        make_cfg(*overrides)
+    assert message in str(info.value.__cause__)
+
+
+def test_unknown_option_lists_the_real_options(make_cfg):
+    with pytest.raises(Exception) as info:
+        make_cfg("model=transformer")
+    text = str(info.value)
+    assert "model/transformer" in text and "snn_single_step" in text
+    listed = text.split("Available options in 'model':")[1].split("Config search path")[0]
+    assert set(listed.split()) == {"ann", "cnn", "csnn", "snn", "snn_single_step"}

@@ -1,0 +1,98 @@
+"""The run-dir contract: metrics.csv, result.json, checkpoint.pt; determinism; failures."""
+import csv
+import json
+import math
+
+import pytest
+import snntorch as snn
+import torch
+
+from snn_sweep.models import build_model
+from snn_sweep.train import NonFiniteLossError, train
+
+RESULT_KEYS = {"status", "objective", "val_acc", "val_loss", "test_acc", "test_loss", "epochs",
+               "train_time_s", "train_samples_per_s", "eval_samples_per_s", "n_params",
+               "model", "encoder", "neuron", "timesteps", "beta", "lr", "seed",
+               "macs_per_sample", "ann_energy_pj_per_sample", "energy_pj_per_sample"}
+SPIKING_KEYS = {"spikes_per_sample", "synops_per_sample"}
+
+
+def run(make_cfg, tmp_path, *overrides):
+    train(make_cfg(*overrides), str(tmp_path))
+    res = json.loads((tmp_path / "result.json").read_text())
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return res, rows
+
+
+def test_snn_run_dir_contract(make_cfg, tmp_path):
+    res, rows = run(make_cfg, tmp_path, "trainer.epochs=2")
+    assert RESULT_KEYS | SPIKING_KEYS <= set(res)
+    assert res["status"] == "completed" and res["epochs"] == 2 and res["timesteps"] == 4
+    assert res["model"] == "snn" and res["encoder"] == "rate" and res["beta"] == 0.95
+    assert res["objective"] == res["val_acc"] == float(rows[-1]["val_acc"])
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s",
+            "firing_rate_0", "firing_rate_1"} <= set(rows[0])
+    for r in rows:
+        assert 0 < float(r["firing_rate_0"]) < 1
+    # 784-64-10 MLP: spikes counted per sample over 4 steps, energy from synops at 0.9 pJ
+    assert res["n_params"] == 784 * 64 + 64 + 64 * 10 + 10
+    assert res["macs_per_sample"] == 784 * 64 + 64 * 10
+    assert res["energy_pj_per_sample"] == pytest.approx(res["synops_per_sample"] * 0.9)
+    assert 0 < res["spikes_per_sample"] <= 4 * (64 + 10)
+    assert not list(tmp_path.glob(".tmp-*"))  # atomic writes leave no temp files
+
+
+def test_checkpoint_loads_with_weights_only(make_cfg, tmp_path):
+    cfg = make_cfg()
+    train(cfg, str(tmp_path))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+    model.load_state_dict(state)
+
+
+def test_ann_has_no_spiking_fields_and_mac_energy(make_cfg, tmp_path):
+    res, rows = run(make_cfg, tmp_path, "model=ann")
+    assert res["timesteps"] is None and res["encoder"] is None and res["beta"] is None
+    assert "spikes_per_sample" not in res and "firing_rate_0" not in rows[0]
+    assert res["energy_pj_per_sample"] == pytest.approx(res["macs_per_sample"] * 4.6)
+
+
+def test_direct_coded_first_layer_counts_as_macs(make_cfg, tmp_path):
+    res, _ = run(make_cfg, tmp_path, "encoder=direct")
+    first_layer = 4 * 784 * 64 * 4.6  # T dense MAC passes of the first layer
+    assert res["energy_pj_per_sample"] == pytest.approx(
+        res["synops_per_sample"] * 0.9 + first_layer)
+    assert res["synops_per_sample"] <= 4 * 64 * 10  # only hidden spikes count as synops
+
+
+def test_same_seed_same_metrics(make_cfg, tmp_path):
+    a, rows_a = run(make_cfg, tmp_path / "a", "seed=3", "trainer.epochs=2")
+    b, rows_b = run(make_cfg, tmp_path / "b", "seed=3", "trainer.epochs=2")
+    c, _ = run(make_cfg, tmp_path / "c", "seed=4", "trainer.epochs=2")
+    keys = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
+    assert (a["test_acc"], a["test_loss"]) == (b["test_acc"], b["test_loss"])
+    assert a["test_loss"] != c["test_loss"]
+
+
+def test_learns_on_the_tiny_data(make_cfg, tmp_path):
+    res, _ = run(make_cfg, tmp_path, "trainer.epochs=3", "optimizer.lr=2e-3")
+    assert res["test_acc"] > 0.5  # chance is 0.1
+
+
+def test_no_neurons_leak_between_runs(make_cfg, tmp_path):
+    run(make_cfg, tmp_path / "a")
+    run(make_cfg, tmp_path / "b")
+    assert snn.SpikingNeuron.instances == []
+
+
+def test_divergence_raises_and_records_failure(make_cfg, tmp_path, monkeypatch):
+    import snn_sweep.train as t
+    monkeypatch.setattr(t, "readout_loss", lambda *a: torch.tensor(math.nan, requires_grad=True))
+    with pytest.raises(NonFiniteLossError, match="training loss is nan at epoch 1, batch 1"):
+        train(make_cfg(), str(tmp_path))
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert res["status"] == "failed" and "NonFiniteLossError" in res["error"]
+    assert "objective" not in res
