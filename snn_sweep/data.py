@@ -31,12 +31,17 @@ def _read(cls, root: str, train: bool, download: bool):
     try:
         ds = cls(root=root, train=train, download=download)
     except Exception as e:  # torchvision raises assorted errors on a missing or corrupt file
-        if "not found" in str(e).lower():  # "Dataset not found. You can use download=True ..."
+        reason = " ".join(f"{type(e).__name__}: {e}".split())  # keep the message on one line
+        present = [os.path.exists(os.path.join(raw, os.path.splitext(k)[0])) for k, _ in cls.resources]
+        if download and not all(present):
+            raise InputError(f"data.root={root!r}: could not download {cls.__name__} into {raw} "
+                             f"({reason[:200]}); without internet, point data.root at a folder "
+                             "that holds the IDX files and set data.download=false") from None
+        if not all(present):
             names = ", ".join(os.path.splitext(k)[0] for k, _ in cls.resources)
             raise InputError(f"data.root={root!r}: no {cls.__name__} in {raw} (expected {names}); "
                              "set data.download=true or point data.root at a folder that "
                              "holds them") from None
-        reason = " ".join(f"{type(e).__name__}: {e}".split())  # keep the message on one line
         raise InputError(f"{files}: not a readable IDX file (truncated or corrupt?): {reason}"
                          ) from None
     x, y = ds.data, ds.targets

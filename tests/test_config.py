@@ -77,3 +77,15 @@ def test_unknown_option_lists_the_real_options(make_cfg):
     assert "model/transformer" in text and "snn_single_step" in text
     listed = text.split("Available options in 'model':")[1].split("Config search path")[0]
     assert set(listed.split()) == {"ann", "cnn", "csnn", "snn", "snn_single_step"}
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
+def test_experiment_presets_compose(make_cfg, preset):
+    from hydra import compose, initialize_config_dir
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert params, "an experiment preset defines the sweep it runs"
+    for key, values in params.items():  # every swept value is a valid override
+        for v in str(values).split(","):
+            make_cfg(f"{key}={v}")
