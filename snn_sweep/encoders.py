@@ -8,7 +8,17 @@ from snntorch import spikegen
 
 
 def rate(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    return spikegen.rate(x, num_steps=steps, gain=cfg.gain)
+    """The same distribution as spikegen.rate(x, num_steps=steps, gain=gain): every step and
+    element an independent Bernoulli(clamp(gain * x, 0, 1)) draw. Elements with probability 0
+    never fire, so only the others are drawn (MNIST: ~19% of pixels), ~4x less work than
+    drawing all of them; the draws differ from snnTorch's for the same seed, the statistics do
+    not (tests/test_encoders_rate.py)."""
+    p = (x * cfg.gain).clamp(0, 1).reshape(-1)
+    live = p.nonzero().squeeze(1)
+    out = torch.zeros(steps, p.numel(), dtype=x.dtype, device=x.device)
+    out[:, live] = (torch.rand(steps, len(live), dtype=x.dtype, device=x.device) < p[live]
+                    ).to(x.dtype)
+    return out.view(steps, *x.shape)
 
 
 def latency(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:

@@ -15,6 +15,8 @@ from snntorch import surrogate
 from torch import nn
 
 from .config import Readout
+from .lif import fusable, leaky_sequence
+from .sparse import sparse_input_linear
 
 
 def make_neuron(cfg) -> nn.Module:
@@ -33,26 +35,35 @@ def make_neuron(cfg) -> nn.Module:
     raise ValueError(f"unknown neuron {cfg.name}")
 
 
-def over_time(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def over_time(layer: nn.Module, x: torch.Tensor, model_input: bool = False) -> torch.Tensor:
     """Apply a stateless layer to every step of x [T, B, ...] in one call.
 
     A time-constant input (direct coding: an expanded view with stride 0 along T) is
-    computed once and broadcast; autograd sums its gradient over T.
+    computed once and broadcast; autograd sums its gradient over T. The model's input to a
+    Linear goes through sparse.py, which computes only what changes over time (spike trains).
     """
     steps = x.shape[0]
     if steps > 1 and x.stride(0) == 0:
         y = layer(x[0])
         return y.unsqueeze(0).expand(steps, *y.shape)
+    if model_input:
+        y = sparse_input_linear(layer, x)
+        if y is not None:
+            return y
     y = layer(x.reshape(steps * x.shape[1], *x.shape[2:]))
     return y.view(steps, x.shape[1], *y.shape[1:])
 
 
 def run_neuron(neuron: nn.Module, cur: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Step an snnTorch neuron through cur [T, B, ...]; returns spikes and membrane [T, B, ...].
+    """Run a neuron through cur [T, B, ...] from rest; returns spikes and membrane [T, B, ...].
 
-    The neuron keeps its state on the module; reset_mem() zeroes it so nothing carries over
-    from the previous batch.
+    A plain snn.Leaky runs as our fused recurrence (lif.py: one autograd node for the whole
+    sequence, several times faster); other neurons are stepped with snnTorch itself, which
+    keeps the state on the module: reset_mem() zeroes it so nothing carries over from the
+    previous batch.
     """
+    if fusable(neuron):
+        return leaky_sequence(neuron, cur)
     neuron.reset_mem()
     spk, mem = [], []
     for t in range(cur.shape[0]):
@@ -77,7 +88,7 @@ class SpikingNet(nn.Module):
             if stats is not None:
                 stats.setdefault(f"in_events_{i}", 0)
                 stats[f"in_events_{i}"] += int(torch.count_nonzero(x))
-            cur = over_time(block, x)
+            cur = over_time(block, x, model_input=i == 0)
             x, mem = run_neuron(neuron, cur)
             if stats is not None:
                 stats.setdefault(f"spikes_{i}", 0)

@@ -1,0 +1,440 @@
+"""`python -m snn_sweep.aggregate DIR [DIR ...]`: one table comparing every run of sweeps and runs.
+
+Reads only run-dir files (.hydra/{config,hydra,overrides}.yaml, result.json, metrics.csv), never
+the trainer, so it works on results copied from another machine or made by an older version.
+Writes into OUT (default: the first DIR): results.csv, summary.csv, summary.md, curves.csv,
+accuracy_vs_timesteps.png, learning_curves.png and, with --study, trials.csv and
+optuna_history.png. Prints the summary table.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+# What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
+SETTINGS = ("model", "encoder", "neuron", "timesteps", "beta", "readout", "optimizer", "lr",
+            "batch_size", "dataset", "seed", "optimized_metric")
+NOT_GROUPED = ("seed", "optuna_study", "optuna_trial", "optuna_storage")  # repeats, not settings
+SUMMARY_METRICS = ("val_acc", "test_acc", "train_time_s", "spikes_per_sample")
+FORMATS = {"val_acc": ".4f", "test_acc": ".4f", "val_loss": ".4f", "test_loss": ".4f",
+           "train_time_s": ".1f", "spikes_per_sample": ".0f"}
+DROPPED = ("traceback",)  # kept in result.json; too long for a table
+
+
+class AggregateError(Exception):
+    """Bad input: printed as one line, exit status 1."""
+
+
+def natural_key(path: Path) -> List[Any]:
+    """Sort 2 before 10 in job numbers."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
+
+
+def find_jobs(top: Path) -> List[Path]:
+    """Every job dir under top: one with .hydra/config.yaml (a Hydra job) or result.json."""
+    if not top.exists():
+        raise AggregateError(f"{top}: no such directory")
+    if not top.is_dir():
+        raise AggregateError(f"{top}: not a directory")
+    jobs = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        here = Path(dirpath)
+        if (here / ".hydra" / "config.yaml").is_file() or "result.json" in filenames:
+            jobs.append(here)
+            dirnames[:] = []  # a job holds no other jobs
+        else:
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    if not jobs:
+        raise AggregateError(f"{top}: no run directories found (looked for .hydra/config.yaml "
+                             f"or result.json below it)")
+    return sorted(jobs, key=natural_key)
+
+
+def _plain(value: Any) -> Any:
+    """A cell value: lists and dicts from the config become JSON text."""
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return value
+
+
+def _key(override: str) -> str:
+    """The config key of an override: `+a.b=1` -> a.b, `model@x=snn` -> model."""
+    return str(override).split("=", 1)[0].lstrip("+~").split("@")[0]
+
+
+Row = Dict[str, Any]
+
+
+def read_job(job: Path, problems: List[str]) -> Optional[Tuple[Row, List[str], List[str]]]:
+    """One results row with the names of its group choices and swept keys, or None (reported
+    in problems) when a file of the job is corrupt."""
+    row: Dict[str, Any] = {"job_dir": str(job)}
+    hydra_dir = job / ".hydra"
+    path = hydra_dir / "config.yaml"
+    try:
+        cfg = OmegaConf.load(path) if path.is_file() else None
+        path = hydra_dir / "hydra.yaml"
+        choices = OmegaConf.load(path).hydra.runtime.choices if path.is_file() else {}
+        path = hydra_dir / "overrides.yaml"
+        overrides = list(OmegaConf.load(path)) if path.is_file() else []
+    except Exception as e:
+        problems.append(f"skipped {path}: unreadable ({type(e).__name__}: {_one_line(e)})")
+        return None
+    # Group choices (model=snn ...), not Hydra's own groups nor the schema entries.
+    groups = [k for k in choices if "/" not in k]
+    row.update({k: choices[k] for k in groups})
+    # Swept values (any key=value override that is not a group choice), typed from the config.
+    swept = [k for k in map(_key, overrides) if k not in choices and cfg is not None]
+    row.update({k: _plain(OmegaConf.select(cfg, k, default=None)) for k in swept})
+    path = job / "result.json"
+    if path.is_file():
+        try:
+            result = json.loads(path.read_text())
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as e:
+            problems.append(f"skipped {path}: corrupt ({_one_line(e)})")
+            return None
+        # result.json's settings are the effective ones (an ANN has no encoder), so they win.
+        row.update({k: _plain(v) for k, v in result.items() if k not in DROPPED})
+    else:
+        row["status"] = "unfinished"  # killed, still running, or crashed before training
+        row["error"] = "no result.json"
+    return row, groups, swept
+
+
+def read_curves(job: Path, problems: List[str]) -> Optional[pd.DataFrame]:
+    path = job / "metrics.csv"
+    if not path.is_file():
+        return None
+    try:
+        curves = pd.read_csv(path)
+        if "epoch" not in curves:
+            raise ValueError("no epoch column")
+    except Exception as e:
+        problems.append(f"no curves from {path}: unreadable ({_one_line(e)})")
+        return None
+    long = curves.melt(id_vars="epoch", var_name="metric", value_name="value")
+    long.insert(0, "job_dir", str(job))
+    return long
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def setting_columns(df: pd.DataFrame, swept: List[str], choices: List[str]) -> List[str]:
+    """Candidate settings: result.json's names first (they are the effective values)."""
+    cols = [c for c in SETTINGS if c in df] + choices + swept
+    return list(dict.fromkeys(c for c in cols if c in df))
+
+
+def varying(df: pd.DataFrame, columns: List[str]) -> List[str]:
+    """Settings that differ between jobs, seed excluded, and a column dropped when it repeats an
+    earlier one row for row (neuron.beta swept on the command line is result.json's beta)."""
+    out: List[str] = []
+    text = df[columns].astype(str)
+    for c in columns:
+        if c in NOT_GROUPED or text[c].nunique() < 2:
+            continue
+        if not any(text[c].equals(text[k]) for k in out):
+            out.append(c)
+    return out
+
+
+def summarize(df: pd.DataFrame, keys: List[str], metrics: List[str]) -> pd.DataFrame:
+    """mean, std and count of each metric per group of the varying settings."""
+    data = df.copy()
+    if not keys:  # nothing varies: one group of all jobs
+        data["runs"] = "all"
+        keys = ["runs"]
+    grouped = data.groupby(keys, dropna=False, sort=True)
+    summary = grouped[metrics].agg(["mean", "std", "count"]) if metrics else None
+    completed = grouped["status"].apply(lambda s: int((s == "completed").sum()))
+    counts = pd.DataFrame({"jobs": grouped.size(), "completed": completed})
+    if summary is not None:
+        summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
+        counts = counts.join(summary)
+    return counts.reset_index()
+
+
+def _cell(value: Any) -> str:
+    """A setting as text: 25 not 25.0, '-' where it does not apply (an ANN's timesteps)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else f"{value:.4g}"
+    return str(value)
+
+
+def summary_markdown(summary: pd.DataFrame, keys: List[str], metrics: List[str]) -> str:
+    """mean ± std per metric (the mean alone when a group has one run)."""
+    table = pd.DataFrame({c: summary[c].map(_cell) for c in summary.columns
+                          if c in keys or c in ("runs", "jobs", "completed")})
+    for m in metrics:
+        fmt = FORMATS.get(m, ".4g")
+        table[m] = [
+            "" if pd.isna(mean) else
+            format(mean, fmt) + ("" if pd.isna(std) else f" ± {format(std, fmt)}")
+            for mean, std in zip(summary[f"{m}_mean"], summary[f"{m}_std"])]
+    # disable_numparse: tabulate would reformat the numbers given as text
+    align = ["left" if c in keys or c == "runs" else "right" for c in table.columns]
+    return table.to_markdown(index=False, disable_numparse=True, colalign=align) + "\n"
+
+
+def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str]:
+    """metric against timesteps, one line per encoder (and model, when several are spiking);
+    non-spiking models as horizontal lines. Means ± std over every other setting and seed."""
+    done = df[(df["status"] == "completed")] if metric in df else df.iloc[0:0]
+    done = done[done[metric].notna()]
+    if "timesteps" not in done:
+        return "no timesteps column"
+    spiking = done[done["timesteps"].notna()]
+    if spiking.empty:
+        return "no completed spiking run"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by_model = "model" in spiking and spiking["model"].nunique() > 1
+    line_keys = (["model"] if by_model else []) + (["encoder"] if "encoder" in spiking else [])
+    for name, g in spiking.groupby(line_keys or (lambda _: "snn"), dropna=False):
+        stats = g.groupby("timesteps")[metric].agg(["mean", "std"]).sort_index()
+        label = " / ".join(str(n) for n in (name if isinstance(name, tuple) else (name,)))
+        ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0),
+                    marker="o", capsize=3, label=label)
+    for name, g in done[done["timesteps"].isna()].groupby("model"):
+        ax.axhline(g[metric].mean(), linestyle="--", color="gray")
+        ax.annotate(f"{name} (no time)", (ax.get_xlim()[0], g[metric].mean()),
+                    textcoords="offset points", xytext=(4, 4), color="gray", fontsize=8)
+    ax.set_xlabel("timesteps")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against timesteps (mean ± std over jobs)")
+    ax.grid(alpha=0.3)
+    ax.legend(title=" / ".join(line_keys) or None)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def plot_learning_curves(curves: pd.DataFrame, df: pd.DataFrame, path: Path) -> Optional[str]:
+    """Loss and accuracy per epoch of the completed jobs, averaged per model (ANN against SNN)."""
+    curves = curves[curves["status"] == "completed"]
+    if curves.empty:
+        return "no metrics.csv of a completed job"
+    model = df.set_index("job_dir")["model"] if "model" in df else None
+    data = curves.assign(model=curves["job_dir"].map(model) if model is not None else "run")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, kind in zip(axes, ("loss", "acc")):
+        for i, (name, g) in enumerate(data.groupby(data["model"].fillna("?"))):
+            for split, style in (("train", "-"), ("val", "--")):
+                m = g[g["metric"] == f"{split}_{kind}"].groupby("epoch")["value"].mean()
+                if not m.empty:
+                    ax.plot(m.index, m.values, style, marker="o", color=f"C{i}",
+                            label=f"{name} {split}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("accuracy" if kind == "acc" else "loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Learning curves per model (mean over completed jobs)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def _storage_for_humans(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def load_study(url: str, name: Optional[str], df: pd.DataFrame):
+    """The Optuna study, named or the only one the jobs (or the storage) know."""
+    import optuna  # only with --study: about 2 s to import
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    shown = _storage_for_humans(url)
+    if url.startswith("sqlite:///"):
+        db = url[len("sqlite:///"):]
+        if db and db != ":memory:" and not Path(db).is_file():  # sqlite would create it
+            raise AggregateError(f"--study {shown}: no such sqlite file {db}")
+    try:
+        studies = [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
+    except Exception as e:
+        raise AggregateError(f"--study {shown}: cannot open the storage ({_one_line(e)})")
+    if name is None:
+        known = sorted(df["optuna_study"].dropna().unique()) if "optuna_study" in df else []
+        known = [s for s in known if s in studies] or studies
+        if len(known) != 1:
+            raise AggregateError(f"--study {shown}: holds studies {', '.join(studies) or 'none'}; "
+                                 f"pass --study-name")
+        name = known[0]
+    if name not in studies:
+        raise AggregateError(f"--study {shown}: no study named {name!r} "
+                             f"(it holds: {', '.join(studies) or 'none'})")
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def study_outputs(study, df: pd.DataFrame, out: Path) -> Tuple[pd.DataFrame, List[str]]:
+    """trials.csv, Optuna's history plot, and the trial's state and value on each job's row."""
+    import optuna
+
+    trials = study.trials_dataframe()
+    trials.to_csv(out / "trials.csv", index=False)
+    # rc_context: Optuna switches matplotlib to its own style for good otherwise.
+    with warnings.catch_warnings(), plt.rc_context():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+        ax.figure.set_size_inches(7, 4)
+        ax.figure.tight_layout()
+        ax.figure.savefig(out / "optuna_history.png", dpi=120)
+        plt.close(ax.figure)
+    notes = []
+    if "optuna_trial" not in df:
+        df["optuna_trial"] = pd.NA
+        df["optuna_study"] = pd.NA
+    mine = df["optuna_study"] == study.study_name
+    by_number = trials.set_index("number")
+    numbers = pd.to_numeric(df["optuna_trial"], errors="coerce")
+    df["trial_state"] = numbers.where(mine).map(by_number["state"])
+    df["trial_value"] = numbers.where(mine).map(by_number["value"])
+    missing = sorted(set(by_number.index) - set(numbers[mine].dropna().astype(int)))
+    notes.append(f"study {study.study_name!r}: {len(trials)} trials, {int(mine.sum())} of "
+                 f"{len(df)} jobs mapped to one"
+                 + (f"; trials with no job dir here: {_ranges(missing)}" if missing else ""))
+    return df, notes
+
+
+def _ranges(numbers: List[int]) -> str:
+    return ", ".join(str(n) for n in numbers[:20]) + (" ..." if len(numbers) > 20 else "")
+
+
+def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Optional[str],
+              study_name: Optional[str]) -> str:
+    """Do the work; return the text to print. Raises AggregateError on bad input."""
+    problems: List[str] = []
+    jobs = [job for top in dirs for job in find_jobs(top)]
+    rows, curve_parts, choices, swept = [], [], [], []
+    for job in jobs:
+        read = read_job(job, problems)
+        if read is None:
+            continue
+        row, groups, keys = read
+        rows.append(row)
+        choices += groups
+        swept += keys
+        part = read_curves(job, problems)
+        if part is not None:
+            curve_parts.append(part)
+    if not rows:
+        raise AggregateError("no readable runs in " + ", ".join(map(str, dirs)) + ": "
+                             + "; ".join(problems))
+    df = pd.DataFrame(rows)
+    unused = [c for c in dict.fromkeys(choices) if df[c].isna().all()]  # experiment: null ...
+    df = df.drop(columns=unused)
+    choice_cols = [c for c in dict.fromkeys(choices) if c not in unused]
+    swept = [c for c in dict.fromkeys(swept) if c not in choice_cols]
+    settings = setting_columns(df, swept, choice_cols)
+    keys = varying(df, settings)
+    first = ["job_dir", "status"] + settings
+    df = df[first + [c for c in df.columns if c not in first]]
+    if study_url:
+        study = load_study(study_url, study_name, df)
+    completed = df[df["status"] == "completed"]
+    if not completed.empty and metric not in completed:
+        numeric = [c for c in completed.columns if pd.api.types.is_numeric_dtype(completed[c])]
+        raise AggregateError(f"--metric {metric}: not in result.json; numeric fields: "
+                             f"{', '.join(numeric)}")
+    notes: List[str] = []
+    out = out or dirs[0]
+    out.mkdir(parents=True, exist_ok=True)
+    if study_url:
+        df, study_notes = study_outputs(study, df, out)
+        notes += study_notes
+    metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
+    summary = summarize(df, keys, metrics)
+    curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else pd.DataFrame(
+        columns=["job_dir", "epoch", "metric", "value"])
+    curves = curves.merge(df[["job_dir", "status"] + settings], on="job_dir", how="left")
+    curves = curves[["job_dir", "status"] + settings + ["epoch", "metric", "value"]]
+
+    df.to_csv(out / "results.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    md = summary_markdown(summary, keys, metrics)
+    (out / "summary.md").write_text(md)
+    curves.to_csv(out / "curves.csv", index=False)
+    written = ["results.csv", "summary.csv", "summary.md", "curves.csv"]
+    for name, why_not in (
+            ("accuracy_vs_timesteps.png",
+             plot_vs_timesteps(df, metric, out / "accuracy_vs_timesteps.png")),
+            ("learning_curves.png",
+             plot_learning_curves(curves, df, out / "learning_curves.png"))):
+        if why_not:
+            notes.append(f"{name} not drawn: {why_not}")
+        else:
+            written.append(name)
+    if study_url:
+        written += ["trials.csv", "optuna_history.png"]
+
+    counts = df["status"].value_counts()
+    lines = [f"{len(df)} jobs in {', '.join(map(str, dirs))}: "
+             + ", ".join(f"{n} {s}" for s, n in counts.items())
+             + (f"; grouped by {', '.join(keys)}" if keys else "; no setting varies")
+             + (" (seed pooled)" if "seed" in df and df["seed"].astype(str).nunique() > 1 else ""),
+             "", md.rstrip(), ""]
+    bad = df[df["status"] != "completed"]
+    if not bad.empty:
+        lines.append("not completed:")
+        for _, r in bad.iterrows():
+            error = r.get("error")
+            lines.append(f"  {r['job_dir']}  {r['status']}"
+                         + (f": {error}" if isinstance(error, str) else ""))
+    lines += notes + problems
+    lines.append(f"wrote {', '.join(written)} to {out}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m snn_sweep.aggregate",
+        description="Collect the run dirs of snn_sweep sweeps and runs into tables and plots.")
+    p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
+                   help="sweep or run directories (searched recursively for job dirs)")
+    p.add_argument("--out", type=Path, help="where to write (default: the first DIR)")
+    p.add_argument("--metric", default="test_acc",
+                   help="result.json metric plotted against timesteps and added to the summary "
+                        "(default: test_acc)")
+    p.add_argument("--study", metavar="STORAGE_URL",
+                   help="Optuna storage, e.g. sqlite:///multirun/optuna/studies.db: "
+                        "writes trials.csv and optuna_history.png and maps jobs to trials")
+    p.add_argument("--study-name", metavar="NAME",
+                   help="study in that storage (default: the one the jobs name, or the only one)")
+    args = p.parse_args(argv)
+    if args.study_name and not args.study:
+        p.error("--study-name needs --study STORAGE_URL")
+    try:
+        print(aggregate(args.dirs, args.out, args.metric, args.study, args.study_name))
+    except AggregateError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Fused leaky integrate-and-fire recurrence: our own layer in place of stepping `snn.Leaky`.
+
+Stepping an snnTorch neuron costs a Python call and a dozen small autograd nodes per step,
+and autograd keeps every intermediate. Here the whole sequence [T, B, ...] is one
+`torch.autograd.Function`: the forward loop writes the membrane in place, the backward is the
+hand-written adjoint of the same recurrence (one fused multiply-add per step, time walked in
+cache-sized chunks), and spikes are kept for backward only where it needs them, as bool. The semantics are those of `snn.Leaky` (reset_delay=True, no
+inhibition, no state quantization, graded_spikes_factor 1), step t:
+
+    reset_t = H(mem_{t-1} - thr)          (detached: the previous step's spike)
+    subtract: mem_t = b*mem_{t-1} + cur_t - reset_t*thr
+    zero:     mem_t = b*(1 - reset_t)*mem_{t-1} + cur_t
+    none:     mem_t = b*mem_{t-1} + cur_t
+    spk_t   = spike_grad(mem_t - thr)     (Heaviside forward, surrogate backward)
+
+with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative comes from the neuron's
+own `spike_grad` (autograd through it on a detached copy of a chunk of steps), so every
+snnTorch surrogate works unchanged. tests/test_lif.py checks outputs and gradients (input,
+beta, threshold) against stepping `snn.Leaky` with plain autograd.
+"""
+from typing import Callable, Tuple
+
+import snntorch as snn
+import torch
+
+RESETS = {"subtract": 0, "zero": 1, "none": 2}
+
+
+def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Sum a broadcast gradient back to the shape of a (scalar or per-neuron) parameter."""
+    return grad.sum_to_size(like.shape) if like.dim() else grad.sum()
+
+
+class LeakyFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, cur: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+                reset: int, spike_grad: Callable) -> Tuple[torch.Tensor, torch.Tensor]:
+        mem = torch.empty_like(cur)
+        spk = torch.empty_like(cur)
+        prev = torch.zeros_like(cur[0])
+        # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 only if thr < 0.
+        first_reset = (threshold < 0).to(cur.dtype)
+        prev_spk = first_reset.expand_as(prev)
+        for t in range(cur.shape[0]):
+            m = mem[t]
+            if reset == 1:  # zero: the membrane of a neuron that fired is cleared first
+                prev = prev * (1 - prev_spk)
+            torch.addcmul(cur[t], prev, beta, out=m)
+            if reset == 0:
+                m.addcmul_(prev_spk, threshold, value=-1)
+            # snnTorch's spike (every surrogate's forward) is H(mem - thr), i.e. mem > thr.
+            torch.gt(m, threshold, out=spk[t])
+            prev, prev_spk = m, spk[t]
+        # Backward needs the spikes only for zero-reset or a learnable threshold: one byte each.
+        fired = spk.bool() if reset == 1 or ctx.needs_input_grad[2] else None
+        ctx.save_for_backward(mem, fired, beta, threshold, first_reset)
+        ctx.reset, ctx.spike_grad = reset, spike_grad
+        ctx.set_materialize_grads(False)
+        return spk, mem
+
+    @staticmethod
+    def backward(ctx, g_spk, g_mem):
+        mem, fired, beta, threshold, first_reset = ctx.saved_tensors
+        reset, steps = ctx.reset, mem.shape[0]
+        # G_t = dL/dmem_t = dL/dcur_t, from the last step back. Time is walked in chunks of
+        # about 256k elements so that the surrogate's temporaries stay in cache.
+        chunk = max(1, (1 << 18) // max(1, mem[0].numel()))
+        g = torch.empty_like(mem)
+        g_beta = torch.zeros_like(mem[0]) if ctx.needs_input_grad[1] else None
+        g_thr = torch.zeros_like(mem[0]) if ctx.needs_input_grad[2] else None
+        spk = None
+        if fired is not None:
+            spk = fired.to(mem.dtype)
+        for end in range(steps, 0, -chunk):
+            start = max(0, end - chunk)
+            gc = g[start:end]
+            # direct terms: dL/dmem_t itself and through spk_t = spike_grad(mem_t - thr), the
+            # surrogate derivative by autograd through the neuron's own spike_grad
+            if g_spk is not None:
+                with torch.enable_grad():
+                    leaf = (mem[start:end] - threshold).detach().requires_grad_()
+                    (g_surr,) = torch.autograd.grad(ctx.spike_grad(leaf), leaf,
+                                                    g_spk[start:end])
+                if g_thr is not None:
+                    g_thr -= g_surr.sum(0)
+                gc.copy_(g_surr)
+                if g_mem is not None:
+                    gc += g_mem[start:end]
+            elif g_mem is not None:
+                gc.copy_(g_mem[start:end])
+            else:
+                gc.zero_()
+            # the recurrence: dmem_{t+1}/dmem_t = b, or b*(1 - spk_t) with reset to zero
+            for t in range(end - 1, start - 1, -1):
+                if t + 1 < steps:
+                    factor = beta * (1 - spk[t]) if reset == 1 else beta
+                    g[t].addcmul_(g[t + 1], factor)
+            lo = max(start, 1)  # parameter terms of steps lo..end-1 (step 0 starts at rest)
+            if g_beta is not None and lo < end:
+                prev = mem[lo - 1:end - 1]
+                if reset == 1:
+                    prev = prev * (1 - spk[lo - 1:end - 1])
+                g_beta += (g[lo:end] * prev).sum(0)
+            if g_thr is not None and reset == 0:  # - reset_t * thr, reset_t = spk_{t-1}
+                if lo < end:
+                    g_thr -= (g[lo:end] * spk[lo - 1:end - 1]).sum(0)
+                if start == 0:
+                    g_thr -= g[0] * first_reset
+        if g_beta is not None:
+            g_beta = _reduce_to(g_beta, beta)
+        if g_thr is not None:
+            g_thr = _reduce_to(g_thr, threshold)
+        return g, g_beta, g_thr, None, None
+
+
+def fusable(neuron) -> bool:
+    """A plain `snn.Leaky` whose options the fused recurrence reproduces exactly."""
+    return (type(neuron) is snn.Leaky and not neuron.inhibition and not neuron.state_quant
+            and not neuron.init_hidden and neuron.reset_delay
+            and not isinstance(neuron.graded_spikes_factor, torch.nn.Parameter)
+            and float(neuron.graded_spikes_factor) == 1.0)
+
+
+def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Spikes and membrane [T, B, ...] of `neuron` driven by cur [T, B, ...] from rest."""
+    beta = neuron.beta.clamp(0, 1).to(cur.dtype)  # autograd handles the clamp for learn_beta
+    threshold = neuron.threshold.to(cur.dtype)
+    reset = RESETS[neuron.reset_mechanism]
+    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad)

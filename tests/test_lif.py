@@ -1,0 +1,131 @@
+"""The fused LIF recurrence against stepping snn.Leaky through time with plain autograd."""
+import pytest
+import snntorch as snn
+import torch
+from snntorch import surrogate
+
+from snn_sweep.lif import fusable, leaky_sequence
+from snn_sweep.models import build_model, readout_loss, run_neuron
+
+SURROGATES = {"atan": surrogate.atan(), "fast_sigmoid": surrogate.fast_sigmoid(slope=10),
+              "sigmoid": surrogate.sigmoid(slope=5)}
+
+
+def make_pair(reset, spike_grad, beta, threshold, learn):
+    kw = dict(beta=beta, threshold=threshold, spike_grad=spike_grad, reset_mechanism=reset,
+              learn_beta=learn, learn_threshold=learn)
+    return snn.Leaky(**kw), snn.Leaky(**kw)
+
+
+def stepped(neuron, cur):
+    """The snnTorch reference: one call per step, autograd through everything."""
+    mem = neuron.reset_mem()
+    spk_rec, mem_rec = [], []
+    for t in range(cur.shape[0]):
+        spk, mem = neuron(cur[t], mem)
+        spk_rec.append(spk)
+        mem_rec.append(mem)
+    return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+def grads(neuron, cur, fn, w_spk, w_mem):
+    cur = cur.clone().requires_grad_()
+    spk, mem = fn(neuron, cur)
+    ((spk * w_spk).sum() + (mem * w_mem).sum()).backward()
+    params = [p.grad.clone() for p in (neuron.beta, neuron.threshold)
+              if isinstance(p, torch.nn.Parameter)]
+    return spk.detach(), mem.detach(), cur.grad, params
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("surr", list(SURROGATES))
+@pytest.mark.parametrize("beta", [0.9, "per_neuron"])
+def test_fused_matches_stepped_snntorch(reset, surr, beta):
+    torch.manual_seed(0)
+    steps, batch, n = 12, 5, 7
+    if beta == "per_neuron":  # includes values that the clamp to [0, 1] cuts
+        beta = torch.tensor([0.5, 0.9, 1.2, -0.1, 0.99, 0.7, 0.3])
+        threshold = torch.tensor(0.8)
+    else:
+        threshold = 1.0
+    ref, fused = make_pair(reset, SURROGATES[surr], beta, threshold, learn=True)
+    cur = torch.randn(steps, batch, n) * 0.8 + 0.4
+    w_spk, w_mem = torch.randn(steps, batch, n), torch.randn(steps, batch, n)
+    s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
+    s_fus, m_fus, g_fus, p_fus = grads(fused, cur, leaky_sequence, w_spk, w_mem)
+    assert s_ref.sum() > 0 and (s_ref == 0).any()  # the case exercises spikes and resets
+    assert torch.equal(s_fus, s_ref)
+    torch.testing.assert_close(m_fus, m_ref)
+    torch.testing.assert_close(g_fus, g_ref, rtol=1e-4, atol=1e-5)
+    assert len(p_fus) == len(p_ref) == 2
+    for a, b in zip(p_fus, p_ref):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_gradient_only_through_spikes_or_membrane():
+    torch.manual_seed(1)
+    cur = torch.randn(6, 3, 4) + 0.5
+    for use in ("spk", "mem"):
+        ref, fused = make_pair("subtract", surrogate.atan(), 0.8, 1.0, learn=False)
+        out = []
+        for neuron, fn in ((ref, stepped), (fused, leaky_sequence)):
+            c = cur.clone().requires_grad_()
+            spk, mem = fn(neuron, c)
+            (spk if use == "spk" else mem).pow(2).sum().backward()
+            out.append(c.grad)
+        torch.testing.assert_close(out[0], out[1])
+
+
+def test_fusable_only_for_plain_leaky():
+    assert fusable(snn.Leaky(beta=0.9))
+    assert not fusable(snn.Leaky(beta=0.9, inhibition=True))
+    assert not fusable(snn.Leaky(beta=0.9, reset_delay=False))
+    assert not fusable(snn.Synaptic(alpha=0.8, beta=0.9))
+    assert not fusable(snn.Lapicque(beta=0.9))
+
+
+def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch):
+    """Whole model: the fused path and snnTorch stepping give the same loss and grads."""
+    import snn_sweep.models as models
+    cfg = make_cfg("neuron.learn_beta=true", "neuron.learn_threshold=true")
+    results = []
+    for fused in (True, False):
+        if not fused:
+            monkeypatch.setattr(models, "fusable", lambda neuron: False)
+        torch.manual_seed(0)
+        model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+        x = (torch.rand(6, 16, 1, 28, 28) < 0.3).float()
+        y = torch.randint(0, 10, (16,))
+        spk, mem = model(x)
+        loss = readout_loss(cfg.model.readout, spk, mem, y)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (l_a, g_a), (l_b, g_b) = results
+    torch.testing.assert_close(l_a, l_b)
+    assert len(g_a) == len(g_b) == 8  # 2 x (weight, bias, beta, threshold)
+    for a, b in zip(g_a, g_b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_run_neuron_uses_snntorch_for_other_neurons():
+    torch.manual_seed(0)
+    neuron = snn.Synaptic(alpha=0.8, beta=0.9)
+    cur = torch.randn(5, 2, 3) + 0.5
+    spk, mem = run_neuron(neuron, cur)
+    assert spk.shape == mem.shape == cur.shape
+
+
+def test_negative_learned_threshold_resets_at_first_step():
+    """snnTorch's first reset is H(0 - thr): a threshold learned below zero resets at t=0."""
+    torch.manual_seed(2)
+    ref, fused = make_pair("subtract", surrogate.atan(), 0.9, -0.3, learn=True)
+    cur = torch.randn(5, 3, 4)
+    w_spk, w_mem = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
+    s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
+    s_fus, m_fus, g_fus, p_fus = grads(fused, cur, leaky_sequence, w_spk, w_mem)
+    assert torch.equal(s_fus, s_ref)
+    torch.testing.assert_close(m_fus, m_ref)
+    torch.testing.assert_close(g_fus, g_ref)
+    for a, b in zip(p_fus, p_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

@@ -1,0 +1,223 @@
+"""Sweeps end to end on tiny data: the card's grid, Optuna studies (continued, failing, shared
+on PostgreSQL), each followed by the aggregator."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List
+
+import optuna
+import pandas as pd
+import pytest
+
+from conftest import small_overrides
+from snn_sweep.aggregate import main as aggregate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run([sys.executable, "-m", "snn_sweep", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    if check:
+        assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def tiny(data_root: str) -> List[str]:
+    """small_overrides without timesteps (swept or tuned here)."""
+    return [o for o in small_overrides(data_root) if not o.startswith("timesteps=")]
+
+
+def results(sweep_dir: Path) -> dict:
+    return {int(p.parent.name): json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")}
+
+
+def test_card_grid_then_aggregate(data_root, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    sweep("model=snn", "encoder=rate", "-m", "timesteps=1,10,25", *tiny(data_root),
+          f"hydra.sweep.dir={out}")
+    assert sorted(results(out)) == [0, 1, 2]
+    assert (out / "multirun.yaml").is_file()
+    aggregate([str(out)])
+    printed = capsys.readouterr().out
+    res = pd.read_csv(out / "results.csv")
+    assert len(res) == 3 and set(res["status"]) == {"completed"}
+    assert sorted(res["timesteps"]) == [1, 10, 25]
+    assert set(res["encoder"]) == {"rate"} and set(res["model"]) == {"snn"}
+    for col in ("job_dir", "val_acc", "test_acc", "spikes_per_sample", "train_time_s", "seed"):
+        assert col in res, col
+    summary = pd.read_csv(out / "summary.csv")
+    assert list(summary["timesteps"]) == [1, 10, 25] and list(summary["test_acc_count"]) == [1] * 3
+    assert "grouped by timesteps" in printed and re.search(r"^\|\s+timesteps\s+\|", printed, re.M)
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["metric"]) >= {"train_loss", "val_acc"} and curves["timesteps"].nunique() == 3
+    for png in ("accuracy_vs_timesteps.png", "learning_curves.png"):
+        assert (out / png).stat().st_size > 1000
+
+
+def optuna_args(data_root: str, db: Path, sweep_dir: Path, n: int, *extra: str) -> List[str]:
+    return ["-m", "hparams_search=snn_optuna", *tiny(data_root), "model.hidden=[32]",
+            f"hydra.sweeper.storage=sqlite:///{db}", "hydra.sweeper.study_name=t",
+            f"hydra.sweeper.n_trials={n}", f"hydra.sweep.dir={sweep_dir}", *extra]
+
+
+def test_optuna_study_continues(data_root, tmp_path, capsys):
+    db, out = tmp_path / "db" / "studies.db", tmp_path / "sweep"  # db's folder is created
+    sweep(*optuna_args(data_root, db, out, 2))
+    first = results(out)
+    r = sweep(*optuna_args(data_root, db, out, 2))  # same command: continues the study
+    assert "Continuing study 't' after 2 trials" in r.stdout  # Hydra logs to stdout
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{db}")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    jobs = results(out)
+    assert sorted(first) == [0, 1] and sorted(jobs) == [0, 1, 2, 3]  # nothing overwritten
+    for t in study.trials:
+        job = jobs[t.number]  # job dir N is trial N
+        assert (job["optuna_trial"], job["optuna_study"]) == (t.number, "t")
+        assert job["optuna_storage"] == f"sqlite:///{db}"
+        assert Path(t.user_attrs["job_dir"]) == out / str(t.number)
+        assert job["objective"] == pytest.approx(t.value)
+        assert job["timesteps"] == t.params["timesteps"] and job["encoder"] == t.params["encoder"]
+    # the continued run drew new points instead of replaying the seeded first ones
+    assert study.trials[2].params != study.trials[0].params
+    assert {Path(j["optuna_storage"]).name for j in jobs.values()} == {"studies.db"}
+
+    aggregate([str(out), "--study", f"sqlite:///{db}"])
+    printed = capsys.readouterr().out
+    assert "study 't': 4 trials, 4 of 4 jobs mapped to one" in printed
+    res = pd.read_csv(out / "results.csv")
+    assert sorted(res["optuna_trial"]) == [0, 1, 2, 3] and set(res["trial_state"]) == {"COMPLETE"}
+    assert len(pd.read_csv(out / "trials.csv")) == 4
+    assert (out / "optuna_history.png").stat().st_size > 1000
+
+
+def test_failing_trials_do_not_stop_the_study(data_root, tmp_path, capsys):
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    # Adam at lr=1e30 makes the ANN's loss NaN in its second batch; the seeded sampler
+    # proposes both values within four trials.
+    sweep("-m", "hparams_search=ann_optuna", *tiny(data_root), "optimizer=adam",
+          "optimizer.lr=choice(0.001,1e30)", "hydra.sweeper.n_trials=4",
+          "hydra.sweeper.sampler.seed=1234", f"hydra.sweeper.storage=sqlite:///{db}",
+          f"hydra.sweep.dir={out}")
+    study = optuna.load_study(study_name="ann_optuna", storage=f"sqlite:///{db}")
+    states = {t.number: t.state.name for t in study.trials}
+    assert len(states) == 4 and set(states.values()) == {"COMPLETE", "FAIL"}  # no RUNNING left
+    jobs = results(out)
+    for n, state in states.items():
+        assert jobs[n]["status"] == ("completed" if state == "COMPLETE" else "failed")
+        if state == "FAIL":
+            assert jobs[n]["error"].startswith("NonFiniteLossError: training loss is nan")
+            assert study.trials[n].user_attrs["job_status"] == "failed"
+    aggregate([str(out), "--study", f"sqlite:///{db}"])
+    printed = capsys.readouterr().out
+    res = pd.read_csv(out / "results.csv").set_index("optuna_trial")
+    for n, state in states.items():
+        assert res.loc[n, "trial_state"] == state
+        assert res.loc[n, "status"] == ("completed" if state == "COMPLETE" else "failed")
+    assert "not completed:" in printed and "NonFiniteLossError" in printed
+
+
+def test_study_where_every_trial_fails_ends_with_one_clear_error(data_root, tmp_path):
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    r = sweep("-m", "hparams_search=ann_optuna", *tiny(data_root), "optimizer=adam",
+              "optimizer.lr=1e30", "hydra.sweeper.n_trials=2",
+              f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={out}", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "no trial of study 'ann_optuna' completed (2 failed)" in r.stderr
+    study = optuna.load_study(study_name="ann_optuna", storage=f"sqlite:///{db}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+    assert [j["status"] for j in results(out).values()] == ["failed", "failed"]
+
+
+def test_wrong_direction_for_the_metric_is_refused(data_root, tmp_path):
+    r = sweep("-m", "hparams_search=snn_optuna", *tiny(data_root), "optimized_metric=val_loss",
+              f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}",
+              f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+    assert r.returncode == 1
+    assert "optimized_metric=val_loss needs hydra.sweeper.direction=minimize" in r.stderr
+    assert not list((tmp_path / "sweep").glob("*/result.json"))
+
+
+def test_unusable_return_is_failed_not_left_running():
+    from hydra.core.utils import JobReturn, JobStatus
+    from hydra_plugins.snn_sweep_optuna_sweeper._impl import _fail_unusable_return, public_storage
+
+    for value in (float("nan"), float("inf"), None, "x"):
+        ret = JobReturn(status=JobStatus.COMPLETED, _return_value=value)
+        _fail_unusable_return(ret)
+        assert ret.status == JobStatus.FAILED
+        with pytest.raises(ValueError, match="not a finite number"):
+            ret.return_value  # what the upstream sweeper reads, then tells Optuna FAIL
+    ret = JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)
+    _fail_unusable_return(ret)
+    assert ret.status == JobStatus.COMPLETED
+    assert public_storage("postgresql+psycopg2://u:secret@h:5/db") == \
+        "postgresql+psycopg2://u:***@h:5/db"
+
+
+# --- a study shared through PostgreSQL ------------------------------------------------------
+
+def _pg_bin() -> Path:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres():
+    """A private PostgreSQL cluster on a free local port, stopped afterwards. Postgres refuses
+    to run as root, so as root it runs as the postgres user."""
+    pg = _pg_bin()
+    if pg is None:
+        pytest.skip("PostgreSQL server binaries not found under /usr/lib/postgresql")
+    pytest.importorskip("psycopg2", reason="psycopg2-binary (extra `postgres`) not installed")
+    as_user: List[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser")
+        try:
+            import pwd
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and no postgres user to run the server as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    base = Path(tempfile.mkdtemp(prefix="snn-sweep-pg-"))
+    if as_user:
+        shutil.chown(base, "postgres")
+    data = base / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run(as_user + list(cmd), check=True, capture_output=True,  # noqa
+                                      timeout=60)
+    try:
+        run(str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+        run(str(pg / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"), "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start")
+        yield f"postgresql+psycopg2://postgres:secret@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(as_user + [str(pg / "pg_ctl"), "-D", str(data), "-m", "fast",
+                                      "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_shared_study_on_postgres(postgres, data_root, tmp_path):
+    # two workers (here one after the other) on one study: trial numbers come from the server
+    for worker in ("a", "b"):
+        sweep("-m", "hparams_search=snn_optuna", *tiny(data_root), "model.hidden=[32]",
+              "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage={postgres}",
+              "hydra.sweeper.study_name=shared", f"hydra.sweep.dir={tmp_path / worker}")
+    study = optuna.load_study(study_name="shared", storage=postgres)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    a, b = results(tmp_path / "a"), results(tmp_path / "b")
+    assert (list(a), list(b)) == ([0], [1])
+    assert b[1]["optuna_storage"].startswith("postgresql+psycopg2://postgres:***@")
+    assert "secret" not in json.dumps(b[1])
