@@ -33,7 +33,7 @@ from torchvision import datasets, transforms
 from .config import register_configs
 from .data import load_splits
 from .models import build_model, readout_loss
-from .train import Runner, build_optimizer
+from .train import Runner, build_optimizer, keep_freed_memory
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BATCH = 128
@@ -170,6 +170,9 @@ class Ours:
     """The project's pipeline for one case: the same calls train.py makes."""
 
     def __init__(self, case: Case, data_root: str, data=None):
+        # as train.py does on the CPU; process-wide, so the reference in the same process
+        # gets the same allocator (only the memory check runs each side in its own process)
+        keep_freed_memory()
         self.cfg = compose_cfg(case, data_root)
         self.data = data if data is not None else load_splits(self.cfg.data)
         torch.manual_seed(self.cfg.seed)

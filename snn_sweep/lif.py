@@ -18,7 +18,8 @@ own `spike_grad` (autograd through it on a detached copy of a chunk of steps), s
 snnTorch surrogate works unchanged. tests/test_lif.py checks outputs and gradients (input,
 beta, threshold) against stepping `snn.Leaky` with plain autograd.
 """
-from typing import Callable, Tuple
+import math
+from typing import Callable, Dict, Optional, Tuple
 
 import snntorch as snn
 import torch
@@ -34,7 +35,8 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class LeakyFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cur: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
-                reset: int, spike_grad: Callable) -> Tuple[torch.Tensor, torch.Tensor]:
+                reset: int, spike_grad: Callable, derivative: Optional[Callable]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
         mem = torch.empty_like(cur)
         spk = torch.empty_like(cur)
         prev = torch.zeros_like(cur[0])
@@ -54,16 +56,16 @@ class LeakyFunction(torch.autograd.Function):
         # Backward needs the spikes only for zero-reset or a learnable threshold: one byte each.
         fired = spk.bool() if reset == 1 or ctx.needs_input_grad[2] else None
         ctx.save_for_backward(mem, fired, beta, threshold, first_reset)
-        ctx.reset, ctx.spike_grad = reset, spike_grad
+        ctx.reset, ctx.spike_grad, ctx.derivative = reset, spike_grad, derivative
         ctx.set_materialize_grads(False)
         return spk, mem
 
     @staticmethod
     def backward(ctx, g_spk, g_mem):
         mem, fired, beta, threshold, first_reset = ctx.saved_tensors
-        reset, steps = ctx.reset, mem.shape[0]
+        reset, steps, derivative = ctx.reset, mem.shape[0], ctx.derivative
         # G_t = dL/dmem_t = dL/dcur_t, from the last step back. Time is walked in chunks of
-        # about 256k elements so that the surrogate's temporaries stay in cache.
+        # about 256k elements so that the temporaries stay in cache.
         chunk = max(1, (1 << 18) // max(1, mem[0].numel()))
         g = torch.empty_like(mem)
         g_beta = torch.zeros_like(mem[0]) if ctx.needs_input_grad[1] else None
@@ -74,16 +76,20 @@ class LeakyFunction(torch.autograd.Function):
         for end in range(steps, 0, -chunk):
             start = max(0, end - chunk)
             gc = g[start:end]
-            # direct terms: dL/dmem_t itself and through spk_t = spike_grad(mem_t - thr), the
-            # surrogate derivative by autograd through the neuron's own spike_grad
+            # direct terms: dL/dmem_t itself and through spk_t = spike_grad(mem_t - thr)
             if g_spk is not None:
-                with torch.enable_grad():
-                    leaf = (mem[start:end] - threshold).detach().requires_grad_()
-                    (g_surr,) = torch.autograd.grad(ctx.spike_grad(leaf), leaf,
-                                                    g_spk[start:end])
+                if derivative is not None:  # hand-written: a few in-place passes
+                    torch.sub(mem[start:end], threshold, out=gc)
+                    derivative(gc)
+                    gc.mul_(g_spk[start:end])
+                else:  # any other surrogate: autograd through the neuron's own spike_grad
+                    with torch.enable_grad():
+                        leaf = (mem[start:end] - threshold).detach().requires_grad_()
+                        (g_surr,) = torch.autograd.grad(ctx.spike_grad(leaf), leaf,
+                                                        g_spk[start:end])
+                    gc.copy_(g_surr)
                 if g_thr is not None:
-                    g_thr -= g_surr.sum(0)
-                gc.copy_(g_surr)
+                    g_thr -= gc.sum(0)
                 if g_mem is not None:
                     gc += g_mem[start:end]
             elif g_mem is not None:
@@ -110,7 +116,7 @@ class LeakyFunction(torch.autograd.Function):
             g_beta = _reduce_to(g_beta, beta)
         if g_thr is not None:
             g_thr = _reduce_to(g_thr, threshold)
-        return g, g_beta, g_thr, None, None
+        return g, g_beta, g_thr, None, None, None
 
 
 def fusable(neuron) -> bool:
@@ -121,9 +127,44 @@ def fusable(neuron) -> bool:
             and float(neuron.graded_spikes_factor) == 1.0)
 
 
-def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Spikes and membrane [T, B, ...] of `neuron` driven by cur [T, B, ...] from rest."""
+def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor, derivative: Optional[Callable] = None
+                   ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Spikes and membrane [T, B, ...] of `neuron` driven by cur [T, B, ...] from rest.
+    `derivative` (from `surrogate_derivative`) must be that of the neuron's spike_grad; without
+    it the backward differentiates spike_grad by autograd."""
     beta = neuron.beta.clamp(0, 1).to(cur.dtype)  # autograd handles the clamp for learn_beta
     threshold = neuron.threshold.to(cur.dtype)
     reset = RESETS[neuron.reset_mechanism]
-    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad)
+    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative)
+
+
+def _atan(alpha: float = 2.0):
+    # d/dx of snntorch.surrogate.atan: (alpha/2) / (1 + (pi/2 * alpha * x)^2)
+    a, b = (math.pi / 2 * alpha) ** 2 * 2 / alpha, 2 / alpha
+    return lambda x: x.square_().mul_(a).add_(b).reciprocal_()
+
+
+def _fast_sigmoid(slope: float = 25):
+    # d/dx of snntorch.surrogate.fast_sigmoid: 1 / (slope * |x| + 1)^2
+    return lambda x: x.abs_().mul_(slope).add_(1).square_().reciprocal_()
+
+
+def _sigmoid(slope: float = 25):
+    # d/dx of snntorch.surrogate.sigmoid: slope * s * (1 - s), s = sigmoid(slope * x)
+    def d(x):
+        s = x.mul_(slope).sigmoid_()
+        return s.mul_(s.neg().add_(1)).mul_(slope)
+    return d
+
+
+# Surrogates (by their name in snntorch.surrogate) whose derivative is written out here,
+# several times cheaper than autograd through their autograd.Function; tests/test_lif.py checks
+# each against snnTorch's own backward.
+DERIVATIVES: Dict[str, Callable] = {"atan": _atan, "fast_sigmoid": _fast_sigmoid,
+                                    "sigmoid": _sigmoid}
+
+
+def surrogate_derivative(name: str, args: Dict) -> Optional[Callable]:
+    """An in-place function x -> d spike_grad(x)/dx for snntorch.surrogate.<name>(**args),
+    or None when it is not written out here."""
+    return DERIVATIVES[name](**args) if name in DERIVATIVES else None

@@ -15,7 +15,7 @@ from snntorch import surrogate
 from torch import nn
 
 from .config import Readout
-from .lif import fusable, leaky_sequence
+from .lif import fusable, leaky_sequence, surrogate_derivative
 from .sparse import sparse_input_linear
 
 
@@ -54,7 +54,8 @@ def over_time(layer: nn.Module, x: torch.Tensor, model_input: bool = False) -> t
     return y.view(steps, x.shape[1], *y.shape[1:])
 
 
-def run_neuron(neuron: nn.Module, cur: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None
+               ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run a neuron through cur [T, B, ...] from rest; returns spikes and membrane [T, B, ...].
 
     A plain snn.Leaky runs as our fused recurrence (lif.py: one autograd node for the whole
@@ -63,7 +64,7 @@ def run_neuron(neuron: nn.Module, cur: torch.Tensor) -> Tuple[torch.Tensor, torc
     previous batch.
     """
     if fusable(neuron):
-        return leaky_sequence(neuron, cur)
+        return leaky_sequence(neuron, cur, derivative)
     neuron.reset_mem()
     spk, mem = [], []
     for t in range(cur.shape[0]):
@@ -80,6 +81,8 @@ class SpikingNet(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.neurons = nn.ModuleList(make_neuron(neuron_cfg) for _ in blocks)
+        # the hand-written derivative of the neurons' surrogate, for the fused LIF backward
+        self.derivative = surrogate_derivative(neuron_cfg.surrogate, neuron_cfg.surrogate_args)
 
     def forward(self, x: torch.Tensor, stats: Optional[Dict] = None):
         """x [T, B, ...]. If `stats` is a dict, per-layer event counts are added to it
@@ -89,7 +92,7 @@ class SpikingNet(nn.Module):
                 stats.setdefault(f"in_events_{i}", 0)
                 stats[f"in_events_{i}"] += int(torch.count_nonzero(x))
             cur = over_time(block, x, model_input=i == 0)
-            x, mem = run_neuron(neuron, cur)
+            x, mem = run_neuron(neuron, cur, self.derivative)
             if stats is not None:
                 stats.setdefault(f"spikes_{i}", 0)
                 stats[f"spikes_{i}"] += int(x.sum())

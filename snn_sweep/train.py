@@ -4,12 +4,14 @@
 `status: failed` with the reason in result.json and raises, so a sweep sees a failed job.
 """
 import csv
+import ctypes
 import io
 import json
 import logging
 import math
 import os
 import random
+import sys
 import tempfile
 import time
 import traceback
@@ -60,6 +62,25 @@ def write_csv(path: str, rows: List[Dict]) -> None:
     write_atomic(path, buf.getvalue().encode())
 
 
+def keep_freed_memory() -> None:
+    """Keep freed blocks in the process heap (glibc on Linux; elsewhere a no-op).
+
+    PyTorch has no caching allocator on the CPU, and glibc returns a freed block above its
+    mmap threshold to the OS at once, so every batch page-faults its activation buffers in
+    anew; on 2 cores that cost more than the arithmetic of a T=25 training step
+    (docs/performance.md). Serving blocks up to 32 MB from the heap and trimming it only above
+    1 GB keeps them; the process-wide effect is the point."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # another C library (e.g. musl): leave its defaults
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    libc.mallopt(m_mmap_threshold, 32 << 20)
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -73,12 +94,19 @@ def seed_everything(seed: int) -> None:
 
 def build_optimizer(cfg, params, steps_total: int):
     o = cfg.optimizer
+    params = list(params)
+    # The fused kernels (CPU and CUDA) update all parameters in one pass: ~10x faster steps
+    # than the default for-each implementation, the same update rule.
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
     if o.name == "adam":
-        opt = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        opt = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
+                               fused=fused)
     elif o.name == "adamw":
-        opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas),
+                                weight_decay=o.weight_decay, fused=fused)
     else:
-        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                              fused=fused)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps_total) \
         if o.scheduler == "cosine" else None
     return opt, sched
@@ -169,6 +197,8 @@ def _train(cfg, out_dir: str, result: Dict) -> None:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     device = resolve_device(cfg.trainer.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     data = load_splits(cfg.data)
     seed_everything(cfg.seed)
     model = build_model(cfg.model, cfg.neuron, tuple(data.train_x.shape[1:]), data.num_classes)

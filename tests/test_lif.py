@@ -4,11 +4,11 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 
-from snn_sweep.lif import fusable, leaky_sequence
+from snn_sweep.lif import fusable, leaky_sequence, surrogate_derivative
 from snn_sweep.models import build_model, readout_loss, run_neuron
 
-SURROGATES = {"atan": surrogate.atan(), "fast_sigmoid": surrogate.fast_sigmoid(slope=10),
-              "sigmoid": surrogate.sigmoid(slope=5)}
+SURROGATE_ARGS = {"atan": {}, "fast_sigmoid": {"slope": 10}, "sigmoid": {"slope": 5}}
+SURROGATES = {name: getattr(surrogate, name)(**args) for name, args in SURROGATE_ARGS.items()}
 
 
 def make_pair(reset, spike_grad, beta, threshold, learn):
@@ -40,7 +40,8 @@ def grads(neuron, cur, fn, w_spk, w_mem):
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("surr", list(SURROGATES))
 @pytest.mark.parametrize("beta", [0.9, "per_neuron"])
-def test_fused_matches_stepped_snntorch(reset, surr, beta):
+@pytest.mark.parametrize("derivative", ["hand_written", "autograd"])
+def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative):
     torch.manual_seed(0)
     steps, batch, n = 12, 5, 7
     if beta == "per_neuron":  # includes values that the clamp to [0, 1] cuts
@@ -52,7 +53,10 @@ def test_fused_matches_stepped_snntorch(reset, surr, beta):
     cur = torch.randn(steps, batch, n) * 0.8 + 0.4
     w_spk, w_mem = torch.randn(steps, batch, n), torch.randn(steps, batch, n)
     s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
-    s_fus, m_fus, g_fus, p_fus = grads(fused, cur, leaky_sequence, w_spk, w_mem)
+    d = surrogate_derivative(surr, SURROGATE_ARGS[surr]) if derivative == "hand_written" else None
+    assert (d is None) == (derivative == "autograd")
+    s_fus, m_fus, g_fus, p_fus = grads(fused, cur, lambda n, c: leaky_sequence(n, c, d),
+                                       w_spk, w_mem)
     assert s_ref.sum() > 0 and (s_ref == 0).any()  # the case exercises spikes and resets
     assert torch.equal(s_fus, s_ref)
     torch.testing.assert_close(m_fus, m_ref)
@@ -75,6 +79,14 @@ def test_gradient_only_through_spikes_or_membrane():
             (spk if use == "spk" else mem).pow(2).sum().backward()
             out.append(c.grad)
         torch.testing.assert_close(out[0], out[1])
+
+
+def test_surrogate_derivative_written_out_only_where_known():
+    assert surrogate_derivative("triangular", {}) is None
+    x = torch.linspace(-1, 1, 11)
+    leaf = x.clone().requires_grad_()
+    surrogate.atan(alpha=3.0)(leaf).sum().backward()
+    torch.testing.assert_close(surrogate_derivative("atan", {"alpha": 3.0})(x.clone()), leaf.grad)
 
 
 def test_fusable_only_for_plain_leaky():
