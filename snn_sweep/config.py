@@ -104,7 +104,7 @@ class DataConfig:
     split_seed: int = 0  # the validation split is fixed across training seeds
     train_subset: Optional[int] = None
     batch_size: int = 128
-    eval_batch_size: int = 256  # above ~256 the activations outgrow the cache: slower on CPU
+    eval_batch_size: int = 256  # on the CPU also capped at 6400 (timestep x sample) rows
 
 
 @dataclass
