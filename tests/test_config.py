@@ -89,3 +89,29 @@ def test_experiment_presets_compose(make_cfg, preset):
     for key, values in params.items():  # every swept value is a valid override
         for v in str(values).split(","):
             make_cfg(f"{key}={v}")
+
+
+def leaves(node, prefix=""):
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("group", ["experiment", "hparams_search"])
+def test_presets_override_the_defaults(group):
+    """A preset's values win over config.yaml's (e.g. snn_vs_ann's trainer.epochs=3)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    checked = 0
+    for path in sorted((CONF / group).glob("*.yaml")):
+        preset = OmegaConf.to_container(OmegaConf.load(path))
+        preset.pop("defaults", None)
+        preset.pop("hydra", None)
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[f"{group}={path.stem}"])
+        for key, value in leaves(preset):
+            assert OmegaConf.select(cfg, key) == value, f"{path.name}: {key}"
+            checked += 1
+    assert checked
