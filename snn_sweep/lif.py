@@ -4,8 +4,9 @@ Stepping an snnTorch neuron costs a Python call and a dozen small autograd nodes
 and autograd keeps every intermediate. Here the whole sequence [T, B, ...] is one
 `torch.autograd.Function`: the forward loop writes the membrane in place, the backward is the
 hand-written adjoint of the same recurrence (one fused multiply-add per step, time walked in
-cache-sized chunks), and spikes are kept for backward only where it needs them, as bool. The semantics are those of `snn.Leaky` (reset_delay=True, no
-inhibition, no state quantization, graded_spikes_factor 1), step t:
+cache-sized chunks), and spikes are kept for backward only where it needs them, as bool.
+The semantics are those of `snn.Leaky` (reset_delay=True, no inhibition, no state
+quantization, graded_spikes_factor 1), step t:
 
     reset_t = H(mem_{t-1} - thr)          (detached: the previous step's spike)
     subtract: mem_t = b*mem_{t-1} + cur_t - reset_t*thr
@@ -13,10 +14,11 @@ inhibition, no state quantization, graded_spikes_factor 1), step t:
     none:     mem_t = b*mem_{t-1} + cur_t
     spk_t   = spike_grad(mem_t - thr)     (Heaviside forward, surrogate backward)
 
-with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative comes from the neuron's
-own `spike_grad` (autograd through it on a detached copy of a chunk of steps), so every
-snnTorch surrogate works unchanged. tests/test_lif.py checks outputs and gradients (input,
-beta, threshold) against stepping `snn.Leaky` with plain autograd.
+with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative of atan, fast_sigmoid
+and sigmoid is written out (DERIVATIVES: a few in-place passes); any other surrogate is
+differentiated by autograd through the neuron's own `spike_grad`, so every snnTorch
+surrogate works. tests/test_lif.py checks outputs and gradients (input, beta, threshold),
+both ways, against stepping `snn.Leaky` with plain autograd.
 """
 import math
 from typing import Callable, Dict, Optional, Tuple
