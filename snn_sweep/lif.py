@@ -35,21 +35,27 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class LeakyFunction(torch.autograd.Function):
+    """cur is [T, B, ...], or [B, ...] with `steps` = T: an input current that does not change
+    over time (direct coding). Then its gradient, the sum over time of dL/dcur_t, is summed
+    inside the backward's recurrence and never stored per step."""
+
     @staticmethod
     def forward(ctx, cur: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
-                reset: int, spike_grad: Callable, derivative: Optional[Callable]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        mem = torch.empty_like(cur)
-        spk = torch.empty_like(cur)
-        prev = torch.zeros_like(cur[0])
+                reset: int, spike_grad: Callable, derivative: Optional[Callable],
+                steps: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+        constant = steps is not None
+        shape = (steps, *cur.shape) if constant else cur.shape
+        mem = cur.new_empty(shape)
+        spk = cur.new_empty(shape)
+        prev = torch.zeros_like(mem[0])
         # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 only if thr < 0.
         first_reset = (threshold < 0).to(cur.dtype)
         prev_spk = first_reset.expand_as(prev)
-        for t in range(cur.shape[0]):
+        for t in range(shape[0]):
             m = mem[t]
             if reset == 1:  # zero: the membrane of a neuron that fired is cleared first
                 prev = prev * (1 - prev_spk)
-            torch.addcmul(cur[t], prev, beta, out=m)
+            torch.addcmul(cur if constant else cur[t], prev, beta, out=m)
             if reset == 0:
                 m.addcmul_(prev_spk, threshold, value=-1)
             # snnTorch's spike (every surrogate's forward) is H(mem - thr), i.e. mem > thr.
@@ -59,6 +65,7 @@ class LeakyFunction(torch.autograd.Function):
         fired = spk.bool() if reset == 1 or ctx.needs_input_grad[2] else None
         ctx.save_for_backward(mem, fired, beta, threshold, first_reset)
         ctx.reset, ctx.spike_grad, ctx.derivative = reset, spike_grad, derivative
+        ctx.constant = constant
         ctx.set_materialize_grads(False)
         return spk, mem
 
@@ -69,18 +76,20 @@ class LeakyFunction(torch.autograd.Function):
         # G_t = dL/dmem_t = dL/dcur_t, from the last step back. Time is walked in chunks of
         # about 256k elements so that the temporaries stay in cache.
         chunk = max(1, (1 << 18) // max(1, mem[0].numel()))
-        g = torch.empty_like(mem)
+        if ctx.constant:  # only the sum over time is returned: one chunk-sized buffer
+            g, g_sum, buf = None, torch.zeros_like(mem[0]), mem.new_empty((chunk, *mem.shape[1:]))
+        else:
+            g, g_sum, buf = torch.empty_like(mem), None, None
         g_beta = torch.zeros_like(mem[0]) if ctx.needs_input_grad[1] else None
         g_thr = torch.zeros_like(mem[0]) if ctx.needs_input_grad[2] else None
-        spk = None
-        if fired is not None:
-            spk = fired.to(mem.dtype)
+        spk = fired.to(mem.dtype) if fired is not None else None
+        later = None  # G of the step after the current chunk
         for end in range(steps, 0, -chunk):
             start = max(0, end - chunk)
-            gc = g[start:end]
+            gc = g[start:end] if g is not None else buf[:end - start]
             # direct terms: dL/dmem_t itself and through spk_t = spike_grad(mem_t - thr)
             if g_spk is not None:
-                if derivative is not None:  # hand-written: a few in-place passes
+                if derivative is not None:  # written out: a few in-place passes
                     torch.sub(mem[start:end], threshold, out=gc)
                     derivative(gc)
                     gc.mul_(g_spk[start:end])
@@ -99,26 +108,32 @@ class LeakyFunction(torch.autograd.Function):
             else:
                 gc.zero_()
             # the recurrence: dmem_{t+1}/dmem_t = b, or b*(1 - spk_t) with reset to zero
-            for t in range(end - 1, start - 1, -1):
-                if t + 1 < steps:
-                    factor = beta * (1 - spk[t]) if reset == 1 else beta
-                    g[t].addcmul_(g[t + 1], factor)
+            for i in range(end - start - 1, -1, -1):
+                nxt = gc[i + 1] if i + 1 < end - start else later
+                if nxt is not None:
+                    factor = beta * (1 - spk[start + i]) if reset == 1 else beta
+                    gc[i].addcmul_(nxt, factor)
             lo = max(start, 1)  # parameter terms of steps lo..end-1 (step 0 starts at rest)
             if g_beta is not None and lo < end:
                 prev = mem[lo - 1:end - 1]
                 if reset == 1:
                     prev = prev * (1 - spk[lo - 1:end - 1])
-                g_beta += (g[lo:end] * prev).sum(0)
+                g_beta += (gc[lo - start:] * prev).sum(0)
             if g_thr is not None and reset == 0:  # - reset_t * thr, reset_t = spk_{t-1}
                 if lo < end:
-                    g_thr -= (g[lo:end] * spk[lo - 1:end - 1]).sum(0)
+                    g_thr -= (gc[lo - start:] * spk[lo - 1:end - 1]).sum(0)
                 if start == 0:
-                    g_thr -= g[0] * first_reset
+                    g_thr -= gc[0] * first_reset
+            if g_sum is not None:
+                g_sum += gc.sum(0)
+                later = gc[0].clone()  # buf is overwritten by the next chunk
+            else:
+                later = gc[0]
         if g_beta is not None:
             g_beta = _reduce_to(g_beta, beta)
         if g_thr is not None:
             g_thr = _reduce_to(g_thr, threshold)
-        return g, g_beta, g_thr, None, None, None
+        return (g if g is not None else g_sum), g_beta, g_thr, None, None, None, None
 
 
 def fusable(neuron) -> bool:
@@ -129,15 +144,16 @@ def fusable(neuron) -> bool:
             and float(neuron.graded_spikes_factor) == 1.0)
 
 
-def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor, derivative: Optional[Callable] = None
-                   ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Spikes and membrane [T, B, ...] of `neuron` driven by cur [T, B, ...] from rest.
-    `derivative` (from `surrogate_derivative`) must be that of the neuron's spike_grad; without
-    it the backward differentiates spike_grad by autograd."""
+def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor, derivative: Optional[Callable] = None,
+                   steps: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Spikes and membrane [T, B, ...] of `neuron` driven from rest by cur [T, B, ...], or by
+    cur [B, ...] at each of `steps` steps. `derivative` (from `surrogate_derivative`) must be
+    that of the neuron's spike_grad; without it the backward differentiates spike_grad by
+    autograd."""
     beta = neuron.beta.clamp(0, 1).to(cur.dtype)  # autograd handles the clamp for learn_beta
     threshold = neuron.threshold.to(cur.dtype)
     reset = RESETS[neuron.reset_mechanism]
-    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative)
+    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative, steps)
 
 
 def _atan(alpha: float = 2.0):

@@ -36,16 +36,10 @@ def make_neuron(cfg) -> nn.Module:
 
 
 def over_time(layer: nn.Module, x: torch.Tensor, model_input: bool = False) -> torch.Tensor:
-    """Apply a stateless layer to every step of x [T, B, ...] in one call.
-
-    A time-constant input (direct coding: an expanded view with stride 0 along T) is
-    computed once and broadcast; autograd sums its gradient over T. The model's input to a
-    Linear goes through sparse.py, which computes only what changes over time (spike trains).
-    """
+    """Apply a stateless layer to every step of x [T, B, ...] in one call. The model's input
+    to a Linear goes through sparse.py, which computes only what changes over time (spike
+    trains)."""
     steps = x.shape[0]
-    if steps > 1 and x.stride(0) == 0:
-        y = layer(x[0])
-        return y.unsqueeze(0).expand(steps, *y.shape)
     if model_input:
         y = sparse_input_linear(layer, x)
         if y is not None:
@@ -54,9 +48,10 @@ def over_time(layer: nn.Module, x: torch.Tensor, model_input: bool = False) -> t
     return y.view(steps, x.shape[1], *y.shape[1:])
 
 
-def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None
+def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None, steps=None
                ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Run a neuron through cur [T, B, ...] from rest; returns spikes and membrane [T, B, ...].
+    """Run a neuron from rest through cur [T, B, ...], or through cur [B, ...] repeated for
+    `steps` steps; returns spikes and membrane [T, B, ...].
 
     A plain snn.Leaky runs as our fused recurrence (lif.py: one autograd node for the whole
     sequence, several times faster); other neurons are stepped with snnTorch itself, which
@@ -64,7 +59,9 @@ def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None
     previous batch.
     """
     if fusable(neuron):
-        return leaky_sequence(neuron, cur, derivative)
+        return leaky_sequence(neuron, cur, derivative, steps)
+    if steps is not None:
+        cur = cur.unsqueeze(0).expand(steps, *cur.shape)
     neuron.reset_mem()
     spk, mem = [], []
     for t in range(cur.shape[0]):
@@ -91,8 +88,11 @@ class SpikingNet(nn.Module):
             if stats is not None:
                 stats.setdefault(f"in_events_{i}", 0)
                 stats[f"in_events_{i}"] += int(torch.count_nonzero(x))
-            cur = over_time(block, x, model_input=i == 0)
-            x, mem = run_neuron(neuron, cur, self.derivative)
+            # A time-constant input (direct coding: a view with stride 0 along T) is computed
+            # once; the neuron integrates it T times and sums its gradient over time.
+            constant = x.shape[0] > 1 and x.stride(0) == 0
+            cur = block(x[0]) if constant else over_time(block, x, model_input=i == 0)
+            x, mem = run_neuron(neuron, cur, self.derivative, x.shape[0] if constant else None)
             if stats is not None:
                 stats.setdefault(f"spikes_{i}", 0)
                 stats[f"spikes_{i}"] += int(x.sum())

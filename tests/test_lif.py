@@ -97,8 +97,10 @@ def test_fusable_only_for_plain_leaky():
     assert not fusable(snn.Lapicque(beta=0.9))
 
 
-def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch):
-    """Whole model: the fused path and snnTorch stepping give the same loss and grads."""
+@pytest.mark.parametrize("inputs", ["spikes", "constant"])
+def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch, inputs):
+    """Whole model: the fused path and snnTorch stepping give the same loss and grads, for
+    spike input and for a time-constant (direct-coded) input."""
     import snn_sweep.models as models
     cfg = make_cfg("neuron.learn_beta=true", "neuron.learn_threshold=true")
     results = []
@@ -107,7 +109,10 @@ def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch):
             monkeypatch.setattr(models, "fusable", lambda neuron: False)
         torch.manual_seed(0)
         model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
-        x = (torch.rand(6, 16, 1, 28, 28) < 0.3).float()
+        if inputs == "spikes":
+            x = (torch.rand(6, 16, 1, 28, 28) < 0.3).float()
+        else:
+            x = torch.rand(16, 1, 28, 28).unsqueeze(0).expand(6, 16, 1, 28, 28)
         y = torch.randint(0, 10, (16,))
         spk, mem = model(x)
         loss = readout_loss(cfg.model.readout, spk, mem, y)
@@ -141,3 +146,28 @@ def test_negative_learned_threshold_resets_at_first_step():
     torch.testing.assert_close(g_fus, g_ref)
     for a, b in zip(p_fus, p_ref):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("size", ["small", "several_chunks"])
+def test_constant_current_matches_stepping_its_expansion(reset, size):
+    """Direct coding: cur [B, N] given once with steps=T is the expanded [T, B, N] input, and
+    its gradient is the sum over time (here also across the backward's time chunks)."""
+    torch.manual_seed(3)
+    steps, batch, n = (9, 4, 6) if size == "small" else (5, 4, 40000)  # 160k/step: 3 chunks
+    ref, fused = make_pair(reset, surrogate.atan(), 0.85, 0.9, learn=True)
+    base = torch.randn(batch, n) * 0.6 + 0.4
+    w_spk, w_mem = torch.randn(steps, batch, n), torch.randn(steps, batch, n)
+    s_ref, m_ref, g_ref, p_ref = grads(
+        ref, base, lambda nrn, c: stepped(nrn, c.unsqueeze(0).expand(steps, *c.shape)),
+        w_spk, w_mem)
+    d = surrogate_derivative("atan", {})
+    s_fus, m_fus, g_fus, p_fus = grads(
+        fused, base, lambda nrn, c: leaky_sequence(nrn, c, d, steps), w_spk, w_mem)
+    assert s_ref.sum() > 0 and (s_ref == 0).any()
+    assert g_fus.shape == base.shape
+    assert torch.equal(s_fus, s_ref)
+    torch.testing.assert_close(m_fus, m_ref)
+    torch.testing.assert_close(g_fus, g_ref, rtol=1e-4, atol=1e-4)
+    for a, b in zip(p_fus, p_ref):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-2)  # sums over 800k elements
