@@ -3,7 +3,7 @@
 Reads only run-dir files (.hydra/{config,hydra,overrides}.yaml, result.json, metrics.csv), never
 the trainer, so it works on results copied from another machine or made by an older version.
 Writes into OUT (default: the first DIR): results.csv, summary.csv, summary.md, curves.csv,
-accuracy_vs_timesteps.png, learning_curves.png and, with --study, trials.csv and
+accuracy_vs_timesteps.png, learning_curves.png and, with --study, trials.csv, trials.md and
 optuna_history.png. Prints the summary table.
 """
 import argparse
@@ -299,6 +299,13 @@ def study_outputs(study, df: pd.DataFrame, out: Path) -> Tuple[pd.DataFrame, Lis
 
     trials = study.trials_dataframe()
     trials.to_csv(out / "trials.csv", index=False)
+    # The same, readable: trial number, state, value, parameters and the job dir it ran in.
+    table = trials[["number", "state", "value",
+                    *(c for c in trials if c.startswith("params_"))]].copy()
+    table.columns = [c.removeprefix("params_") for c in table.columns]
+    if "user_attrs_job_dir" in trials:
+        table["job_dir"] = trials["user_attrs_job_dir"].map(_relative)
+    (out / "trials.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
     # rc_context: Optuna switches matplotlib to its own style for good otherwise.
     with warnings.catch_warnings(), plt.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -321,6 +328,14 @@ def study_outputs(study, df: pd.DataFrame, out: Path) -> Tuple[pd.DataFrame, Lis
                  f"{len(df)} jobs mapped to one"
                  + (f"; trials with no job dir here: {_ranges(missing)}" if missing else ""))
     return df, notes
+
+
+def _relative(path: Any) -> Any:
+    """A job dir relative to the working directory when it lies below it."""
+    if not isinstance(path, str) or not os.path.isabs(path):
+        return path
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _ranges(numbers: List[int]) -> str:
@@ -392,7 +407,7 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
         else:
             written.append(name)
     if study_url:
-        written += ["trials.csv", "optuna_history.png"]
+        written += ["trials.csv", "trials.md", "optuna_history.png"]
 
     counts = df["status"].value_counts()
     lines = [f"{len(df)} jobs in {', '.join(map(str, dirs))}: "

@@ -96,6 +96,8 @@ def test_optuna_study_continues(data_root, tmp_path, capsys):
     res = pd.read_csv(out / "results.csv")
     assert sorted(res["optuna_trial"]) == [0, 1, 2, 3] and set(res["trial_state"]) == {"COMPLETE"}
     assert len(pd.read_csv(out / "trials.csv")) == 4
+    trials_md = (out / "trials.md").read_text().splitlines()
+    assert trials_md[0].split("|")[1].strip() == "number" and len(trials_md) == 2 + 4
     assert (out / "optuna_history.png").stat().st_size > 1000
 
 
