@@ -24,13 +24,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-# The README's Performance tables (docs/bench/): ~10 min on 2 cores, best on an idle machine.
+# The README's Performance tables (docs/bench/): ~4 min on 2 cores, best on an idle machine.
 bench: $(STAMP)
 	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --accuracy --out docs/bench/bench.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST
-# and the aggregator; ~30 min on 2 cores. Job dirs go to multirun/results/ (not committed).
+# and the aggregator; ~7 min on 2 cores. Job dirs go to multirun/results/ (not committed).
 RUN := $(BIN)/python -m snn_sweep data.root=$(DATA) trainer.progress=false
 AGG := $(BIN)/python -m snn_sweep.aggregate
 SWEEPS := multirun/results

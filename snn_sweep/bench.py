@@ -368,7 +368,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help=f"cases {','.join(QUICK)}, fewer batches")
     p.add_argument("--no-memory", action="store_true", help="skip the T=100 memory check")
     p.add_argument("--accuracy", action="store_true",
-                   help="also train both for one epoch and compare test accuracy (~3 min)")
+                   help="also train both for one epoch and compare test accuracy (~1.5 min)")
     p.add_argument("--memory-child", choices=["ours", "ref"], help=argparse.SUPPRESS)
     p.add_argument("--memory-steps", type=int, default=MEMORY_CASE.steps, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
