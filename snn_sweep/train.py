@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from . import encoders
-from .config import effective_timesteps, validate
+from .config import InputError, effective_timesteps, validate
 from .data import load_splits
 from .models import build_model, dense_macs, fan_out, predict, readout_loss
 
@@ -86,7 +86,13 @@ def keep_freed_memory() -> None:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    count = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+             "mps": int(torch.backends.mps.is_available())}[device.type]
+    if (device.index or 0) >= count:
+        raise InputError(f"trainer.device={name!r}: this machine has "
+                         f"{count or 'no'} {device.type} device(s); use trainer.device=auto or cpu")
+    return device
 
 
 def seed_everything(seed: int) -> None:

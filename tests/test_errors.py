@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import make_dataset, small_overrides
 
@@ -32,6 +33,17 @@ def test_bad_value_is_one_line(data_root, tmp_path, override, expected):
     assert "Traceback" not in p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert lines == [f"error: {expected}"] or (len(lines) == 1 and expected in lines[0])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_missing_gpu_is_one_line(data_root, tmp_path):
+    p = cli(tmp_path, *small_overrides(data_root), "trainer.device=cuda")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: trainer.device='cuda': this machine has no cuda device(s); "
+        "use trainer.device=auto or cpu"]
+    assert not (tmp_path / "run" / "result.json").exists() or \
+        '"failed"' in (tmp_path / "run" / "result.json").read_text()
 
 
 @pytest.mark.parametrize("override,expected", [
