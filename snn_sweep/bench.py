@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from .config import register_configs
+from .config import InputError, register_configs
 from .data import load_splits
 from .models import build_model, readout_loss
 from .train import Runner, build_optimizer, keep_freed_memory
@@ -380,9 +380,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     batches, rounds = (4, 2) if args.quick else (args.batches, args.rounds)
+    try:
+        data = load_splits(compose_cfg(CASES["rate25"], args.data_root).data)
+    except InputError as e:  # a wrong --data-root: one line, no traceback
+        sys.exit(f"error: --data-root {args.data_root}: {e}")
     print(f"{machine()}\nbatch {BATCH}; throughput in samples/s, ratio = ours / reference",
           flush=True)
-    data = load_splits(compose_cfg(CASES["rate25"], args.data_root).data)
     rows = []
     for name in names:
         rows.append(bench_case(CASES[name], args.data_root, data, batches, rounds,

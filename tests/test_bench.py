@@ -2,6 +2,7 @@
 checked by running it on full MNIST, never by a timed test)."""
 import csv
 
+import pytest
 from conftest import make_dataset
 
 from snn_sweep import bench
@@ -22,3 +23,9 @@ def test_bench_writes_ratios_and_verdicts(tmp_path, capsys):
     md = (tmp_path / "b" / "bench.md").read_text()
     assert "| rate10 |" in md and "- target direct10 eval_ratio >= 3.0:" in md
     assert "target direct25" not in md  # verdicts only for the cases that ran
+
+
+def test_bench_bad_data_root_is_one_line(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--data-root", str(tmp_path / "nowhere"), "--quick", "--no-memory"])
+    assert str(info.value).startswith(f"error: --data-root {tmp_path / 'nowhere'}: ")
