@@ -24,6 +24,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from .optuna_trial import public_storage  # noqa: E402
+
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
 SETTINGS = ("model", "encoder", "neuron", "timesteps", "beta", "readout", "optimizer", "lr",
             "batch_size", "dataset", "seed", "optimized_metric")
@@ -258,20 +260,12 @@ def plot_learning_curves(curves: pd.DataFrame, df: pd.DataFrame, path: Path) -> 
     return None
 
 
-def _storage_for_humans(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
 def load_study(url: str, name: Optional[str], df: pd.DataFrame):
     """The Optuna study, named or the only one the jobs (or the storage) know."""
     import optuna  # only with --study: about 2 s to import
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shown = _storage_for_humans(url)
+    shown = public_storage(url)
     if url.startswith("sqlite:///"):
         db = url[len("sqlite:///"):]
         if db and db != ":memory:" and not Path(db).is_file():  # sqlite would create it

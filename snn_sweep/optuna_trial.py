@@ -3,7 +3,7 @@
 The sweeper adds `hydra.job.env_set` entries to each job's overrides; Hydra records them in the
 job's .hydra/hydra.yaml and sets them while the job runs. No Optuna import here.
 """
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 ENV_TRIAL = "SNN_SWEEP_OPTUNA_TRIAL"
 ENV_STUDY = "SNN_SWEEP_OPTUNA_STUDY"
@@ -16,3 +16,14 @@ def trial_info(env_set: Mapping[str, str]) -> Dict[str, Any]:
         return {}
     return {"optuna_study": env_set.get(ENV_STUDY), "optuna_trial": int(env_set[ENV_TRIAL]),
             "optuna_storage": env_set.get(ENV_STORAGE)}
+
+
+def public_storage(storage: Any) -> Optional[str]:
+    """A storage URL with any password masked, fit for result.json, logs and messages."""
+    if storage is None:
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(str(storage)).render_as_string(hide_password=True)
+    except Exception:  # not an RDB URL: a string as given, an instantiated storage by type
+        return storage if isinstance(storage, str) else type(storage).__name__

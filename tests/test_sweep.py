@@ -150,7 +150,9 @@ def test_wrong_direction_for_the_metric_is_refused(data_root, tmp_path):
 
 def test_unusable_return_is_failed_not_left_running():
     from hydra.core.utils import JobReturn, JobStatus
-    from hydra_plugins.snn_sweep_optuna_sweeper._impl import _fail_unusable_return, public_storage
+    from hydra_plugins.snn_sweep_optuna_sweeper._impl import _fail_unusable_return
+
+    from snn_sweep.optuna_trial import public_storage
 
     for value in (float("nan"), float("inf"), None, "x"):
         ret = JobReturn(status=JobStatus.COMPLETED, _return_value=value)

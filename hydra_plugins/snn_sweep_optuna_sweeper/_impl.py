@@ -2,7 +2,7 @@
 import logging
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
@@ -14,23 +14,13 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 
-from snn_sweep.optuna_trial import ENV_STORAGE, ENV_STUDY, ENV_TRIAL
+from snn_sweep.optuna_trial import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, public_storage
 
 log = logging.getLogger(__name__)
 
 
 class NoCompletedTrialError(CompactHydraException):
     """Hydra prints only the message of a CompactHydraException: one line, no traceback."""
-
-
-def public_storage(storage: Optional[str]) -> Optional[str]:
-    """The storage URL with any password masked, fit for result.json and logs."""
-    if storage is None:
-        return None
-    try:
-        return make_url(str(storage)).render_as_string(hide_password=True)
-    except Exception:  # not an RDB URL (e.g. an instantiated storage object)
-        return type(storage).__name__
 
 
 def _quote(value: str) -> str:
