@@ -11,7 +11,6 @@ read the same MNIST files; timings alternate ours/reference in rounds so that ma
 hits both. Peak memory is the peak RSS of a fresh subprocess per case (it is process-wide).
 """
 import argparse
-import csv
 import os
 import platform
 import resource
@@ -33,7 +32,7 @@ from torchvision import datasets, transforms
 from .config import InputError, register_configs
 from .data import load_splits
 from .models import build_model, readout_loss
-from .train import Runner, build_optimizer, keep_freed_memory
+from .train import Runner, build_optimizer, keep_freed_memory, write_csv
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 BATCH = 128
@@ -416,16 +415,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                             f"{row['peak_rss_mib_ours']} {'met' if ok else 'MISSED'}")
     print("\n" + "\n".join(verdicts))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
     for row in extra:
-        path = os.path.splitext(args.out)[0] + f"_{row['case'].split('_')[0]}.csv"
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row))
-            writer.writeheader()
-            writer.writerow(row)
+        write_csv(os.path.splitext(args.out)[0] + f"_{row['case'].split('_')[0]}.csv", [row])
     md = os.path.splitext(args.out)[0] + ".md"
     with open(md, "w") as f:
         command = " ".join(["python -m snn_sweep.bench", *(argv if argv is not None
