@@ -17,16 +17,30 @@ quantization, graded_spikes_factor 1), step t:
 with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative of atan, fast_sigmoid
 and sigmoid is written out (DERIVATIVES: a few in-place passes); any other surrogate is
 differentiated by autograd through the neuron's own `spike_grad`, so every snnTorch
-surrogate works. tests/test_lif.py checks outputs and gradients (input, beta, threshold),
+surrogate works. On the CPU, float32 with a scalar beta and threshold (every config's
+neuron), the loops run compiled in lif_cpu.py: the forward always, the backward for atan and
+fast_sigmoid. tests/test_lif.py checks outputs and gradients (input, beta, threshold),
 both ways, against stepping `snn.Leaky` with plain autograd.
 """
 import math
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
 import snntorch as snn
 import torch
 
+from . import lif_cpu
+
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
+# Off only in tests, to check the eager path on the CPU as well.
+CPU_KERNELS = True
+
+
+def _on_cpu_kernel(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor) -> bool:
+    """lif_cpu's compiled loops cover float32 on the CPU with a scalar beta and threshold
+    (the configs' neurons); anything else (a GPU, float64, per-neuron beta) runs eagerly."""
+    return (CPU_KERNELS and x.device.type == "cpu" and x.dtype == torch.float32
+            and beta.dim() == 0 and threshold.dim() == 0)
 
 
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -41,15 +55,37 @@ class LeakyFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cur: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
-                reset: int, spike_grad: Callable, derivative: Optional[Callable],
-                steps: Optional[int]) -> Tuple[torch.Tensor, torch.Tensor]:
+                reset: int, spike_grad: Callable, derivative: Optional["Derivative"],
+                steps: Optional[int], keep_mem: bool
+                ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        constant = steps is not None
+        # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 only if thr < 0.
+        first_reset = (threshold < 0).to(cur.dtype)
+        ctx.compiled = (derivative is not None and derivative.name in lif_cpu.KINDS
+                        and _on_cpu_kernel(cur, beta, threshold))
+        ctx.steps = steps if constant else cur.shape[0]
+        if ctx.compiled:  # its backward replays the membrane from cur, so only cur is kept
+            spk, mem = lif_cpu.forward(cur.unsqueeze(0) if constant else cur, ctx.steps,
+                                       float(beta), float(threshold), reset, keep_mem)
+            ctx.save_for_backward(cur, beta, threshold)
+        else:
+            spk, mem = LeakyFunction._eager(cur, beta, threshold, reset, steps, first_reset)
+            # Backward needs the spikes only for zero-reset or a learnable threshold: 1 byte.
+            fired = spk.bool() if reset == 1 or ctx.needs_input_grad[2] else None
+            ctx.save_for_backward(mem, fired, beta, threshold, first_reset)
+            mem = mem if keep_mem else None
+        ctx.reset, ctx.spike_grad, ctx.derivative = reset, spike_grad, derivative
+        ctx.constant = constant
+        ctx.set_materialize_grads(False)
+        return spk, mem
+
+    @staticmethod
+    def _eager(cur, beta, threshold, reset, steps, first_reset):
         constant = steps is not None
         shape = (steps, *cur.shape) if constant else cur.shape
         mem = cur.new_empty(shape)
         spk = cur.new_empty(shape)
         prev = torch.zeros_like(mem[0])
-        # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 only if thr < 0.
-        first_reset = (threshold < 0).to(cur.dtype)
         prev_spk = first_reset.expand_as(prev)
         for t in range(shape[0]):
             m = mem[t]
@@ -61,16 +97,12 @@ class LeakyFunction(torch.autograd.Function):
             # snnTorch's spike (every surrogate's forward) is H(mem - thr), i.e. mem > thr.
             torch.gt(m, threshold, out=spk[t])
             prev, prev_spk = m, spk[t]
-        # Backward needs the spikes only for zero-reset or a learnable threshold: one byte each.
-        fired = spk.bool() if reset == 1 or ctx.needs_input_grad[2] else None
-        ctx.save_for_backward(mem, fired, beta, threshold, first_reset)
-        ctx.reset, ctx.spike_grad, ctx.derivative = reset, spike_grad, derivative
-        ctx.constant = constant
-        ctx.set_materialize_grads(False)
         return spk, mem
 
     @staticmethod
     def backward(ctx, g_spk, g_mem):
+        if ctx.compiled:
+            return LeakyFunction._compiled_backward(ctx, g_spk, g_mem)
         mem, fired, beta, threshold, first_reset = ctx.saved_tensors
         reset, steps, derivative = ctx.reset, mem.shape[0], ctx.derivative
         # G_t = dL/dmem_t = dL/dcur_t, from the last step back. Time is walked in chunks of
@@ -133,7 +165,20 @@ class LeakyFunction(torch.autograd.Function):
             g_beta = _reduce_to(g_beta, beta)
         if g_thr is not None:
             g_thr = _reduce_to(g_thr, threshold)
-        return (g if g is not None else g_sum), g_beta, g_thr, None, None, None, None
+        return (g if g is not None else g_sum), g_beta, g_thr, None, None, None, None, None
+
+    @staticmethod
+    def _compiled_backward(ctx, g_spk, g_mem):
+        cur, beta, threshold = ctx.saved_tensors
+        derivative = ctx.derivative
+        g, g_beta, g_thr = lif_cpu.backward(
+            cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_spk, g_mem, float(beta),
+            float(threshold), ctx.reset, lif_cpu.KINDS[derivative.name], derivative.p,
+            derivative.q)
+        return (g[0] if ctx.constant else g,
+                g_beta.sum().to(beta) if ctx.needs_input_grad[1] else None,
+                g_thr.sum().to(threshold) if ctx.needs_input_grad[2] else None,
+                None, None, None, None, None)
 
 
 def fusable(neuron) -> bool:
@@ -144,45 +189,50 @@ def fusable(neuron) -> bool:
             and float(neuron.graded_spikes_factor) == 1.0)
 
 
-def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor, derivative: Optional[Callable] = None,
-                   steps: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor,
+                   derivative: Optional["Derivative"] = None, steps: Optional[int] = None,
+                   keep_mem: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Spikes and membrane [T, B, ...] of `neuron` driven from rest by cur [T, B, ...], or by
     cur [B, ...] at each of `steps` steps. `derivative` (from `surrogate_derivative`) must be
     that of the neuron's spike_grad; without it the backward differentiates spike_grad by
-    autograd."""
+    autograd. With keep_mem=False the membrane is not returned (None): a hidden layer's is
+    not needed, and the compiled path then never writes it."""
     beta = neuron.beta.clamp(0, 1).to(cur.dtype)  # autograd handles the clamp for learn_beta
     threshold = neuron.threshold.to(cur.dtype)
     reset = RESETS[neuron.reset_mechanism]
-    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative, steps)
+    return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative, steps,
+                               keep_mem)
 
 
-def _atan(alpha: float = 2.0):
-    # d/dx of snntorch.surrogate.atan: (alpha/2) / (1 + (pi/2 * alpha * x)^2)
-    a, b = (math.pi / 2 * alpha) ** 2 * 2 / alpha, 2 / alpha
-    return lambda x: x.square_().mul_(a).add_(b).reciprocal_()
+@dataclass(frozen=True)
+class Derivative:
+    """d spike_grad(x)/dx of a snntorch.surrogate written out: applied in place to a tensor,
+    and as (name, p, q) for lif_cpu's backward."""
+    name: str
+    p: float
+    q: float = 0.0
 
-
-def _fast_sigmoid(slope: float = 25):
-    # d/dx of snntorch.surrogate.fast_sigmoid: 1 / (slope * |x| + 1)^2
-    return lambda x: x.abs_().mul_(slope).add_(1).square_().reciprocal_()
-
-
-def _sigmoid(slope: float = 25):
-    # d/dx of snntorch.surrogate.sigmoid: slope * s * (1 - s), s = sigmoid(slope * x)
-    def d(x):
-        s = x.mul_(slope).sigmoid_()
-        return s.mul_(s.neg().add_(1)).mul_(slope)
-    return d
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.name == "atan":  # (alpha/2) / (1 + (pi/2 * alpha * x)^2) = 1 / (p x^2 + q)
+            return x.square_().mul_(self.p).add_(self.q).reciprocal_()
+        if self.name == "fast_sigmoid":  # 1 / (slope * |x| + 1)^2, p = slope
+            return x.abs_().mul_(self.p).add_(1).square_().reciprocal_()
+        # sigmoid: slope * s * (1 - s), s = sigmoid(slope * x), p = slope
+        s = x.mul_(self.p).sigmoid_()
+        return s.mul_(s.neg().add_(1)).mul_(self.p)
 
 
 # Surrogates (by their name in snntorch.surrogate) whose derivative is written out here,
 # several times cheaper than autograd through their autograd.Function; tests/test_lif.py checks
 # each against snnTorch's own backward.
-DERIVATIVES: Dict[str, Callable] = {"atan": _atan, "fast_sigmoid": _fast_sigmoid,
-                                    "sigmoid": _sigmoid}
+DERIVATIVES: Dict[str, Callable[..., Derivative]] = {
+    "atan": lambda alpha=2.0: Derivative("atan", (math.pi / 2 * alpha) ** 2 * 2 / alpha, 2 / alpha),
+    "fast_sigmoid": lambda slope=25: Derivative("fast_sigmoid", slope),
+    "sigmoid": lambda slope=25: Derivative("sigmoid", slope),
+}
 
 
-def surrogate_derivative(name: str, args: Dict) -> Optional[Callable]:
+def surrogate_derivative(name: str, args: Dict) -> Optional[Derivative]:
     """An in-place function x -> d spike_grad(x)/dx for snntorch.surrogate.<name>(**args),
     or None when it is not written out here."""
     return DERIVATIVES[name](**args) if name in DERIVATIVES else None

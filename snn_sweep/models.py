@@ -48,10 +48,11 @@ def over_time(layer: nn.Module, x: torch.Tensor, model_input: bool = False) -> t
     return y.view(steps, x.shape[1], *y.shape[1:])
 
 
-def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None, steps=None
-               ) -> Tuple[torch.Tensor, torch.Tensor]:
+def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None, steps=None,
+               keep_mem: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Run a neuron from rest through cur [T, B, ...], or through cur [B, ...] repeated for
-    `steps` steps; returns spikes and membrane [T, B, ...].
+    `steps` steps; returns spikes and membrane [T, B, ...] (the membrane may be None if not
+    keep_mem).
 
     A plain snn.Leaky runs as our fused recurrence (lif.py: one autograd node for the whole
     sequence, several times faster); other neurons are stepped with snnTorch itself, which
@@ -59,7 +60,7 @@ def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None, steps=None
     previous batch.
     """
     if fusable(neuron):
-        return leaky_sequence(neuron, cur, derivative, steps)
+        return leaky_sequence(neuron, cur, derivative, steps, keep_mem)
     if steps is not None:
         cur = cur.unsqueeze(0).expand(steps, *cur.shape)
     neuron.reset_mem()
@@ -84,6 +85,7 @@ class SpikingNet(nn.Module):
     def forward(self, x: torch.Tensor, stats: Optional[Dict] = None):
         """x [T, B, ...]. If `stats` is a dict, per-layer event counts are added to it
         (inputs that are non-zero and spikes emitted), for firing rates and synops."""
+        last = len(self.blocks) - 1
         for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
             if stats is not None:
                 stats.setdefault(f"in_events_{i}", 0)
@@ -92,7 +94,9 @@ class SpikingNet(nn.Module):
             # once; the neuron integrates it T times and sums its gradient over time.
             constant = x.shape[0] > 1 and x.stride(0) == 0
             cur = block(x[0]) if constant else over_time(block, x, model_input=i == 0)
-            x, mem = run_neuron(neuron, cur, self.derivative, x.shape[0] if constant else None)
+            # only the readout's membrane is used
+            x, mem = run_neuron(neuron, cur, self.derivative, x.shape[0] if constant else None,
+                                keep_mem=i == last)
             if stats is not None:
                 stats.setdefault(f"spikes_{i}", 0)
                 stats[f"spikes_{i}"] += int(x.sum())

@@ -1,0 +1,140 @@
+"""The LIF recurrence of lif.py as compiled CPU loops (Numba), for float32 with a scalar beta
+and threshold: lif.LeakyFunction calls these where they apply.
+
+Eager PyTorch runs each step of the recurrence as 3 (forward) to 8 (backward) passes over
+[B, N], each a trip through memory. Here a block of neurons walks all T steps in one loop that
+LLVM vectorizes, with its state in a small buffer, and blocks run in parallel (prange). Resets
+are selected arithmetically and the surrogate outside the inner loop, so that loop has no
+branches. The backward does not read a stored membrane: each block replays its forward into a
+cache-sized buffer first, which is cheaper than writing and reading [T, N] through memory, and
+lets the forward skip the membrane of a hidden layer. tests/test_lif.py checks these loops and
+the eager ones against stepping snn.Leaky.
+
+Arrays are 2-D [T, N] (N = everything but time). A [1, N] array stands for one row used at
+every step: a time-constant input current and its summed gradient, an absent gradient (zeros),
+or a membrane nobody keeps (scratch).
+"""
+import numba
+import numpy as np
+import torch
+from numba import njit, prange
+
+ONE = np.float32(1.0)
+KINDS = {"atan": 0, "fast_sigmoid": 1}  # surrogates whose derivative _backward computes
+
+
+def _block(steps: int) -> int:
+    """Neurons per task: the backward's replayed membrane [T, block] stays within ~256 KB."""
+    return max(64, min(1024, (1 << 16) // steps))
+
+
+@njit(inline="always")
+def _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, off):
+    """Step neurons lo:hi of cur from rest, writing their membrane and spikes at columns
+    off:off + hi - lo of mem[t] and spk[t]."""
+    per_step = 1 if cur.shape[0] > 1 else 0
+    s_mem = 1 if mem.shape[0] > 1 else 0
+    s_spk = 1 if spk.shape[0] > 1 else 0
+    width = hi - lo
+    m = np.zeros(width, np.float32)  # mem_{t-1}
+    for t in range(steps):
+        c = cur[t * per_step, lo:hi]
+        mt = mem[t * s_mem, off:off + width]
+        st = spk[t * s_spk, off:off + width]
+        for j in range(width):
+            r = np.float32(m[j] > thr)  # reset_t: the previous step's spike
+            v = beta * ((ONE - r * zero_reset) * m[j]) + c[j] - r * sub_reset * thr
+            m[j] = v
+            mt[j] = v
+            st[j] = np.float32(v > thr)
+
+
+@njit(parallel=True, cache=True)
+def _forward(cur, steps, beta, thr, zero_reset, sub_reset, mem, spk, block):
+    n = cur.shape[1]
+    for b in prange((n + block - 1) // block):
+        lo, hi = b * block, min(n, (b + 1) * block)
+        _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, lo)
+
+
+@njit(parallel=True, cache=True)
+def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, p, q,
+              g_cur, g_beta, g_thr, block):
+    """Adds dL/dcur into g_cur (zeros, cur's shape) and per-neuron dL/dbeta, dL/dthr terms
+    into g_beta and g_thr (zeros, [N])."""
+    n = cur.shape[1]
+    s_spk = 1 if g_spk.shape[0] > 1 else 0
+    s_mem = 1 if g_mem.shape[0] > 1 else 0
+    s_cur = 1 if g_cur.shape[0] > 1 else 0
+    for b in prange((n + block - 1) // block):
+        lo, hi = b * block, min(n, (b + 1) * block)
+        width = hi - lo
+        mem = np.empty((steps, width), np.float32)
+        _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem,
+             np.empty((1, width), np.float32), 0)
+        later = np.zeros(width, np.float32)  # G_{t+1} * dmem_{t+1}/dmem_t
+        d = np.empty(width, np.float32)
+        gb, gt = g_beta[lo:hi], g_thr[lo:hi]
+        for t in range(steps - 1, -1, -1):
+            m = mem[t]
+            if kind == 0:  # atan: 1 / (p x^2 + q)
+                for j in range(width):
+                    x = m[j] - thr
+                    d[j] = ONE / (p * x * x + q)
+            else:  # fast_sigmoid: 1 / (p |x| + 1)^2
+                for j in range(width):
+                    y = p * abs(m[j] - thr) + ONE
+                    d[j] = ONE / (y * y)
+            prev = mem[max(t - 1, 0)]
+            rest = np.float32(t == 0)  # mem_{-1} = 0
+            gs, gm = g_spk[t * s_spk, lo:hi], g_mem[t * s_mem, lo:hi]
+            gc = g_cur[t * s_cur, lo:hi]
+            for j in range(width):
+                direct = d[j] * gs[j]  # through spk_t = H(mem_t - thr)
+                g = later[j] + direct + gm[j]  # G_t = dL/dmem_t = dL/dcur_t
+                gc[j] += g
+                pm = prev[j] * (ONE - rest)
+                r = np.float32(pm > thr)
+                keep = ONE - r * zero_reset
+                gb[j] += g * pm * keep
+                gt[j] -= direct + g * r * sub_reset
+                later[j] = g * beta * keep
+
+
+def _threads():
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _rows(x: torch.Tensor) -> np.ndarray:
+    return x.contiguous().view(x.shape[0], -1).numpy()
+
+
+def _resets(reset: int):
+    return np.float32(reset == 1), np.float32(reset == 0)  # lif.RESETS: zero, subtract
+
+
+def forward(cur: torch.Tensor, steps: int, beta: float, thr: float, reset: int, keep_mem: bool):
+    """cur [T, ...], or [1, ...] used at every step. Returns spk [steps, ...] and the membrane
+    [steps, ...] if keep_mem, else None."""
+    shape = (steps, *cur.shape[1:])
+    spk = cur.new_empty(shape)
+    mem = cur.new_empty(shape if keep_mem else (1, *cur.shape[1:]))
+    _threads()
+    _forward(_rows(cur), steps, np.float32(beta), np.float32(thr), *_resets(reset), _rows(mem),
+             _rows(spk), _block(steps))
+    return spk, (mem if keep_mem else None)
+
+
+def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int, kind: int,
+             p: float, q: float):
+    """dL/dcur (cur's shape: summed over time for a [1, ...] current), and dL/dbeta and
+    dL/dthr per neuron (flat [N], to be summed)."""
+    none = torch.zeros_like(cur[:1])
+    g_cur = torch.zeros_like(cur)
+    g_beta, g_thr = torch.zeros(none.numel()), torch.zeros(none.numel())
+    _threads()
+    _backward(_rows(cur), steps, _rows(none if g_spk is None else g_spk),
+              _rows(none if g_mem is None else g_mem), np.float32(beta), np.float32(thr),
+              *_resets(reset), kind, np.float32(p), np.float32(q), _rows(g_cur),
+              g_beta.numpy(), g_thr.numpy(), _block(steps))
+    return g_cur, g_beta, g_thr
