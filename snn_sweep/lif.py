@@ -28,6 +28,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import snntorch as snn
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from . import lif_cpu
 
@@ -179,6 +181,62 @@ class LeakyFunction(torch.autograd.Function):
                 g_beta.sum().to(beta) if ctx.needs_input_grad[1] else None,
                 g_thr.sum().to(threshold) if ctx.needs_input_grad[2] else None,
                 None, None, None, None, None)
+
+
+class LeakyLinearFunction(torch.autograd.Function):
+    """A leaky layer on the compiled path whose spikes feed a Linear and nothing else that
+    needs a gradient: returns the Linear's output [T, B, K] and the spikes (no gradient).
+
+    The forward is LeakyFunction's followed by F.linear. The backward is one pass
+    (lif_cpu._backward_linear) that never builds dL/dspk [T, B, H]: with 10 outputs, the three
+    matmuls of a Linear's forward and backward over [T*B, H] spikes run at a fraction of the
+    CPU's speed, and dL/dspk is written out and read back once more."""
+
+    @staticmethod
+    def forward(ctx, cur, beta, threshold, reset: int, derivative: "Derivative",
+                steps: Optional[int], weight, bias):
+        ctx.constant = steps is not None
+        ctx.steps = steps if ctx.constant else cur.shape[0]
+        spk, _ = lif_cpu.forward(cur.unsqueeze(0) if ctx.constant else cur, ctx.steps,
+                                 float(beta), float(threshold), reset, keep_mem=False)
+        ctx.save_for_backward(cur, beta, threshold, weight)
+        ctx.reset, ctx.derivative = reset, derivative
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(spk)
+        return F.linear(spk, weight, bias), spk
+
+    @staticmethod
+    def backward(ctx, g_out, _):
+        cur, beta, threshold, weight = ctx.saved_tensors
+        d = ctx.derivative
+        g, g_beta, g_thr, g_weight = lif_cpu.backward_linear(
+            cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_out, weight, float(beta),
+            float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q)
+        need = ctx.needs_input_grad
+        return (g[0] if ctx.constant else g,
+                g_beta.sum().to(beta) if need[1] else None,
+                g_thr.sum().to(threshold) if need[2] else None, None, None, None,
+                g_weight if need[6] else None,
+                g_out.sum((0, 1)) if ctx.has_bias and need[7] else None)
+
+
+def leaky_linear(neuron, cur: torch.Tensor, linear: nn.Module,
+                 derivative: Optional["Derivative"] = None, steps: Optional[int] = None
+                 ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """`linear` applied to every step of the spikes of `neuron` driven by cur (as in
+    leaky_sequence): returns (linear's output [T, B, K], spikes [T, B, H]) through
+    LeakyLinearFunction, or None where that does not apply (another neuron or layer, or off
+    the compiled path); then run the two separately."""
+    if not (fusable(neuron) and type(linear) is nn.Linear and cur.dim() == (2 if steps else 3)
+            and cur.shape[-1] == linear.in_features and derivative is not None
+            and derivative.name in lif_cpu.KINDS):
+        return None
+    beta = neuron.beta.clamp(0, 1).to(cur.dtype)
+    threshold = neuron.threshold.to(cur.dtype)
+    if not _on_cpu_kernel(cur, beta, threshold) or linear.weight.dtype != cur.dtype:
+        return None
+    return LeakyLinearFunction.apply(cur, beta, threshold, RESETS[neuron.reset_mechanism],
+                                     derivative, steps, linear.weight, linear.bias)
 
 
 def fusable(neuron) -> bool:

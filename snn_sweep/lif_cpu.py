@@ -17,7 +17,7 @@ or a membrane nobody keeps (scratch).
 import numba
 import numpy as np
 import torch
-from numba import njit, prange
+from numba import njit, prange, uint64
 
 ONE = np.float32(1.0)
 KINDS = {"atan": 0, "fast_sigmoid": 1}  # surrogates whose derivative _backward computes
@@ -35,7 +35,7 @@ def _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, off):
     per_step = 1 if cur.shape[0] > 1 else 0
     s_mem = 1 if mem.shape[0] > 1 else 0
     s_spk = 1 if spk.shape[0] > 1 else 0
-    width = hi - lo
+    width = uint64(hi - lo)  # unsigned indices: no negative-index check per access
     m = np.zeros(width, np.float32)  # mem_{t-1}
     for t in range(steps):
         c = cur[t * per_step, lo:hi]
@@ -57,6 +57,36 @@ def _forward(cur, steps, beta, thr, zero_reset, sub_reset, mem, spk, block):
         _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, lo)
 
 
+@njit(inline="always")
+def _adjoint_step(t, mem, gs, gm, gc, d, later, gb, gt, beta, thr, zero_reset, sub_reset,
+                  kind, p, q):
+    """One step of the backward recurrence, from the last step back, for one row of neurons:
+    mem [T, width] replayed; gs, gm: dL/dspk_t, dL/dmem_t; adds G_t = dL/dmem_t = dL/dcur_t
+    into gc and the parameter terms into gb, gt; `later` carries G_{t+1} dmem_{t+1}/dmem_t."""
+    width = uint64(mem.shape[1])
+    m = mem[t]
+    if kind == 0:  # atan: 1 / (p x^2 + q)
+        for j in range(width):
+            x = m[j] - thr
+            d[j] = ONE / (p * x * x + q)
+    else:  # fast_sigmoid: 1 / (p |x| + 1)^2
+        for j in range(width):
+            y = p * abs(m[j] - thr) + ONE
+            d[j] = ONE / (y * y)
+    prev = mem[max(t - 1, 0)]
+    rest = np.float32(t == 0)  # mem_{-1} = 0
+    for j in range(width):
+        direct = d[j] * gs[j]  # through spk_t = H(mem_t - thr)
+        g = later[j] + direct + gm[j]
+        gc[j] += g
+        pm = prev[j] * (ONE - rest)
+        r = np.float32(pm > thr)
+        keep = ONE - r * zero_reset
+        gb[j] += g * pm * keep
+        gt[j] -= direct + g * r * sub_reset
+        later[j] = g * beta * keep
+
+
 @njit(parallel=True, cache=True)
 def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, p, q,
               g_cur, g_beta, g_thr, block):
@@ -68,41 +98,58 @@ def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, 
     s_cur = 1 if g_cur.shape[0] > 1 else 0
     for b in prange((n + block - 1) // block):
         lo, hi = b * block, min(n, (b + 1) * block)
-        width = hi - lo
+        width = uint64(hi - lo)
         mem = np.empty((steps, width), np.float32)
         _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem,
              np.empty((1, width), np.float32), 0)
-        later = np.zeros(width, np.float32)  # G_{t+1} * dmem_{t+1}/dmem_t
-        d = np.empty(width, np.float32)
-        gb, gt = g_beta[lo:hi], g_thr[lo:hi]
+        later, d = np.zeros(width, np.float32), np.empty(width, np.float32)
         for t in range(steps - 1, -1, -1):
-            m = mem[t]
-            if kind == 0:  # atan: 1 / (p x^2 + q)
-                for j in range(width):
-                    x = m[j] - thr
-                    d[j] = ONE / (p * x * x + q)
-            else:  # fast_sigmoid: 1 / (p |x| + 1)^2
-                for j in range(width):
-                    y = p * abs(m[j] - thr) + ONE
-                    d[j] = ONE / (y * y)
-            prev = mem[max(t - 1, 0)]
-            rest = np.float32(t == 0)  # mem_{-1} = 0
-            gs, gm = g_spk[t * s_spk, lo:hi], g_mem[t * s_mem, lo:hi]
-            gc = g_cur[t * s_cur, lo:hi]
-            for j in range(width):
-                direct = d[j] * gs[j]  # through spk_t = H(mem_t - thr)
-                g = later[j] + direct + gm[j]  # G_t = dL/dmem_t = dL/dcur_t
-                gc[j] += g
-                pm = prev[j] * (ONE - rest)
-                r = np.float32(pm > thr)
-                keep = ONE - r * zero_reset
-                gb[j] += g * pm * keep
-                gt[j] -= direct + g * r * sub_reset
-                later[j] = g * beta * keep
+            _adjoint_step(t, mem, g_spk[t * s_spk, lo:hi], g_mem[t * s_mem, lo:hi],
+                          g_cur[t * s_cur, lo:hi], d, later, g_beta[lo:hi], g_thr[lo:hi],
+                          beta, thr, zero_reset, sub_reset, kind, p, q)
 
 
-def _threads():
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+@njit(parallel=True, cache=True)
+def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset, kind, p, q,
+                     g_cur, g_beta, g_thr, g_weight):
+    """_backward for a layer whose spikes [T, B, H] only feed a Linear (weight [K, H]), given
+    g_out [T, B*K], the gradient of the Linear's output. Row by row, dL/dspk_t = g_out_t @
+    weight is formed in cache instead of as a [T, B, H] tensor, and the Linear's weight
+    gradient sum_t g_out_t^T spk_t is taken from the replayed spikes, one partial sum per task
+    in g_weight [tasks, K, H] (zeros)."""
+    k_out, width = weight.shape
+    rows = cur.shape[1] // width
+    s_cur = 1 if g_cur.shape[0] > 1 else 0
+    tasks = g_weight.shape[0]
+    width = uint64(width)
+    for task in prange(tasks):
+        gw = g_weight[task]
+        for b in range(task * rows // tasks, (task + 1) * rows // tasks):
+            lo, hi = b * width, (b + 1) * width
+            mem = np.empty((steps, width), np.float32)
+            spk = np.empty((steps, width), np.float32)
+            _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, 0)
+            later, d = np.zeros(width, np.float32), np.empty(width, np.float32)
+            gs, none = np.empty(width, np.float32), np.zeros(width, np.float32)
+            for t in range(steps - 1, -1, -1):
+                gs[:] = 0
+                s = spk[t]
+                for k in range(k_out):
+                    go = g_out[t, b * k_out + k]
+                    w, gwk = weight[k], gw[k]
+                    for j in range(width):
+                        gs[j] += go * w[j]
+                        gwk[j] += go * s[j]
+                _adjoint_step(t, mem, gs, none, g_cur[t * s_cur, lo:hi], d, later,
+                              g_beta[lo:hi], g_thr[lo:hi], beta, thr, zero_reset, sub_reset,
+                              kind, p, q)
+
+
+def _threads() -> int:
+    """Numba's threads follow torch's setting (torch.set_num_threads)."""
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
 
 
 def _rows(x: torch.Tensor) -> np.ndarray:
@@ -138,3 +185,19 @@ def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int,
               *_resets(reset), kind, np.float32(p), np.float32(q), _rows(g_cur),
               g_beta.numpy(), g_thr.numpy(), _block(steps))
     return g_cur, g_beta, g_thr
+
+
+def backward_linear(cur, steps: int, g_out, weight, beta: float, thr: float, reset: int,
+                    kind: int, p: float, q: float):
+    """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, given the
+    gradient of its output g_out [T, B, K]; returns also the Linear's weight gradient."""
+    g_cur = torch.zeros_like(cur)
+    n = cur[:1].numel()
+    g_beta, g_thr = torch.zeros(n), torch.zeros(n)
+    tasks = min(_threads(), n // weight.shape[1])
+    g_weight = torch.zeros(tasks, *weight.shape)
+    _backward_linear(_rows(cur), steps, _rows(g_out), weight.detach().contiguous().numpy(),
+                     np.float32(beta), np.float32(thr), *_resets(reset), kind, np.float32(p),
+                     np.float32(q), _rows(g_cur), g_beta.numpy(), g_thr.numpy(),
+                     g_weight.numpy())
+    return g_cur, g_beta, g_thr, g_weight.sum(0)

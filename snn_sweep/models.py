@@ -15,7 +15,7 @@ from snntorch import surrogate
 from torch import nn
 
 from .config import Readout
-from .lif import fusable, leaky_sequence, surrogate_derivative
+from .lif import fusable, leaky_linear, leaky_sequence, surrogate_derivative
 from .sparse import sparse_input_linear
 
 
@@ -86,6 +86,7 @@ class SpikingNet(nn.Module):
         """x [T, B, ...]. If `stats` is a dict, per-layer event counts are added to it
         (inputs that are non-zero and spikes emitted), for firing rates and synops."""
         last = len(self.blocks) - 1
+        cur = None  # block i's output, when the fused previous layer has computed it
         for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
             if stats is not None:
                 stats.setdefault(f"in_events_{i}", 0)
@@ -93,10 +94,17 @@ class SpikingNet(nn.Module):
             # A time-constant input (direct coding: a view with stride 0 along T) is computed
             # once; the neuron integrates it T times and sums its gradient over time.
             constant = x.shape[0] > 1 and x.stride(0) == 0
-            cur = block(x[0]) if constant else over_time(block, x, model_input=i == 0)
-            # only the readout's membrane is used
-            x, mem = run_neuron(neuron, cur, self.derivative, x.shape[0] if constant else None,
-                                keep_mem=i == last)
+            steps = x.shape[0] if constant else None
+            if cur is None:
+                cur = block(x[0]) if constant else over_time(block, x, model_input=i == 0)
+            # Spikes that only feed a Linear go through one fused backward (lif.py).
+            fused = leaky_linear(neuron, cur, self.blocks[i + 1], self.derivative, steps) \
+                if i < last else None
+            if fused is not None:
+                cur, x = fused
+            else:  # only the readout's membrane is used
+                x, mem = run_neuron(neuron, cur, self.derivative, steps, keep_mem=i == last)
+                cur = None
             if stats is not None:
                 stats.setdefault(f"spikes_{i}", 0)
                 stats[f"spikes_{i}"] += int(x.sum())
@@ -178,7 +186,9 @@ def readout_loss(readout: Readout, spk, mem: torch.Tensor, y: torch.Tensor) -> t
     if readout == Readout.membrane_ce:
         # Tutorial 5 sums the per-step CE; the mean keeps losses comparable across T
         # (Adam's updates do not depend on the scale).
-        return F.cross_entropy(mem.flatten(0, 1), y.repeat(mem.shape[0]))
+        # [B, K, T] with targets [B, T]: the same mean over all B*T terms, and ~2.5x faster
+        # on the CPU than [T*B, K] rows, whose short class dim log_softmax handles poorly.
+        return F.cross_entropy(mem.permute(1, 2, 0), y[:, None].expand(-1, mem.shape[0]))
     if readout == Readout.rate_ce:
         return _RATE_CE(spk, y)
     return _COUNT_MSE(spk, y)
