@@ -4,11 +4,20 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 
-from snn_sweep.lif import fusable, leaky_sequence, surrogate_derivative
+from snn_sweep import lif, lif_cpu
+from snn_sweep.lif import fusable, leaky_linear, leaky_sequence, surrogate_derivative
 from snn_sweep.models import build_model, readout_loss, run_neuron
 
 SURROGATE_ARGS = {"atan": {}, "fast_sigmoid": {"slope": 10}, "sigmoid": {"slope": 5}}
 SURROGATES = {name: getattr(surrogate, name)(**args) for name, args in SURROGATE_ARGS.items()}
+
+
+@pytest.fixture(params=["compiled", "eager"])
+def cpu_path(request, monkeypatch):
+    """Run a test on both CPU paths of the fused recurrence: lif_cpu's compiled loops (float32,
+    scalar beta and threshold) and the eager PyTorch loop."""
+    monkeypatch.setattr(lif, "CPU_KERNELS", request.param == "compiled")
+    return request.param
 
 
 def make_pair(reset, spike_grad, beta, threshold, learn):
@@ -41,7 +50,7 @@ def grads(neuron, cur, fn, w_spk, w_mem):
 @pytest.mark.parametrize("surr", list(SURROGATES))
 @pytest.mark.parametrize("beta", [0.9, "per_neuron"])
 @pytest.mark.parametrize("derivative", ["hand_written", "autograd"])
-def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative):
+def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative, cpu_path):
     torch.manual_seed(0)
     steps, batch, n = 12, 5, 7
     if beta == "per_neuron":  # includes values that the clamp to [0, 1] cuts
@@ -67,7 +76,7 @@ def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_gradient_only_through_spikes_or_membrane():
+def test_gradient_only_through_spikes_or_membrane(cpu_path):
     torch.manual_seed(1)
     cur = torch.randn(6, 3, 4) + 0.5
     for use in ("spk", "mem"):
@@ -98,7 +107,7 @@ def test_fusable_only_for_plain_leaky():
 
 
 @pytest.mark.parametrize("inputs", ["spikes", "constant"])
-def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch, inputs):
+def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch, inputs, cpu_path):
     """Whole model: the fused path and snnTorch stepping give the same loss and grads, for
     spike input and for a time-constant (direct-coded) input."""
     import snn_sweep.models as models
@@ -107,6 +116,7 @@ def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch, inputs):
     for fused in (True, False):
         if not fused:
             monkeypatch.setattr(models, "fusable", lambda neuron: False)
+            monkeypatch.setattr(models, "leaky_linear", lambda *args: None)
         torch.manual_seed(0)
         model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
         if inputs == "spikes":
@@ -133,14 +143,16 @@ def test_run_neuron_uses_snntorch_for_other_neurons():
     assert spk.shape == mem.shape == cur.shape
 
 
-def test_negative_learned_threshold_resets_at_first_step():
+def test_negative_learned_threshold_resets_at_first_step(cpu_path):
     """snnTorch's first reset is H(0 - thr): a threshold learned below zero resets at t=0."""
     torch.manual_seed(2)
     ref, fused = make_pair("subtract", surrogate.atan(), 0.9, -0.3, learn=True)
     cur = torch.randn(5, 3, 4)
     w_spk, w_mem = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
     s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
-    s_fus, m_fus, g_fus, p_fus = grads(fused, cur, leaky_sequence, w_spk, w_mem)
+    d = surrogate_derivative("atan", {})
+    s_fus, m_fus, g_fus, p_fus = grads(fused, cur, lambda n, c: leaky_sequence(n, c, d),
+                                       w_spk, w_mem)
     assert torch.equal(s_fus, s_ref)
     torch.testing.assert_close(m_fus, m_ref)
     torch.testing.assert_close(g_fus, g_ref)
@@ -150,7 +162,7 @@ def test_negative_learned_threshold_resets_at_first_step():
 
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("size", ["small", "several_chunks"])
-def test_constant_current_matches_stepping_its_expansion(reset, size):
+def test_constant_current_matches_stepping_its_expansion(reset, size, cpu_path):
     """Direct coding: cur [B, N] given once with steps=T is the expanded [T, B, N] input, and
     its gradient is the sum over time (here also across the backward's time chunks)."""
     torch.manual_seed(3)
@@ -171,3 +183,75 @@ def test_constant_current_matches_stepping_its_expansion(reset, size):
     torch.testing.assert_close(g_fus, g_ref, rtol=1e-4, atol=1e-4)
     for a, b in zip(p_fus, p_ref):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-2)  # sums over 800k elements
+
+
+def test_compiled_path_is_taken_where_it_applies(monkeypatch):
+    """The tests above cover the compiled loops only if LeakyFunction really calls them."""
+    calls = []
+    for name in ("_forward", "_backward"):
+        kernel = getattr(lif_cpu, name)
+        monkeypatch.setattr(lif_cpu, name,
+                            lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
+    d = surrogate_derivative("atan", {})
+    cur = torch.randn(4, 3, 5, requires_grad=True)
+    spk, mem = leaky_sequence(snn.Leaky(beta=0.9), cur, d)
+    (spk.sum() + mem.sum()).backward()
+    assert calls == ["_forward", "_backward"]
+    calls.clear()
+    spk, mem = leaky_sequence(snn.Leaky(beta=0.9), cur.double(), d)  # float64: eager
+    (spk.sum() + mem.sum()).backward()
+    assert calls == []
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("constant", [False, True])
+@pytest.mark.parametrize("surr", ["atan", "fast_sigmoid"])
+def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr):
+    """LeakyLinearFunction's one-pass backward (dL/dspk never stored, the Linear's weight
+    gradient from replayed spikes) against the eager neuron followed by nn.Linear."""
+    torch.manual_seed(4)
+    steps, batch, hidden, out = 7, 6, 300, 4  # 6 rows over the tasks
+    base = torch.randn(batch, hidden) * 0.6 + 0.4 if constant else \
+        torch.randn(steps, batch, hidden) * 0.6 + 0.4
+    w_out = torch.randn(steps, batch, out)
+    d = surrogate_derivative(surr, SURROGATE_ARGS[surr])
+    results = []
+    for fused in (True, False):
+        torch.manual_seed(5)
+        neuron = snn.Leaky(beta=0.85, threshold=0.9, spike_grad=SURROGATES[surr],
+                           reset_mechanism=reset, learn_beta=True, learn_threshold=True)
+        linear = torch.nn.Linear(hidden, out)
+        cur = base.clone().requires_grad_()
+        k = steps if constant else None
+        if fused:
+            y, spk = leaky_linear(neuron, cur, linear, d, k)
+        else:
+            lif.CPU_KERNELS = False
+            try:
+                spk, _ = leaky_sequence(neuron, cur, d, k)
+            finally:
+                lif.CPU_KERNELS = True
+            y = linear(spk)
+        (y * w_out).sum().backward()
+        results.append((y.detach(), spk, cur.grad, neuron.beta.grad, neuron.threshold.grad,
+                        linear.weight.grad, linear.bias.grad))
+    (y_a, s_a, *g_a), (y_b, s_b, *g_b) = results
+    assert s_b.sum() > 0 and (s_b == 0).any()
+    assert torch.equal(s_a, s_b)
+    torch.testing.assert_close(y_a, y_b)
+    for a, b in zip(g_a, g_b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_leaky_linear_only_where_it_applies():
+    d = surrogate_derivative("atan", {})
+    cur = torch.randn(5, 3, 8)
+    linear = torch.nn.Linear(8, 2)
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, d) is not None
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, None) is None  # autograd surrogate
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, surrogate_derivative("sigmoid", {}))\
+        is None  # no compiled derivative
+    assert leaky_linear(snn.Leaky(beta=0.9), cur.double(), linear.double(), d) is None
+    assert leaky_linear(snn.Synaptic(alpha=0.8, beta=0.9), cur, linear, d) is None
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, torch.nn.Sequential(linear), d) is None
+    assert leaky_linear(snn.Leaky(beta=torch.full((8,), 0.9)), cur, linear, d) is None
