@@ -255,3 +255,20 @@ def test_leaky_linear_only_where_it_applies():
     assert leaky_linear(snn.Synaptic(alpha=0.8, beta=0.9), cur, linear, d) is None
     assert leaky_linear(snn.Leaky(beta=0.9), cur, torch.nn.Sequential(linear), d) is None
     assert leaky_linear(snn.Leaky(beta=torch.full((8,), 0.9)), cur, linear, d) is None
+
+
+def test_non_contiguous_current(cpu_path):
+    """A current that is a strided view (e.g. a transposed matmul result) gets its gradient."""
+    torch.manual_seed(6)
+    d = surrogate_derivative("atan", {})
+    base = torch.randn(4, 5, 3) * 0.8 + 0.5
+    grads_ = []
+    for view in (False, True):
+        cur = (base.transpose(0, 1).contiguous().transpose(0, 1) if view else base.clone())
+        cur.requires_grad_()
+        spk, mem = leaky_sequence(snn.Leaky(beta=0.9), cur, d)
+        (spk.sum() + (mem * base).sum()).backward()
+        grads_.append(cur.grad)
+    assert not base.transpose(0, 1).contiguous().transpose(0, 1).is_contiguous()
+    assert grads_[0].abs().sum() > 0
+    torch.testing.assert_close(grads_[0], grads_[1])
