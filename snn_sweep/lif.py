@@ -228,9 +228,10 @@ def leaky_linear(neuron, cur: torch.Tensor, linear: nn.Module,
                  ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
     """`linear` applied to every step of the spikes of `neuron` driven by cur (as in
     leaky_sequence): returns (linear's output [T, B, K], spikes [T, B, H]) through
-    LeakyLinearFunction, or None where that does not apply (another neuron or layer, or off
-    the compiled path); then run the two separately."""
-    if not (fusable(neuron) and type(linear) is nn.Linear and cur.dim() == (2 if steps else 3)
+    LeakyLinearFunction, or None where that does not apply (another neuron or layer, off the
+    compiled path, or no gradient to take: then the Linear runs as itself, hooks and all);
+    then run the two separately."""
+    if not (torch.is_grad_enabled() and fusable(neuron) and type(linear) is nn.Linear and cur.dim() == (2 if steps else 3)
             and cur.shape[-1] == linear.in_features and derivative is not None
             and derivative.name in lif_cpu.KINDS):
         return None

@@ -249,6 +249,8 @@ def test_leaky_linear_only_where_it_applies():
     linear = torch.nn.Linear(8, 2)
     assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, d) is not None
     assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, None) is None  # autograd surrogate
+    with torch.no_grad():  # nothing to fuse in a backward; the Linear's own forward runs
+        assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, d) is None
     assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, surrogate_derivative("sigmoid", {}))\
         is None  # no compiled derivative
     assert leaky_linear(snn.Leaky(beta=0.9), cur.double(), linear.double(), d) is None
