@@ -17,10 +17,11 @@ quantization, graded_spikes_factor 1), step t:
 with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative of atan, fast_sigmoid
 and sigmoid is written out (DERIVATIVES: a few in-place passes); any other surrogate is
 differentiated by autograd through the neuron's own `spike_grad`, so every snnTorch
-surrogate works. On the CPU, float32 with a scalar beta and threshold (every config's
-neuron), the loops run compiled in lif_cpu.py: the forward always, the backward for atan and
-fast_sigmoid. tests/test_lif.py checks outputs and gradients (input, beta, threshold),
-both ways, against stepping `snn.Leaky` with plain autograd.
+surrogate works. On the CPU, in float32 with a scalar beta and threshold (every config's
+neuron) and an atan or fast_sigmoid surrogate (the default is atan), forward and backward run
+as the compiled loops of lif_cpu.py instead; LeakyLinearFunction goes on to fuse the backward
+of a Linear that the spikes feed. tests/test_lif.py checks outputs and gradients (input, beta,
+threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain autograd.
 """
 import math
 from dataclasses import dataclass
