@@ -29,7 +29,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import snntorch as snn
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import lif_cpu
@@ -188,10 +187,11 @@ class LeakyLinearFunction(torch.autograd.Function):
     """A leaky layer on the compiled path whose spikes feed a Linear and nothing else that
     needs a gradient: returns the Linear's output [T, B, K] and the spikes (no gradient).
 
-    Its backward never builds dL/dspk [T, B, H]: lif_cpu._backward_linear forms it row by row
-    in cache from the gradient of the Linear's output. With 10 outputs, that [T*B, K] x [K, H]
-    product is a skinny matmul that MKL runs at a fraction of the CPU's speed, and its
-    [T, B, H] result would be written out and read back once more."""
+    Its backward is one pass (lif_cpu._backward_linear) that never builds dL/dspk [T, B, H]:
+    row by row it forms dL/dspk from the gradient of the Linear's output and adds the Linear's
+    weight gradient from the replayed spikes. With 10 outputs, those two [T*B] x 10 x 1000
+    products are skinny matmuls that MKL runs at a fraction of the CPU's speed, and dL/dspk
+    would be written out and read back once more."""
 
     @staticmethod
     def forward(ctx, cur, beta, threshold, reset: int, derivative: "Derivative",
@@ -200,7 +200,7 @@ class LeakyLinearFunction(torch.autograd.Function):
         ctx.steps = steps if ctx.constant else cur.shape[0]
         spk, _ = lif_cpu.forward(cur.unsqueeze(0) if ctx.constant else cur, ctx.steps,
                                  float(beta), float(threshold), reset, keep_mem=False)
-        ctx.save_for_backward(cur, beta, threshold, weight, spk)
+        ctx.save_for_backward(cur, beta, threshold, weight)
         ctx.reset, ctx.derivative = reset, derivative
         ctx.has_bias = bias is not None
         ctx.mark_non_differentiable(spk)
@@ -211,16 +211,16 @@ class LeakyLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, _):
-        cur, beta, threshold, weight, spk = ctx.saved_tensors
+        cur, beta, threshold, weight = ctx.saved_tensors
         d = ctx.derivative
-        g, g_beta, g_thr = lif_cpu.backward_linear(
+        g, g_beta, g_thr, g_weight = lif_cpu.backward_linear(
             cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_out, weight, float(beta),
             float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q)
         need = ctx.needs_input_grad
         return (g[0] if ctx.constant else g,
                 g_beta.sum().to(beta) if need[1] else None,
                 g_thr.sum().to(threshold) if need[2] else None, None, None, None,
-                g_out.flatten(0, -2).t() @ spk.flatten(0, -2) if need[6] else None,
+                g_weight if need[6] else None,
                 g_out.sum((0, 1)) if ctx.has_bias and need[7] else None)
 
 

@@ -111,29 +111,38 @@ def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, 
 
 @njit(parallel=True, cache=True)
 def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset, kind, p, q,
-                     g_cur, g_beta, g_thr):
-    """_backward for a layer whose spikes [T, B, H] feed a Linear (weight [K, H]), given
-    g_out [T, B*K], the gradient of the Linear's output: row by row, dL/dspk_t =
-    g_out_t @ weight is formed in cache instead of as a [T, B, H] tensor."""
+                     g_cur, g_beta, g_thr, g_weight):
+    """_backward for a layer whose spikes [T, B, H] only feed a Linear (weight [K, H]), given
+    g_out [T, B*K], the gradient of the Linear's output. Row by row, dL/dspk_t = g_out_t @
+    weight is formed in cache instead of as a [T, B, H] tensor, and the Linear's weight
+    gradient sum_t g_out_t^T spk_t is taken from the replayed spikes, one partial sum per task
+    in g_weight [tasks, K, H] (zeros)."""
     k_out, width = weight.shape
     rows = cur.shape[1] // width
     s_cur = 1 if g_cur.shape[0] > 1 else 0
+    tasks = g_weight.shape[0]
     width = uint64(width)
-    for b in prange(rows):
-        lo, hi = b * width, (b + 1) * width
-        mem = np.empty((steps, width), np.float32)
-        _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem,
-             np.empty((1, width), np.float32), 0)
-        later, d = np.zeros(width, np.float32), np.empty(width, np.float32)
-        gs, none = np.empty(width, np.float32), np.zeros(width, np.float32)
-        for t in range(steps - 1, -1, -1):
-            gs[:] = 0
-            for k in range(k_out):
-                go, w = g_out[t, b * k_out + k], weight[k]
-                for j in range(width):
-                    gs[j] += go * w[j]
-            _adjoint_step(t, mem, gs, none, g_cur[t * s_cur, lo:hi], d, later, g_beta[lo:hi],
-                          g_thr[lo:hi], beta, thr, zero_reset, sub_reset, kind, p, q)
+    for task in prange(tasks):
+        gw = g_weight[task]
+        for b in range(task * rows // tasks, (task + 1) * rows // tasks):
+            lo, hi = b * width, (b + 1) * width
+            mem = np.empty((steps, width), np.float32)
+            spk = np.empty((steps, width), np.float32)
+            _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, 0)
+            later, d = np.zeros(width, np.float32), np.empty(width, np.float32)
+            gs, none = np.empty(width, np.float32), np.zeros(width, np.float32)
+            for t in range(steps - 1, -1, -1):
+                gs[:] = 0
+                s = spk[t]
+                for k in range(k_out):
+                    go = g_out[t, b * k_out + k]
+                    w, gwk = weight[k], gw[k]
+                    for j in range(width):
+                        gs[j] += go * w[j]
+                        gwk[j] += go * s[j]
+                _adjoint_step(t, mem, gs, none, g_cur[t * s_cur, lo:hi], d, later,
+                              g_beta[lo:hi], g_thr[lo:hi], beta, thr, zero_reset, sub_reset,
+                              kind, p, q)
 
 
 def _threads() -> int:
@@ -180,13 +189,15 @@ def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int,
 
 def backward_linear(cur, steps: int, g_out, weight, beta: float, thr: float, reset: int,
                     kind: int, p: float, q: float):
-    """backward() for spikes that feed a Linear (weight [K, H]), given the gradient of its
-    output g_out [T, B, K] instead of dL/dspk."""
-    g_cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)  # kernel writes it
+    """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, given the
+    gradient of its output g_out [T, B, K]; returns also the Linear's weight gradient."""
+    g_cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)
     n = cur[:1].numel()
     g_beta, g_thr = torch.zeros(n), torch.zeros(n)
-    _threads()
+    tasks = min(_threads(), n // weight.shape[1])
+    g_weight = torch.zeros(tasks, *weight.shape)
     _backward_linear(_rows(cur), steps, _rows(g_out), weight.detach().contiguous().numpy(),
                      np.float32(beta), np.float32(thr), *_resets(reset), kind, np.float32(p),
-                     np.float32(q), _rows(g_cur), g_beta.numpy(), g_thr.numpy())
-    return g_cur, g_beta, g_thr
+                     np.float32(q), _rows(g_cur), g_beta.numpy(), g_thr.numpy(),
+                     g_weight.numpy())
+    return g_cur, g_beta, g_thr, g_weight.sum(0)
