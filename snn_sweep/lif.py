@@ -38,11 +38,20 @@ RESETS = {"subtract": 0, "zero": 1, "none": 2}
 CPU_KERNELS = True
 
 
-def _on_cpu_kernel(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor) -> bool:
+def _compiled(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+              derivative: Optional["Derivative"]) -> bool:
     """lif_cpu's compiled loops cover float32 on the CPU with a scalar beta and threshold
-    (the configs' neurons); anything else (a GPU, float64, per-neuron beta) runs eagerly."""
-    return (CPU_KERNELS and x.device.type == "cpu" and x.dtype == torch.float32
+    (the configs' neurons) and a surrogate whose derivative they compute; anything else (a
+    GPU, float64, per-neuron beta, another surrogate) runs eagerly."""
+    return (CPU_KERNELS and derivative is not None and derivative.name in lif_cpu.KINDS
+            and x.device.type == "cpu" and x.dtype == torch.float32
             and beta.dim() == 0 and threshold.dim() == 0)
+
+
+def _params(neuron: snn.Leaky, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """beta (clamped to [0, 1]), threshold (in like's dtype) and reset code of a Leaky."""
+    beta = neuron.beta.clamp(0, 1).to(like.dtype)  # autograd handles the clamp for learn_beta
+    return beta, neuron.threshold.to(like.dtype), RESETS[neuron.reset_mechanism]
 
 
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -61,16 +70,15 @@ class LeakyFunction(torch.autograd.Function):
                 steps: Optional[int], keep_mem: bool
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         constant = steps is not None
-        # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 only if thr < 0.
-        first_reset = (threshold < 0).to(cur.dtype)
-        ctx.compiled = (derivative is not None and derivative.name in lif_cpu.KINDS
-                        and _on_cpu_kernel(cur, beta, threshold))
+        ctx.compiled = _compiled(cur, beta, threshold, derivative)
         ctx.steps = steps if constant else cur.shape[0]
         if ctx.compiled:  # its backward replays the membrane from cur, so only cur is kept
             spk, mem = lif_cpu.forward(cur.unsqueeze(0) if constant else cur, ctx.steps,
                                        float(beta), float(threshold), reset, keep_mem)
             ctx.save_for_backward(cur, beta, threshold)
         else:
+            # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 iff thr < 0.
+            first_reset = (threshold < 0).to(cur.dtype)
             spk, mem = LeakyFunction._eager(cur, beta, threshold, reset, steps, first_reset)
             # Backward needs the spikes only for zero-reset or a learnable threshold: 1 byte.
             fired = spk.bool() if reset == 1 or ctx.needs_input_grad[2] else None
@@ -232,16 +240,15 @@ def leaky_linear(neuron, cur: torch.Tensor, linear: nn.Module,
     LeakyLinearFunction, or None where that does not apply (another neuron or layer, off the
     compiled path, or no gradient to take: then the Linear runs as itself, hooks and all);
     then run the two separately."""
-    if not (torch.is_grad_enabled() and fusable(neuron) and type(linear) is nn.Linear and cur.dim() == (2 if steps else 3)
-            and cur.shape[-1] == linear.in_features and derivative is not None
-            and derivative.name in lif_cpu.KINDS):
+    if not (torch.is_grad_enabled() and fusable(neuron) and type(linear) is nn.Linear
+            and cur.dim() == (2 if steps else 3) and cur.shape[-1] == linear.in_features
+            and linear.weight.dtype == cur.dtype):
         return None
-    beta = neuron.beta.clamp(0, 1).to(cur.dtype)
-    threshold = neuron.threshold.to(cur.dtype)
-    if not _on_cpu_kernel(cur, beta, threshold) or linear.weight.dtype != cur.dtype:
+    beta, threshold, reset = _params(neuron, cur)
+    if not _compiled(cur, beta, threshold, derivative):
         return None
-    return LeakyLinearFunction.apply(cur, beta, threshold, RESETS[neuron.reset_mechanism],
-                                     derivative, steps, linear.weight, linear.bias)
+    return LeakyLinearFunction.apply(cur, beta, threshold, reset, derivative, steps,
+                                     linear.weight, linear.bias)
 
 
 def fusable(neuron) -> bool:
@@ -260,9 +267,7 @@ def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor,
     that of the neuron's spike_grad; without it the backward differentiates spike_grad by
     autograd. With keep_mem=False the membrane is not returned (None): a hidden layer's is
     not needed, and the compiled path then never writes it."""
-    beta = neuron.beta.clamp(0, 1).to(cur.dtype)  # autograd handles the clamp for learn_beta
-    threshold = neuron.threshold.to(cur.dtype)
-    reset = RESETS[neuron.reset_mechanism]
+    beta, threshold, reset = _params(neuron, cur)
     return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative, steps,
                                keep_mem)
 
@@ -289,7 +294,8 @@ class Derivative:
 # several times cheaper than autograd through their autograd.Function; tests/test_lif.py checks
 # each against snnTorch's own backward.
 DERIVATIVES: Dict[str, Callable[..., Derivative]] = {
-    "atan": lambda alpha=2.0: Derivative("atan", (math.pi / 2 * alpha) ** 2 * 2 / alpha, 2 / alpha),
+    "atan": lambda alpha=2.0: Derivative("atan", (math.pi / 2 * alpha) ** 2 * 2 / alpha,
+                                         2 / alpha),
     "fast_sigmoid": lambda slope=25: Derivative("fast_sigmoid", slope),
     "sigmoid": lambda slope=25: Derivative("sigmoid", slope),
 }

@@ -160,6 +160,14 @@ def _resets(reset: int):
     return np.float32(reset == 1), np.float32(reset == 0)  # lif.RESETS: zero, subtract
 
 
+def _gradients(cur: torch.Tensor):
+    """Zeroed outputs of a backward kernel: dL/dcur (contiguous, as the kernel writes it),
+    and dL/dbeta, dL/dthr per neuron."""
+    n = cur[:1].numel()
+    g_cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)
+    return g_cur, torch.zeros(n), torch.zeros(n)
+
+
 def forward(cur: torch.Tensor, steps: int, beta: float, thr: float, reset: int, keep_mem: bool):
     """cur [T, ...], or [1, ...] used at every step. Returns spk [steps, ...] and the membrane
     [steps, ...] if keep_mem, else None."""
@@ -177,8 +185,7 @@ def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int,
     """dL/dcur (cur's shape: summed over time for a [1, ...] current), and dL/dbeta and
     dL/dthr per neuron (flat [N], to be summed)."""
     none = torch.zeros_like(cur[:1])
-    g_cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)  # kernel writes it
-    g_beta, g_thr = torch.zeros(none.numel()), torch.zeros(none.numel())
+    g_cur, g_beta, g_thr = _gradients(cur)
     _threads()
     _backward(_rows(cur), steps, _rows(none if g_spk is None else g_spk),
               _rows(none if g_mem is None else g_mem), np.float32(beta), np.float32(thr),
@@ -191,10 +198,8 @@ def backward_linear(cur, steps: int, g_out, weight, beta: float, thr: float, res
                     kind: int, p: float, q: float):
     """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, given the
     gradient of its output g_out [T, B, K]; returns also the Linear's weight gradient."""
-    g_cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)
-    n = cur[:1].numel()
-    g_beta, g_thr = torch.zeros(n), torch.zeros(n)
-    tasks = min(_threads(), n // weight.shape[1])
+    g_cur, g_beta, g_thr = _gradients(cur)
+    tasks = min(_threads(), g_beta.numel() // weight.shape[1])
     g_weight = torch.zeros(tasks, *weight.shape)
     _backward_linear(_rows(cur), steps, _rows(g_out), weight.detach().contiguous().numpy(),
                      np.float32(beta), np.float32(thr), *_resets(reset), kind, np.float32(p),
