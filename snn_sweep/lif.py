@@ -180,75 +180,76 @@ class LeakyFunction(torch.autograd.Function):
     @staticmethod
     def _compiled_backward(ctx, g_spk, g_mem):
         cur, beta, threshold = ctx.saved_tensors
-        derivative = ctx.derivative
+        derivative, need = ctx.derivative, ctx.needs_input_grad
         g, g_beta, g_thr = lif_cpu.backward(
             cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_spk, g_mem, float(beta),
             float(threshold), ctx.reset, lif_cpu.KINDS[derivative.name], derivative.p,
-            derivative.q)
+            derivative.q, params=need[1] or need[2])
         return (g[0] if ctx.constant else g,
-                g_beta.sum().to(beta) if ctx.needs_input_grad[1] else None,
-                g_thr.sum().to(threshold) if ctx.needs_input_grad[2] else None,
+                g_beta.sum().to(beta) if need[1] else None,
+                g_thr.sum().to(threshold) if need[2] else None,
                 None, None, None, None, None)
 
 
 class LeakyLinearFunction(torch.autograd.Function):
     """A leaky layer on the compiled path whose spikes feed a Linear and nothing else that
-    needs a gradient: returns the Linear's output [T, B, K] and the spikes (no gradient).
+    needs a gradient: returns the Linear's output [T, B, K] and the spikes (no gradient; None
+    unless keep_spikes).
 
-    Its backward is one pass (lif_cpu._backward_linear) that never builds dL/dspk [T, B, H]:
-    row by row it forms dL/dspk from the gradient of the Linear's output and adds the Linear's
-    weight gradient from the replayed spikes. With 10 outputs, those two [T*B] x 10 x 1000
-    products are skinny matmuls that MKL runs at a fraction of the CPU's speed, and dL/dspk
-    would be written out and read back once more."""
+    Both directions run one sample's row of neurons at a time in cache (lif_cpu.
+    _forward_linear, _backward_linear): the forward multiplies the spikes by the weight there,
+    and the backward forms dL/dspk from the gradient of the Linear's output and adds the
+    Linear's weight gradient from replayed spikes. With 10 outputs, the [T*B] x 1000 x 10
+    products are skinny matmuls that MKL runs at a fraction of the CPU's speed, and the spikes
+    and dL/dspk [T, B, H] would be written out and read back once more."""
 
     @staticmethod
     def forward(ctx, cur, beta, threshold, reset: int, derivative: "Derivative",
-                steps: Optional[int], weight, bias):
+                steps: Optional[int], weight, bias, keep_spikes: bool):
         ctx.constant = steps is not None
         ctx.steps = steps if ctx.constant else cur.shape[0]
-        spk, _ = lif_cpu.forward(cur.unsqueeze(0) if ctx.constant else cur, ctx.steps,
-                                 float(beta), float(threshold), reset, keep_mem=False)
+        out, spk = lif_cpu.forward_linear(cur.unsqueeze(0) if ctx.constant else cur, ctx.steps,
+                                          weight, bias, float(beta), float(threshold), reset,
+                                          keep_spikes)
         ctx.save_for_backward(cur, beta, threshold, weight)
         ctx.reset, ctx.derivative = reset, derivative
-        ctx.has_bias = bias is not None
-        ctx.mark_non_differentiable(spk)
-        # [K, H] x [H, T*B] runs ~1.2x faster than F.linear's [T*B, H] x [H, K] for a small K
-        rows = spk.view(-1, spk.shape[-1]).t()
-        out = torch.addmm(bias[:, None], weight, rows) if bias is not None else weight @ rows
-        return out.t().reshape(*spk.shape[:-1], -1), spk
+        if spk is not None:
+            ctx.mark_non_differentiable(spk)
+        return out, spk
 
     @staticmethod
     def backward(ctx, g_out, _):
         cur, beta, threshold, weight = ctx.saved_tensors
-        d = ctx.derivative
+        d, need = ctx.derivative, ctx.needs_input_grad
         g, g_beta, g_thr, g_weight = lif_cpu.backward_linear(
             cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_out, weight, float(beta),
-            float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q)
-        need = ctx.needs_input_grad
+            float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q,
+            params=need[1] or need[2])
         return (g[0] if ctx.constant else g,
                 g_beta.sum().to(beta) if need[1] else None,
                 g_thr.sum().to(threshold) if need[2] else None, None, None, None,
                 g_weight if need[6] else None,
-                g_out.sum((0, 1)) if ctx.has_bias and need[7] else None)
+                g_out.sum((0, 1)) if need[7] else None, None)
 
 
 def leaky_linear(neuron, cur: torch.Tensor, linear: nn.Module,
-                 derivative: Optional["Derivative"] = None, steps: Optional[int] = None
-                 ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+                 derivative: Optional["Derivative"] = None, steps: Optional[int] = None,
+                 keep_spikes: bool = True
+                 ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
     """`linear` applied to every step of the spikes of `neuron` driven by cur (as in
-    leaky_sequence): returns (linear's output [T, B, K], spikes [T, B, H]) through
-    LeakyLinearFunction, or None where that does not apply (another neuron or layer, off the
-    compiled path, or no gradient to take: then the Linear runs as itself, hooks and all);
-    then run the two separately."""
+    leaky_sequence): returns (linear's output [T, B, K], spikes [T, B, H] or None unless
+    keep_spikes) through LeakyLinearFunction, or None where that does not apply (another
+    neuron or layer, off the compiled path, or no gradient to take: then the Linear runs as
+    itself, hooks and all); then run the two separately."""
     if not (torch.is_grad_enabled() and fusable(neuron) and type(linear) is nn.Linear
-            and cur.dim() == (2 if steps else 3) and cur.shape[-1] == linear.in_features
-            and linear.weight.dtype == cur.dtype):
+            and linear.bias is not None and cur.dim() == (2 if steps else 3)
+            and cur.shape[-1] == linear.in_features and linear.weight.dtype == cur.dtype):
         return None
     beta, threshold, reset = _params(neuron, cur)
     if not _compiled(cur, beta, threshold, derivative):
         return None
     return LeakyLinearFunction.apply(cur, beta, threshold, reset, derivative, steps,
-                                     linear.weight, linear.bias)
+                                     linear.weight, linear.bias, keep_spikes)
 
 
 def fusable(neuron) -> bool:

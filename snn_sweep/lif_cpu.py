@@ -1,5 +1,5 @@
 """The LIF recurrence of lif.py as compiled CPU loops (Numba), for float32 with a scalar beta
-and threshold: lif.LeakyFunction calls these where they apply.
+and threshold: lif.LeakyFunction and lif.LeakyLinearFunction call these where they apply.
 
 Eager PyTorch runs each step of the recurrence as 3 (forward) to 8 (backward) passes over
 [B, N], each a trip through memory. Here a block of neurons walks all T steps in one loop that
@@ -7,8 +7,10 @@ LLVM vectorizes, with its state in a small buffer, and blocks run in parallel (p
 are selected arithmetically and the surrogate outside the inner loop, so that loop has no
 branches. The backward does not read a stored membrane: each block replays its forward into a
 cache-sized buffer first, which is cheaper than writing and reading [T, N] through memory, and
-lets the forward skip the membrane of a hidden layer. tests/test_lif.py checks these loops and
-the eager ones against stepping snn.Leaky.
+lets the forward skip the membrane of a hidden layer. A layer whose spikes feed a Linear runs
+one sample's row of neurons at a time and applies that Linear (forward) or its transpose and
+weight gradient (backward) while the row is in cache. tests/test_lif.py checks these loops and
+the eager ones against stepping snn.Leaky and nn.Linear.
 
 Arrays are 2-D [T, N] (N = everything but time). A [1, N] array stands for one row used at
 every step: a time-constant input current and its summed gradient, an absent gradient (zeros),
@@ -58,28 +60,44 @@ def _forward(cur, steps, beta, thr, zero_reset, sub_reset, mem, spk, block):
 
 
 @njit(inline="always")
-def _adjoint_step(t, mem, gs, gm, gc, d, later, gb, gt, beta, thr, zero_reset, sub_reset,
-                  kind, p, q):
+def _adjoint_step(t, mem, gs, gm, gc, d, later, params, gb, gt, beta, thr, zero_reset,
+                  sub_reset, kind, p, q):
     """One step of the backward recurrence, from the last step back, for one row of neurons:
     mem [T, width] replayed; gs, gm: dL/dspk_t, dL/dmem_t; adds G_t = dL/dmem_t = dL/dcur_t
-    into gc and the parameter terms into gb, gt; `later` carries G_{t+1} dmem_{t+1}/dmem_t."""
+    into gc and, if params, the beta and threshold terms into gb, gt; `later` carries
+    G_{t+1} dmem_{t+1}/dmem_t. Without params (no learned beta or threshold, the usual case)
+    one loop per surrogate does it all, with no array d in between."""
     width = uint64(mem.shape[1])
     m = mem[t]
-    if kind == 0:  # atan: 1 / (p x^2 + q)
+    prev = mem[max(t - 1, 0)]
+    rest = ONE - np.float32(t == 0)  # mem_{-1} = 0
+    if not params:
+        if kind == 0:  # atan: 1 / (p x^2 + q)
+            for j in range(width):
+                x = m[j] - thr
+                g = later[j] + gs[j] / (p * x * x + q) + gm[j]
+                gc[j] += g
+                later[j] = g * beta * (ONE - np.float32(prev[j] * rest > thr) * zero_reset)
+        else:  # fast_sigmoid: 1 / (p |x| + 1)^2
+            for j in range(width):
+                y = p * abs(m[j] - thr) + ONE
+                g = later[j] + gs[j] / (y * y) + gm[j]
+                gc[j] += g
+                later[j] = g * beta * (ONE - np.float32(prev[j] * rest > thr) * zero_reset)
+        return
+    if kind == 0:
         for j in range(width):
             x = m[j] - thr
             d[j] = ONE / (p * x * x + q)
-    else:  # fast_sigmoid: 1 / (p |x| + 1)^2
+    else:
         for j in range(width):
             y = p * abs(m[j] - thr) + ONE
             d[j] = ONE / (y * y)
-    prev = mem[max(t - 1, 0)]
-    rest = np.float32(t == 0)  # mem_{-1} = 0
     for j in range(width):
         direct = d[j] * gs[j]  # through spk_t = H(mem_t - thr)
         g = later[j] + direct + gm[j]
         gc[j] += g
-        pm = prev[j] * (ONE - rest)
+        pm = prev[j] * rest
         r = np.float32(pm > thr)
         keep = ONE - r * zero_reset
         gb[j] += g * pm * keep
@@ -88,10 +106,10 @@ def _adjoint_step(t, mem, gs, gm, gc, d, later, gb, gt, beta, thr, zero_reset, s
 
 
 @njit(parallel=True, cache=True)
-def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, p, q,
+def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, p, q, params,
               g_cur, g_beta, g_thr, block):
-    """Adds dL/dcur into g_cur (zeros, cur's shape) and per-neuron dL/dbeta, dL/dthr terms
-    into g_beta and g_thr (zeros, [N])."""
+    """Adds dL/dcur into g_cur (zeros, cur's shape) and, if params, per-neuron dL/dbeta and
+    dL/dthr terms into g_beta and g_thr (zeros, [N])."""
     n = cur.shape[1]
     s_spk = 1 if g_spk.shape[0] > 1 else 0
     s_mem = 1 if g_mem.shape[0] > 1 else 0
@@ -105,13 +123,68 @@ def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, 
         later, d = np.zeros(width, np.float32), np.empty(width, np.float32)
         for t in range(steps - 1, -1, -1):
             _adjoint_step(t, mem, g_spk[t * s_spk, lo:hi], g_mem[t * s_mem, lo:hi],
-                          g_cur[t * s_cur, lo:hi], d, later, g_beta[lo:hi], g_thr[lo:hi],
-                          beta, thr, zero_reset, sub_reset, kind, p, q)
+                          g_cur[t * s_cur, lo:hi], d, later, params, g_beta[lo:hi],
+                          g_thr[lo:hi], beta, thr, zero_reset, sub_reset, kind, p, q)
+
+
+# The Linear that spikes feed (weight [K, H], 40 KB for MNIST's 10 x 1000) does not fit a 32 KB
+# L1 cache, so the loops below take 4 time steps per pass over its rows; past the last step a
+# row index is clamped, and what it adds is weighted by 0 or not used.
+PASS = 4
+
+
+@njit(fastmath={"reassoc", "contract"}, cache=True)
+def _dot4(w, s0, s1, s2, s3):
+    """(w . s0, w . s1, w . s2, w . s3), reading w once; reassociation lets LLVM vectorize the
+    sums."""
+    a0 = a1 = a2 = a3 = np.float32(0.0)
+    for j in range(uint64(w.shape[0])):
+        x = w[j]
+        a0 += x * s0[j]
+        a1 += x * s1[j]
+        a2 += x * s2[j]
+        a3 += x * s3[j]
+    return a0, a1, a2, a3
+
+
+@njit(parallel=True, cache=True)
+def _forward_linear(cur, steps, weight, bias, beta, thr, zero_reset, sub_reset, out, spk, keep):
+    """_forward for a layer whose spikes [T, B, H] feed a Linear (weight [K, H], bias [K]),
+    giving also its output out [T, B*K]: one sample's row of H neurons is stepped into a
+    cache-sized buffer and multiplied by the weight there, instead of writing the spikes out
+    for a [T*B, H] x [H, K] matmul that runs at a fraction of the CPU's speed for a small K.
+    The spikes go to spk [T, B*H] only if keep."""
+    k_out, width = weight.shape
+    rows = cur.shape[1] // width
+    width = uint64(width)
+    last = steps - 1
+    for b in prange(rows):
+        lo = b * width
+        s = np.empty((steps, width), np.float32)
+        _run(cur, lo, lo + width, steps, beta, thr, zero_reset, sub_reset,
+             np.empty((1, width), np.float32), s, 0)
+        if keep:
+            spk[:, lo:lo + width] = s
+        for t0 in range(0, steps, PASS):
+            s0, s1, s2, s3 = s[t0], s[min(t0 + 1, last)], s[min(t0 + 2, last)], \
+                s[min(t0 + 3, last)]
+            for k in range(k_out):
+                a = _dot4(weight[k], s0, s1, s2, s3)
+                for i in range(min(PASS, steps - t0)):
+                    out[t0 + i, b * k_out + k] = a[i] + bias[k]
+
+
+@njit(inline="always")
+def _pass_grads(g_out, t0, last, col):
+    """g_out[t, col] for the PASS (4) steps from t0, 0 past the last step."""
+    return (g_out[t0, col], g_out[min(t0 + 1, last), col] * np.float32(t0 + 1 <= last),
+            g_out[min(t0 + 2, last), col] * np.float32(t0 + 2 <= last),
+            g_out[min(t0 + 3, last), col] * np.float32(t0 + 3 <= last))
 
 
 @njit(parallel=True, cache=True)
 def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset, kind, p, q,
-                     g_cur, g_beta, g_thr, g_weight):
+                     params, g_cur, g_beta, g_thr, g_weight):
     """_backward for a layer whose spikes [T, B, H] only feed a Linear (weight [K, H]), given
     g_out [T, B*K], the gradient of the Linear's output. Row by row, dL/dspk_t = g_out_t @
     weight is formed in cache instead of as a [T, B, H] tensor, and the Linear's weight
@@ -122,27 +195,41 @@ def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset
     s_cur = 1 if g_cur.shape[0] > 1 else 0
     tasks = g_weight.shape[0]
     width = uint64(width)
+    last = steps - 1
     for task in prange(tasks):
         gw = g_weight[task]
+        mem = np.empty((steps, width), np.float32)
+        spk = np.empty((steps, width), np.float32)
+        later, d, none = np.empty(width, np.float32), np.empty(width, np.float32), \
+            np.zeros(width, np.float32)
+        gs = np.empty((PASS, width), np.float32)  # dL/dspk of one pass's steps
         for b in range(task * rows // tasks, (task + 1) * rows // tasks):
-            lo, hi = b * width, (b + 1) * width
-            mem = np.empty((steps, width), np.float32)
-            spk = np.empty((steps, width), np.float32)
-            _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, 0)
-            later, d = np.zeros(width, np.float32), np.empty(width, np.float32)
-            gs, none = np.empty(width, np.float32), np.zeros(width, np.float32)
-            for t in range(steps - 1, -1, -1):
-                gs[:] = 0
-                s = spk[t]
+            lo, o = b * width, b * k_out
+            _run(cur, lo, lo + width, steps, beta, thr, zero_reset, sub_reset, mem, spk, 0)
+            for t0 in range(0, steps, PASS):  # weight gradient: gw[k] += g_out[t, k] spk_t
+                s0, s1, s2, s3 = spk[t0], spk[min(t0 + 1, last)], spk[min(t0 + 2, last)], \
+                    spk[min(t0 + 3, last)]
                 for k in range(k_out):
-                    go = g_out[t, b * k_out + k]
-                    w, gwk = weight[k], gw[k]
+                    c0, c1, c2, c3 = _pass_grads(g_out, t0, last, o + k)
+                    a = gw[k]
                     for j in range(width):
-                        gs[j] += go * w[j]
-                        gwk[j] += go * s[j]
-                _adjoint_step(t, mem, gs, none, g_cur[t * s_cur, lo:hi], d, later,
-                              g_beta[lo:hi], g_thr[lo:hi], beta, thr, zero_reset, sub_reset,
-                              kind, p, q)
+                        a[j] += (c0 * s0[j] + c1 * s1[j]) + (c2 * s2[j] + c3 * s3[j])
+            later[:] = 0
+            for t0 in range(last - last % PASS, -1, -PASS):
+                gs[:] = 0  # dL/dspk_t = sum_k g_out[t, k] weight[k]
+                for k in range(k_out):
+                    c0, c1, c2, c3 = _pass_grads(g_out, t0, last, o + k)
+                    w = weight[k]
+                    for j in range(width):
+                        x = w[j]
+                        gs[0, j] += c0 * x
+                        gs[1, j] += c1 * x
+                        gs[2, j] += c2 * x
+                        gs[3, j] += c3 * x
+                for t in range(min(t0 + PASS, steps) - 1, t0 - 1, -1):
+                    _adjoint_step(t, mem, gs[t - t0], none, g_cur[t * s_cur, lo:lo + width], d,
+                                  later, params, g_beta[lo:lo + width], g_thr[lo:lo + width],
+                                  beta, thr, zero_reset, sub_reset, kind, p, q)
 
 
 def _threads() -> int:
@@ -160,10 +247,10 @@ def _resets(reset: int):
     return np.float32(reset == 1), np.float32(reset == 0)  # lif.RESETS: zero, subtract
 
 
-def _gradients(cur: torch.Tensor):
+def _gradients(cur: torch.Tensor, params: bool):
     """Zeroed outputs of a backward kernel: dL/dcur (contiguous, as the kernel writes it),
-    and dL/dbeta, dL/dthr per neuron."""
-    n = cur[:1].numel()
+    and dL/dbeta, dL/dthr per neuron (empty unless params)."""
+    n = cur[:1].numel() if params else 0
     g_cur = torch.zeros_like(cur, memory_format=torch.contiguous_format)
     return g_cur, torch.zeros(n), torch.zeros(n)
 
@@ -180,29 +267,44 @@ def forward(cur: torch.Tensor, steps: int, beta: float, thr: float, reset: int, 
     return spk, (mem if keep_mem else None)
 
 
+def forward_linear(cur: torch.Tensor, steps: int, weight, bias, beta: float, thr: float,
+                   reset: int, keep_spikes: bool):
+    """cur [T, B, H] or [1, B, H] (used at every step), weight [K, H], bias [K]. Returns the
+    Linear's output [steps, B, K] and the spikes [steps, B, H] if keep_spikes, else None."""
+    batch, k_out = cur.shape[1], weight.shape[0]
+    out = cur.new_empty((steps, batch, k_out))
+    spk = cur.new_empty((steps, *cur.shape[1:]) if keep_spikes else (1, 1))
+    _threads()
+    _forward_linear(_rows(cur), steps, weight.detach().contiguous().numpy(),
+                    bias.detach().contiguous().numpy(), np.float32(beta), np.float32(thr),
+                    *_resets(reset), _rows(out), _rows(spk), keep_spikes)
+    return out, (spk if keep_spikes else None)
+
+
 def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int, kind: int,
-             p: float, q: float):
-    """dL/dcur (cur's shape: summed over time for a [1, ...] current), and dL/dbeta and
-    dL/dthr per neuron (flat [N], to be summed)."""
+             p: float, q: float, params: bool):
+    """dL/dcur (cur's shape: summed over time for a [1, ...] current), and if params dL/dbeta
+    and dL/dthr per neuron (flat [N], to be summed; else None)."""
     none = torch.zeros_like(cur[:1])
-    g_cur, g_beta, g_thr = _gradients(cur)
+    g_cur, g_beta, g_thr = _gradients(cur, params)
     _threads()
     _backward(_rows(cur), steps, _rows(none if g_spk is None else g_spk),
               _rows(none if g_mem is None else g_mem), np.float32(beta), np.float32(thr),
-              *_resets(reset), kind, np.float32(p), np.float32(q), _rows(g_cur),
+              *_resets(reset), kind, np.float32(p), np.float32(q), params, _rows(g_cur),
               g_beta.numpy(), g_thr.numpy(), _block(steps))
-    return g_cur, g_beta, g_thr
+    return g_cur, (g_beta if params else None), (g_thr if params else None)
 
 
 def backward_linear(cur, steps: int, g_out, weight, beta: float, thr: float, reset: int,
-                    kind: int, p: float, q: float):
+                    kind: int, p: float, q: float, params: bool):
     """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, given the
     gradient of its output g_out [T, B, K]; returns also the Linear's weight gradient."""
-    g_cur, g_beta, g_thr = _gradients(cur)
-    tasks = min(_threads(), g_beta.numel() // weight.shape[1])
+    g_cur, g_beta, g_thr = _gradients(cur, params)
+    tasks = min(_threads(), cur[0].numel() // weight.shape[1])
     g_weight = torch.zeros(tasks, *weight.shape)
     _backward_linear(_rows(cur), steps, _rows(g_out), weight.detach().contiguous().numpy(),
                      np.float32(beta), np.float32(thr), *_resets(reset), kind, np.float32(p),
-                     np.float32(q), _rows(g_cur), g_beta.numpy(), g_thr.numpy(),
+                     np.float32(q), params, _rows(g_cur), g_beta.numpy(), g_thr.numpy(),
                      g_weight.numpy())
-    return g_cur, g_beta, g_thr, g_weight.sum(0)
+    return (g_cur, (g_beta if params else None), (g_thr if params else None),
+            g_weight.sum(0))

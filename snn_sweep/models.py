@@ -88,18 +88,22 @@ class SpikingNet(nn.Module):
         last = len(self.blocks) - 1
         cur = None  # block i's output, when the fused previous layer has computed it
         for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
-            if stats is not None:
+            if stats is not None:  # x is None only after a fused layer without stats
                 stats.setdefault(f"in_events_{i}", 0)
                 stats[f"in_events_{i}"] += int(torch.count_nonzero(x))
-            # A time-constant input (direct coding: a view with stride 0 along T) is computed
-            # once; the neuron integrates it T times and sums its gradient over time.
-            constant = x.shape[0] > 1 and x.stride(0) == 0
-            steps = x.shape[0] if constant else None
+            steps = None
             if cur is None:
-                cur = block(x[0]) if constant else over_time(block, x, model_input=i == 0)
-            # Spikes that only feed a Linear go through one fused backward (lif.py).
-            fused = leaky_linear(neuron, cur, self.blocks[i + 1], self.derivative, steps) \
-                if i < last else None
+                # A time-constant input (direct coding: a view with stride 0 along T) is
+                # computed once; the neuron integrates it T times and sums its gradient over time.
+                if x.shape[0] > 1 and x.stride(0) == 0:
+                    steps = x.shape[0]
+                    cur = block(x[0])
+                else:
+                    cur = over_time(block, x, model_input=i == 0)
+            # Spikes that only feed a Linear go through one fused layer (lif.py), which
+            # returns them only for stats.
+            fused = leaky_linear(neuron, cur, self.blocks[i + 1], self.derivative, steps,
+                                 keep_spikes=stats is not None) if i < last else None
             if fused is not None:
                 cur, x = fused
             else:  # only the readout's membrane is used

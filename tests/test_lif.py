@@ -116,7 +116,7 @@ def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch, inputs, cpu_
     for fused in (True, False):
         if not fused:
             monkeypatch.setattr(models, "fusable", lambda neuron: False)
-            monkeypatch.setattr(models, "leaky_linear", lambda *args: None)
+            monkeypatch.setattr(models, "leaky_linear", lambda *args, **kw: None)
         torch.manual_seed(0)
         model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
         if inputs == "spikes":
@@ -206,11 +206,15 @@ def test_compiled_path_is_taken_where_it_applies(monkeypatch):
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("constant", [False, True])
 @pytest.mark.parametrize("surr", ["atan", "fast_sigmoid"])
-def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr):
-    """LeakyLinearFunction's one-pass backward (dL/dspk never stored, the Linear's weight
-    gradient from replayed spikes) against the eager neuron followed by nn.Linear."""
+# lif_cpu takes 4 steps per pass over the weight: a last pass that is partial, full, the only one;
+# with and without the (separately computed) beta and threshold gradients
+@pytest.mark.parametrize(("steps", "learn"), [(7, True), (8, False), (1, False)])
+def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, learn):
+    """LeakyLinearFunction (the Linear's output formed row by row, dL/dspk never stored, the
+    Linear's weight gradient from replayed spikes) against the eager neuron followed by
+    nn.Linear."""
     torch.manual_seed(4)
-    steps, batch, hidden, out = 7, 6, 300, 4  # 6 rows over the tasks
+    batch, hidden, out = 6, 300, 4  # 6 rows over the tasks
     base = torch.randn(batch, hidden) * 0.6 + 0.4 if constant else \
         torch.randn(steps, batch, hidden) * 0.6 + 0.4
     w_out = torch.randn(steps, batch, out)
@@ -219,7 +223,7 @@ def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr):
     for fused in (True, False):
         torch.manual_seed(5)
         neuron = snn.Leaky(beta=0.85, threshold=0.9, spike_grad=SURROGATES[surr],
-                           reset_mechanism=reset, learn_beta=True, learn_threshold=True)
+                           reset_mechanism=reset, learn_beta=learn, learn_threshold=learn)
         linear = torch.nn.Linear(hidden, out)
         cur = base.clone().requires_grad_()
         k = steps if constant else None
@@ -239,8 +243,22 @@ def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr):
     assert s_b.sum() > 0 and (s_b == 0).any()
     assert torch.equal(s_a, s_b)
     torch.testing.assert_close(y_a, y_b)
+    assert [g is None for g in g_a] == [g is None for g in g_b] == [False, not learn, not learn,
+                                                                    False, False]
     for a, b in zip(g_a, g_b):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_leaky_linear_spikes_only_when_kept():
+    torch.manual_seed(7)
+    d = surrogate_derivative("atan", {})
+    cur, linear = torch.randn(5, 3, 8) + 0.5, torch.nn.Linear(8, 2)
+    y, spk = leaky_linear(snn.Leaky(beta=0.9), cur, linear, d)
+    y_none, none = leaky_linear(snn.Leaky(beta=0.9), cur, linear, d, keep_spikes=False)
+    assert none is None and spk.sum() > 0
+    torch.testing.assert_close(y_none, y)
+    torch.testing.assert_close(y, linear(leaky_sequence(snn.Leaky(beta=0.9), cur, d)[0]))
 
 
 def test_leaky_linear_only_where_it_applies():
@@ -256,6 +274,7 @@ def test_leaky_linear_only_where_it_applies():
     assert leaky_linear(snn.Leaky(beta=0.9), cur.double(), linear.double(), d) is None
     assert leaky_linear(snn.Synaptic(alpha=0.8, beta=0.9), cur, linear, d) is None
     assert leaky_linear(snn.Leaky(beta=0.9), cur, torch.nn.Sequential(linear), d) is None
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, torch.nn.Linear(8, 2, bias=False), d) is None
     assert leaky_linear(snn.Leaky(beta=torch.full((8,), 0.9)), cur, linear, d) is None
 
 
