@@ -19,8 +19,8 @@ and sigmoid is written out (DERIVATIVES: a few in-place passes); any other surro
 differentiated by autograd through the neuron's own `spike_grad`, so every snnTorch
 surrogate works. On the CPU, in float32 with a scalar beta and threshold (every config's
 neuron) and an atan or fast_sigmoid surrogate (the default is atan), forward and backward run
-as the compiled loops of lif_cpu.py instead; LeakyLinearFunction goes on to fuse the backward
-of a Linear that the spikes feed. tests/test_lif.py checks outputs and gradients (input, beta,
+as the compiled loops of lif_cpu.py instead; LeakyLinearFunction goes on to fuse a Linear that
+the spikes feed, forward and backward. tests/test_lif.py checks outputs and gradients (input, beta,
 threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain autograd.
 """
 import math
