@@ -54,6 +54,15 @@ def _params(neuron: snn.Leaky, like: torch.Tensor) -> Tuple[torch.Tensor, torch.
     return beta, neuron.threshold.to(like.dtype), RESETS[neuron.reset_mechanism]
 
 
+def _compiled_grads(ctx, g, g_beta, g_thr, beta, threshold):
+    """The (cur, beta, threshold) gradients of a compiled backward as autograd wants them:
+    a constant current's [1, ...] gradient without its time axis, the per-neuron parameter
+    terms summed, None where no gradient is needed."""
+    need = ctx.needs_input_grad
+    return (g[0] if ctx.constant else g, g_beta.sum().to(beta) if need[1] else None,
+            g_thr.sum().to(threshold) if need[2] else None)
+
+
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Sum a broadcast gradient back to the shape of a (scalar or per-neuron) parameter."""
     return grad.sum_to_size(like.shape) if like.dim() else grad.sum()
@@ -185,9 +194,7 @@ class LeakyFunction(torch.autograd.Function):
             cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_spk, g_mem, float(beta),
             float(threshold), ctx.reset, lif_cpu.KINDS[derivative.name], derivative.p,
             derivative.q, params=need[1] or need[2])
-        return (g[0] if ctx.constant else g,
-                g_beta.sum().to(beta) if need[1] else None,
-                g_thr.sum().to(threshold) if need[2] else None,
+        return (*_compiled_grads(ctx, g, g_beta, g_thr, beta, threshold),
                 None, None, None, None, None)
 
 
@@ -225,11 +232,8 @@ class LeakyLinearFunction(torch.autograd.Function):
             cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_out, weight, float(beta),
             float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q,
             params=need[1] or need[2])
-        return (g[0] if ctx.constant else g,
-                g_beta.sum().to(beta) if need[1] else None,
-                g_thr.sum().to(threshold) if need[2] else None, None, None, None,
-                g_weight if need[6] else None,
-                g_out.sum((0, 1)) if need[7] else None, None)
+        return (*_compiled_grads(ctx, g, g_beta, g_thr, beta, threshold), None, None, None,
+                g_weight if need[6] else None, g_out.sum((0, 1)) if need[7] else None, None)
 
 
 def leaky_linear(neuron, cur: torch.Tensor, linear: nn.Module,

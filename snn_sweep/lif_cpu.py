@@ -60,6 +60,17 @@ def _forward(cur, steps, beta, thr, zero_reset, sub_reset, mem, spk, block):
 
 
 @njit(inline="always")
+def _d_atan(x, p, q):  # lif.Derivative("atan", p, q): 1 / (p x^2 + q)
+    return ONE / (p * x * x + q)
+
+
+@njit(inline="always")
+def _d_fast_sigmoid(x, p):  # lif.Derivative("fast_sigmoid", p): 1 / (p |x| + 1)^2
+    y = p * abs(x) + ONE
+    return ONE / (y * y)
+
+
+@njit(inline="always")
 def _adjoint_step(t, mem, gs, gm, gc, d, later, params, gb, gt, beta, thr, zero_reset,
                   sub_reset, kind, p, q):
     """One step of the backward recurrence, from the last step back, for one row of neurons:
@@ -72,27 +83,23 @@ def _adjoint_step(t, mem, gs, gm, gc, d, later, params, gb, gt, beta, thr, zero_
     prev = mem[max(t - 1, 0)]
     rest = ONE - np.float32(t == 0)  # mem_{-1} = 0
     if not params:
-        if kind == 0:  # atan: 1 / (p x^2 + q)
+        if kind == 0:
             for j in range(width):
-                x = m[j] - thr
-                g = later[j] + gs[j] / (p * x * x + q) + gm[j]
+                g = later[j] + gs[j] * _d_atan(m[j] - thr, p, q) + gm[j]
                 gc[j] += g
                 later[j] = g * beta * (ONE - np.float32(prev[j] * rest > thr) * zero_reset)
-        else:  # fast_sigmoid: 1 / (p |x| + 1)^2
+        else:
             for j in range(width):
-                y = p * abs(m[j] - thr) + ONE
-                g = later[j] + gs[j] / (y * y) + gm[j]
+                g = later[j] + gs[j] * _d_fast_sigmoid(m[j] - thr, p) + gm[j]
                 gc[j] += g
                 later[j] = g * beta * (ONE - np.float32(prev[j] * rest > thr) * zero_reset)
         return
     if kind == 0:
         for j in range(width):
-            x = m[j] - thr
-            d[j] = ONE / (p * x * x + q)
+            d[j] = _d_atan(m[j] - thr, p, q)
     else:
         for j in range(width):
-            y = p * abs(m[j] - thr) + ONE
-            d[j] = ONE / (y * y)
+            d[j] = _d_fast_sigmoid(m[j] - thr, p)
     for j in range(width):
         direct = d[j] * gs[j]  # through spk_t = H(mem_t - thr)
         g = later[j] + direct + gm[j]
@@ -133,6 +140,20 @@ def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, 
 PASS = 4
 
 
+@njit(inline="always")
+def _pass_rows(a, t0, last):
+    """Rows t0 .. t0 + 3 of a [T, width], clamped to the last step."""
+    return a[t0], a[min(t0 + 1, last)], a[min(t0 + 2, last)], a[min(t0 + 3, last)]
+
+
+@njit(inline="always")
+def _pass_grads(g_out, t0, last, col):
+    """g_out[t, col] for the PASS (4) steps from t0, 0 past the last step."""
+    return (g_out[t0, col], g_out[min(t0 + 1, last), col] * np.float32(t0 + 1 <= last),
+            g_out[min(t0 + 2, last), col] * np.float32(t0 + 2 <= last),
+            g_out[min(t0 + 3, last), col] * np.float32(t0 + 3 <= last))
+
+
 @njit(fastmath={"reassoc", "contract"}, cache=True)
 def _dot4(w, s0, s1, s2, s3):
     """(w . s0, w . s1, w . s2, w . s3), reading w once; reassociation lets LLVM vectorize the
@@ -166,20 +187,11 @@ def _forward_linear(cur, steps, weight, bias, beta, thr, zero_reset, sub_reset, 
         if keep:
             spk[:, lo:lo + width] = s
         for t0 in range(0, steps, PASS):
-            s0, s1, s2, s3 = s[t0], s[min(t0 + 1, last)], s[min(t0 + 2, last)], \
-                s[min(t0 + 3, last)]
+            s0, s1, s2, s3 = _pass_rows(s, t0, last)
             for k in range(k_out):
                 a = _dot4(weight[k], s0, s1, s2, s3)
                 for i in range(min(PASS, steps - t0)):
                     out[t0 + i, b * k_out + k] = a[i] + bias[k]
-
-
-@njit(inline="always")
-def _pass_grads(g_out, t0, last, col):
-    """g_out[t, col] for the PASS (4) steps from t0, 0 past the last step."""
-    return (g_out[t0, col], g_out[min(t0 + 1, last), col] * np.float32(t0 + 1 <= last),
-            g_out[min(t0 + 2, last), col] * np.float32(t0 + 2 <= last),
-            g_out[min(t0 + 3, last), col] * np.float32(t0 + 3 <= last))
 
 
 @njit(parallel=True, cache=True)
@@ -207,8 +219,7 @@ def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset
             lo, o = b * width, b * k_out
             _run(cur, lo, lo + width, steps, beta, thr, zero_reset, sub_reset, mem, spk, 0)
             for t0 in range(0, steps, PASS):  # weight gradient: gw[k] += g_out[t, k] spk_t
-                s0, s1, s2, s3 = spk[t0], spk[min(t0 + 1, last)], spk[min(t0 + 2, last)], \
-                    spk[min(t0 + 3, last)]
+                s0, s1, s2, s3 = _pass_rows(spk, t0, last)
                 for k in range(k_out):
                     c0, c1, c2, c3 = _pass_grads(g_out, t0, last, o + k)
                     a = gw[k]
