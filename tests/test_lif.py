@@ -50,7 +50,8 @@ def grads(neuron, cur, fn, w_spk, w_mem):
 @pytest.mark.parametrize("surr", list(SURROGATES))
 @pytest.mark.parametrize("beta", [0.9, "per_neuron"])
 @pytest.mark.parametrize("derivative", ["hand_written", "autograd"])
-def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative, cpu_path):
+@pytest.mark.parametrize("learn", [True, False])  # lif_cpu skips the parameter terms if False
+def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative, learn, cpu_path):
     torch.manual_seed(0)
     steps, batch, n = 12, 5, 7
     if beta == "per_neuron":  # includes values that the clamp to [0, 1] cuts
@@ -58,7 +59,7 @@ def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative, cpu_path)
         threshold = torch.tensor(0.8)
     else:
         threshold = 1.0
-    ref, fused = make_pair(reset, SURROGATES[surr], beta, threshold, learn=True)
+    ref, fused = make_pair(reset, SURROGATES[surr], beta, threshold, learn=learn)
     cur = torch.randn(steps, batch, n) * 0.8 + 0.4
     w_spk, w_mem = torch.randn(steps, batch, n), torch.randn(steps, batch, n)
     s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
@@ -70,7 +71,7 @@ def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative, cpu_path)
     assert torch.equal(s_fus, s_ref)
     torch.testing.assert_close(m_fus, m_ref)
     torch.testing.assert_close(g_fus, g_ref, rtol=1e-4, atol=1e-5)
-    assert len(p_fus) == len(p_ref) == 2
+    assert len(p_fus) == len(p_ref) == (2 if learn else 0)
     for a, b in zip(p_fus, p_ref):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
