@@ -1,40 +1,46 @@
 """`python -m snn_sweep [overrides]`: compose the config and train one run (or a sweep with -m)."""
 import sys
-from typing import List
+from typing import List, Tuple, Union
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from omegaconf import OmegaConf
 
 from .config import InputError, register_configs
-from .optuna_trial import trial_info
-from .train import NonFiniteLossError, train
+from .optuna_trial import reporter_from_hydra, trial_info
+from .train import NonFiniteLossError, RunPruned, train_result
 
 register_configs()
-try:
-    # Hydra finds plugins by listing the hydra_plugins namespace, which misses a package of an
-    # editable install; registering it (public API) makes conf/hparams_search work either way.
-    from hydra.core.plugins import Plugins
-
-    plugins = Plugins.instance()  # scan first: the scan re-executes the modules it finds
-    from hydra_plugins.snn_sweep_optuna_sweeper.optuna_trial_sweeper import OptunaTrialSweeper
-
-    plugins.register(OptunaTrialSweeper)
-except ImportError:  # installed without it: everything but the Optuna presets still works
-    pass
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
-def main(cfg) -> float:
+@hydra.main(config_path="../conf", config_name="config")
+def main(cfg) -> Union[float, Tuple[float, float]]:
     hc = HydraConfig.get()
     # In an Optuna sweep the sweeper passes the trial number and study in env_set.
-    extra = trial_info(hc.job.env_set)
+    reporter = reporter_from_hydra(hc)
+    on_epoch = None if reporter is None else (
+        lambda step, row: reporter(step, row[cfg.optimized_metric]))
     try:
-        return train(cfg, hc.runtime.output_dir, extra)
+        result = train_result(cfg, hc.runtime.output_dir, trial_info(hc.job.env_set), on_epoch)
+    except RunPruned as e:
+        import optuna  # only a TrialReporter prunes, so this is an Optuna sweep
+
+        raise optuna.TrialPruned(str(e)) from e
     except (InputError, NonFiniteLossError) as e:
         if hc.mode == RunMode.MULTIRUN:
             raise  # the sweeper records the failed job and goes on
         sys.exit(f"error: {e}")  # one line, exit status 1, no traceback
+    if reporter is not None and cfg.repeats > 1:
+        reporter.set_user_attrs({"objective_mean": result["objective"], "seeds": result["seeds"],
+                                 **{k: result[k] for k in ("objective_std", "objective_per_seed")}})
+    # A sweeper with two directions asks for the Pareto metric too.
+    if OmegaConf.is_list(OmegaConf.select(hc, "sweeper.direction")) and \
+            len(hc.sweeper.direction) == 2:
+        if cfg.pareto_metric is None:
+            raise InputError("the sweeper has two directions: set pareto_metric")
+        return result["objective"], result[cfg.pareto_metric]
+    return result["objective"]
 
 
 def flags_first(argv: List[str]) -> List[str]:

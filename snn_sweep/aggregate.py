@@ -4,7 +4,11 @@ Reads only run-dir files (.hydra/{config,hydra,overrides}.yaml, result.json, met
 the trainer, so it works on results copied from another machine or made by an older version.
 Writes into OUT (default: the first DIR): results.csv, summary.csv, summary.md, curves.csv,
 accuracy_vs_timesteps.png, learning_curves.png and, with --study, trials.csv, trials.md and
-optuna_history.png. Prints the summary table.
+optuna_history.png (one objective) or pareto.csv, pareto.md and pareto.png (two objectives).
+Prints the summary table.
+
+A job trained with repeats=K (K > 1) becomes one row per seed (its seed_<s>/ sub-dirs), with
+repeat_of naming the job. Pruned and failed runs are listed but kept out of the summary.
 """
 import argparse
 import json
@@ -28,12 +32,15 @@ from .optuna_trial import public_storage  # noqa: E402
 
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
 SETTINGS = ("model", "encoder", "neuron", "timesteps", "beta", "readout", "optimizer", "lr",
-            "batch_size", "dataset", "seed", "optimized_metric")
-NOT_GROUPED = ("seed", "optuna_study", "optuna_trial", "optuna_storage")  # repeats, not settings
+            "batch_size", "dataset", "seed", "optimized_metric", "pareto_metric")
+TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")
+NOT_GROUPED = ("seed", "repeats", *TRIAL_FIELDS)  # repeats of a setting, not settings
 SUMMARY_METRICS = ("val_acc", "test_acc", "train_time_s", "spikes_per_sample")
 FORMATS = {"val_acc": ".4f", "test_acc": ".4f", "val_loss": ".4f", "test_loss": ".4f",
            "train_time_s": ".1f", "spikes_per_sample": ".0f"}
 DROPPED = ("traceback",)  # kept in result.json; too long for a table
+COUNTS = ("runs", "jobs", "completed", "pruned")  # summary columns that are not metrics
+ANN_LINE = "ANN (same layers, dense MACs)"
 
 
 class AggregateError(Exception):
@@ -80,12 +87,13 @@ def _key(override: str) -> str:
 
 
 Row = Dict[str, Any]
+NO_RESULT = {"status": "unfinished", "error": "no result.json"}  # killed, running, or crashed early
 
 
-def read_job(job: Path, problems: List[str]) -> Optional[Tuple[Row, List[str], List[str]]]:
-    """One results row with the names of its group choices and swept keys, or None (reported
-    in problems) when a file of the job is corrupt."""
-    row: Dict[str, Any] = {"job_dir": str(job)}
+def read_hydra(job: Path, problems: List[str]) -> Optional[Tuple[Row, List[str], List[str], Any]]:
+    """The job's group choices and swept values, their names and its config (None without
+    .hydra/config.yaml); None (reported in problems) when a file is corrupt."""
+    row: Row = {"job_dir": str(job)}
     hydra_dir = job / ".hydra"
     path = hydra_dir / "config.yaml"
     try:
@@ -103,21 +111,81 @@ def read_job(job: Path, problems: List[str]) -> Optional[Tuple[Row, List[str], L
     # Swept values (any key=value override that is not a group choice), typed from the config.
     swept = [k for k in map(_key, overrides) if k not in choices and cfg is not None]
     row.update({k: _plain(OmegaConf.select(cfg, k, default=None)) for k in swept})
-    path = job / "result.json"
-    if path.is_file():
-        try:
-            result = json.loads(path.read_text())
-            if not isinstance(result, dict):
-                raise ValueError("not a JSON object")
-        except (ValueError, OSError) as e:
-            problems.append(f"skipped {path}: corrupt ({_one_line(e)})")
-            return None
-        # result.json's settings are the effective ones (an ANN has no encoder), so they win.
-        row.update({k: _plain(v) for k, v in result.items() if k not in DROPPED})
+    return row, groups, swept, cfg
+
+
+def read_result(path: Path, problems: List[str]) -> Optional[Dict[str, Any]]:
+    """result.json as written (NO_RESULT when there is none); None (reported) when corrupt."""
+    if not path.is_file():
+        return dict(NO_RESULT)
+    try:
+        result = json.loads(path.read_text())
+        if not isinstance(result, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, OSError) as e:
+        problems.append(f"skipped {path}: corrupt ({_one_line(e)})")
+        return None
+    return result
+
+
+def _cells(result: Dict[str, Any]) -> Row:
+    return {k: _plain(v) for k, v in result.items() if k not in DROPPED}
+
+
+def seed_runs(job: Path, result: Dict[str, Any], cfg: Any) -> List[Tuple[Any, str]]:
+    """(seed, sub-dir) of each seed a job trained with repeats=K > 1; [] for a plain job. From
+    result.json, or from the config when the job was killed before writing one (the trainer
+    runs seeds seed, seed+1 ... in seed_<s>/)."""
+    if "repeats" in result:
+        repeats = result["repeats"]
+    elif not (job / "result.json").is_file() and cfg is not None:
+        repeats = OmegaConf.select(cfg, "repeats", default=1)
     else:
-        row["status"] = "unfinished"  # killed, still running, or crashed before training
-        row["error"] = "no result.json"
-    return row, groups, swept
+        return []
+    if not isinstance(repeats, int) or repeats <= 1:
+        return []
+    first = result.get("seed", OmegaConf.select(cfg, "seed", default=None) if cfg else None)
+    seeds = result.get("seeds") or (
+        [first + i for i in range(repeats)] if isinstance(first, int) else None)
+    dirs = result.get("seed_dirs") or (
+        [f"seed_{s}" for s in seeds] if isinstance(seeds, list) else None)
+    if not (isinstance(seeds, list) and isinstance(dirs, list) and len(seeds) == len(dirs)
+            and all(isinstance(d, str) for d in dirs)):
+        raise ValueError(f"repeats={repeats} without matching seeds and seed_dirs lists")
+    return list(zip(seeds, dirs))
+
+
+def read_job(job: Path, problems: List[str]) -> Optional[Tuple[List[Row], List[str], List[str]]]:
+    """The job's results rows (one, or one per seed of a job with repeats) with the names of its
+    group choices and swept keys, or None (reported in problems) when a file of it is corrupt."""
+    read = read_hydra(job, problems)
+    result = read_result(job / "result.json", problems) if read else None
+    if result is None:
+        return None
+    base, groups, swept, cfg = read
+    try:
+        runs = seed_runs(job, result, cfg)
+    except ValueError as e:
+        problems.append(f"skipped {job / 'result.json'}: corrupt ({_one_line(e)})")
+        return None
+    if not runs:
+        # result.json's settings are the effective ones (an ANN has no encoder), so they win.
+        return [{**base, **_cells(result)}], groups, swept
+    # Seeds share the job's settings; their metrics are their own (the job's are means).
+    shared = _cells({k: v for k, v in result.items() if k in SETTINGS + TRIAL_FIELDS})
+    if result["status"] == "pruned":  # the pruner stopped the job before these seeds ran
+        missing = {"status": "pruned", "error": "not run: the job was pruned"}
+    else:
+        missing = {**NO_RESULT, "error": NO_RESULT["error"] + (
+            f" (job {result['status']}: {result['error']})"
+            if "error" in result and result != NO_RESULT else "")}
+    rows = []
+    for seed, sub in runs:
+        own = read_result(job / sub / "result.json", problems)
+        if own is not None:
+            rows.append({**base, "job_dir": str(job / sub), "repeat_of": str(job), **shared,
+                         "seed": seed, **_cells(missing if own == NO_RESULT else own)})
+    return rows, groups, swept
 
 
 def read_curves(job: Path, problems: List[str]) -> Optional[pd.DataFrame]:
@@ -160,15 +228,19 @@ def varying(df: pd.DataFrame, columns: List[str]) -> List[str]:
 
 
 def summarize(df: pd.DataFrame, keys: List[str], metrics: List[str]) -> pd.DataFrame:
-    """mean, std and count of each metric per group of the varying settings."""
+    """mean, std and count of each metric per group of the varying settings, over completed
+    jobs only (a pruned job's metrics are those of an early epoch)."""
     data = df.copy()
+    data[metrics] = data[metrics].where(data["status"] == "completed")
     if not keys:  # nothing varies: one group of all jobs
         data["runs"] = "all"
         keys = ["runs"]
     grouped = data.groupby(keys, dropna=False, sort=True)
     summary = grouped[metrics].agg(["mean", "std", "count"]) if metrics else None
-    completed = grouped["status"].apply(lambda s: int((s == "completed").sum()))
-    counts = pd.DataFrame({"jobs": grouped.size(), "completed": completed})
+    shown = ("completed", "pruned") if (df["status"] == "pruned").any() else ("completed",)
+    counts = pd.DataFrame({"jobs": grouped.size(), **{
+        status: grouped["status"].apply(lambda s, status=status: int((s == status).sum()))
+        for status in shown}})
     if summary is not None:
         summary.columns = [f"{m}_{stat}" for m, stat in summary.columns]
         counts = counts.join(summary)
@@ -187,7 +259,7 @@ def _cell(value: Any) -> str:
 def summary_markdown(summary: pd.DataFrame, keys: List[str], metrics: List[str]) -> str:
     """mean ± std per metric (the mean alone when a group has one run)."""
     table = pd.DataFrame({c: summary[c].map(_cell) for c in summary.columns
-                          if c in keys or c in ("runs", "jobs", "completed")})
+                          if c in keys or c in COUNTS})
     for m in metrics:
         fmt = FORMATS.get(m, ".4g")
         table[m] = [
@@ -284,44 +356,157 @@ def load_study(url: str, name: Optional[str], df: pd.DataFrame):
     if name not in studies:
         raise AggregateError(f"--study {shown}: no study named {name!r} "
                              f"(it holds: {', '.join(studies) or 'none'})")
-    return optuna.load_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=url)
+    if not study.trials:
+        raise AggregateError(f"--study {shown}: study {name!r} has no trials")
+    return study
 
 
-def study_outputs(study, df: pd.DataFrame, out: Path) -> Tuple[pd.DataFrame, List[str]]:
-    """trials.csv, Optuna's history plot, and the trial's state and value on each job's row."""
+def objective_names(study) -> List[str]:
+    """Each objective's name in the tables: `value` for a single one, else the study's metric
+    names (values_0, values_1 ... when it has none)."""
+    n = len(study.directions)
+    if n == 1:
+        return ["value"]
+    return list(study.metric_names or (f"values_{i}" for i in range(n)))
+
+
+def trial_table(study, trials: pd.DataFrame) -> pd.DataFrame:
+    """Trial number, state, each objective's value, parameters and the job dir it ran in."""
+    names = objective_names(study)
+    metric_names = study.metric_names
+    # trials_dataframe's value columns: value, value_<name>, values_<name> or values_<i>.
+    if len(names) == 1:
+        values = ["value" if metric_names is None else f"value_{metric_names[0]}"]
+    else:
+        values = [f"values_{n}" for n in (metric_names or range(len(names)))]
+    params = [c for c in trials if c.startswith("params_")]
+    table = trials[["number", "state", *values, *params]].copy()
+    table.columns = ["number", "state", *names, *(c.removeprefix("params_") for c in params)]
+    if "user_attrs_job_dir" in trials:
+        table["job_dir"] = trials["user_attrs_job_dir"].map(_relative)
+    return table
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".4g") + "\n"
+
+
+def pareto_table(study, table: pd.DataFrame) -> pd.DataFrame:
+    """The completed trials with on_front: whether no other trial dominates it."""
+    front = {t.number for t in study.best_trials}
+    done = table[table["state"] == "COMPLETE"].drop(columns="state")
+    done = done.assign(on_front=done["number"].isin(front))
+    last = ["on_front"] + (["job_dir"] if "job_dir" in done else [])
+    return done[[c for c in done if c not in last] + last].reset_index(drop=True)
+
+
+def plot_pareto(study, pareto: pd.DataFrame, ann: List[float], path: Path) -> Optional[str]:
+    """First objective against the second: every completed trial grey, the front as a
+    staircase, and the dense ANN's energy as a reference when the second one is an energy."""
+    import optuna
+
+    names = objective_names(study)
+    if len(names) != 2:
+        return f"{len(names)} objectives (drawn for two)"
+    if pareto.empty:
+        return "no completed trial"
+    y, x = names
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(pareto[x], pareto[y], color="0.7", s=16, zorder=2,
+               label=f"completed trials ({len(pareto)})")
+    front = pareto[pareto["on_front"]].sort_values(x)
+    # The best first objective reachable within a given second one: flat until the next point.
+    lower_x = study.directions[1] == optuna.study.StudyDirection.MINIMIZE
+    ax.step(front[x], front[y], where="post" if lower_x else "pre", color="C0", marker="o",
+            zorder=3, label=f"Pareto front ({len(front)})")
+    for _, r in front.iterrows():
+        ax.annotate(str(int(r["number"])), (r[x], r[y]), textcoords="offset points",
+                    xytext=(3, 3), fontsize=7, color="C0")
+    for i, energy in enumerate(ann):
+        ax.axvline(energy, linestyle="--", color="C3", label=None if i else ANN_LINE)
+    xs = pd.concat([pareto[x], pd.Series(ann, dtype=float)])
+    if (xs > 0).all() and xs.max() > 10 * xs.min():  # energies span decades across timesteps
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"Study {study.study_name}: Pareto front")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def ann_energies(df: pd.DataFrame, mine: pd.Series) -> List[float]:
+    """The dense-ANN energy per sample of the study's completed jobs (of all, if none is its),
+    one value per architecture."""
+    done = df[(df["status"] == "completed") & (mine if mine.any() else True)]
+    if "ann_energy_pj_per_sample" not in done:
+        return []
+    return sorted(pd.to_numeric(done["ann_energy_pj_per_sample"], errors="coerce").dropna()
+                  .unique().tolist())
+
+
+def study_outputs(study, df: pd.DataFrame, out: Path, written: List[str], notes: List[str]
+                  ) -> pd.DataFrame:
+    """trials.csv and .md; Optuna's history plot (one objective) or the Pareto front (two); the
+    trial's state and values on each job's row."""
     import optuna
 
     trials = study.trials_dataframe()
     trials.to_csv(out / "trials.csv", index=False)
-    # The same, readable: trial number, state, value, parameters and the job dir it ran in.
-    table = trials[["number", "state", "value",
-                    *(c for c in trials if c.startswith("params_"))]].copy()
-    table.columns = [c.removeprefix("params_") for c in table.columns]
-    if "user_attrs_job_dir" in trials:
-        table["job_dir"] = trials["user_attrs_job_dir"].map(_relative)
-    (out / "trials.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    # rc_context: Optuna switches matplotlib to its own style for good otherwise.
-    with warnings.catch_warnings(), plt.rc_context():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-        ax.figure.set_size_inches(7, 4)
-        ax.figure.tight_layout()
-        ax.figure.savefig(out / "optuna_history.png", dpi=120)
-        plt.close(ax.figure)
-    notes = []
+    table = trial_table(study, trials)
+    (out / "trials.md").write_text(_markdown(table))
+    written += ["trials.csv", "trials.md"]
+    names = objective_names(study)
+
     if "optuna_trial" not in df:
         df["optuna_trial"] = pd.NA
         df["optuna_study"] = pd.NA
     mine = df["optuna_study"] == study.study_name
-    by_number = trials.set_index("number")
-    numbers = pd.to_numeric(df["optuna_trial"], errors="coerce")
-    df["trial_state"] = numbers.where(mine).map(by_number["state"])
-    df["trial_value"] = numbers.where(mine).map(by_number["value"])
-    missing = sorted(set(by_number.index) - set(numbers[mine].dropna().astype(int)))
+    by_number = table.set_index("number")
+    numbers = pd.to_numeric(df["optuna_trial"], errors="coerce").where(mine)
+    df["trial_state"] = numbers.map(by_number["state"])
+    for name in names:  # trial_value, or trial_<metric> per objective
+        df[f"trial_{name}"] = numbers.map(by_number[name])
+    missing = sorted(set(by_number.index) - set(numbers.dropna().astype(int)))
     notes.append(f"study {study.study_name!r}: {len(trials)} trials, {int(mine.sum())} of "
                  f"{len(df)} jobs mapped to one"
                  + (f"; trials with no job dir here: {_ranges(missing)}" if missing else ""))
-    return df, notes
+
+    if len(names) == 1:
+        # rc_context: Optuna switches matplotlib to its own style for good otherwise.
+        with warnings.catch_warnings(), plt.rc_context():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = optuna.visualization.matplotlib.plot_optimization_history(study)
+            ax.figure.set_size_inches(7, 4)
+            ax.figure.tight_layout()
+            ax.figure.savefig(out / "optuna_history.png", dpi=120)
+            plt.close(ax.figure)
+        written.append("optuna_history.png")
+        return df
+    notes.append(f"optuna_history.png not drawn: {len(names)} objectives (pareto.png shows "
+                 f"the trade-off)")
+    pareto = pareto_table(study, table)
+    pareto.to_csv(out / "pareto.csv", index=False)
+    best_first = study.directions[0] == optuna.study.StudyDirection.MINIMIZE
+    front = pareto[pareto["on_front"]].drop(columns="on_front")
+    (out / "pareto.md").write_text(_markdown(front.sort_values(names[0], ascending=best_first)))
+    written += ["pareto.csv", "pareto.md"]
+    ann = ann_energies(df, mine) if "energy" in names[1] else []
+    with plt.rc_context():
+        drawn("pareto.png", plot_pareto(study, pareto, ann, out / "pareto.png"), written, notes)
+    return df
+
+
+def drawn(name: str, why_not: Optional[str], written: List[str], notes: List[str]) -> None:
+    """Record a plot as written, or why it was not drawn."""
+    if why_not:
+        notes.append(f"{name} not drawn: {why_not}")
+    else:
+        written.append(name)
 
 
 def _relative(path: Any) -> Any:
@@ -346,13 +531,14 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
         read = read_job(job, problems)
         if read is None:
             continue
-        row, groups, keys = read
-        rows.append(row)
+        job_rows, groups, keys = read
+        rows += job_rows
         choices += groups
         swept += keys
-        part = read_curves(job, problems)
-        if part is not None:
-            curve_parts.append(part)
+        for row in job_rows:  # a seed's curve lies in its own dir
+            part = read_curves(Path(row["job_dir"]), problems)
+            if part is not None:
+                curve_parts.append(part)
     if not rows:
         raise AggregateError("no readable runs in " + ", ".join(map(str, dirs)) + ": "
                              + "; ".join(problems))
@@ -363,7 +549,7 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
     swept = [c for c in dict.fromkeys(swept) if c not in choice_cols]
     settings = setting_columns(df, swept, choice_cols)
     keys = varying(df, settings)
-    first = ["job_dir", "status"] + settings
+    first = ["job_dir", "status"] + (["repeat_of"] if "repeat_of" in df else []) + settings
     df = df[first + [c for c in df.columns if c not in first]]
     if study_url:
         study = load_study(study_url, study_name, df)
@@ -375,9 +561,9 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
     notes: List[str] = []
     out = out or dirs[0]
     out.mkdir(parents=True, exist_ok=True)
+    study_written: List[str] = []
     if study_url:
-        df, study_notes = study_outputs(study, df, out)
-        notes += study_notes
+        df = study_outputs(study, df, out, study_written, notes)
     metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
     summary = summarize(df, keys, metrics)
     curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else pd.DataFrame(
@@ -391,31 +577,37 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
     (out / "summary.md").write_text(md)
     curves.to_csv(out / "curves.csv", index=False)
     written = ["results.csv", "summary.csv", "summary.md", "curves.csv"]
-    for name, why_not in (
-            ("accuracy_vs_timesteps.png",
-             plot_vs_timesteps(df, metric, out / "accuracy_vs_timesteps.png")),
-            ("learning_curves.png",
-             plot_learning_curves(curves, df, out / "learning_curves.png"))):
-        if why_not:
-            notes.append(f"{name} not drawn: {why_not}")
-        else:
-            written.append(name)
-    if study_url:
-        written += ["trials.csv", "trials.md", "optuna_history.png"]
+    drawn("accuracy_vs_timesteps.png",
+          plot_vs_timesteps(df, metric, out / "accuracy_vs_timesteps.png"), written, notes)
+    drawn("learning_curves.png", plot_learning_curves(curves, df, out / "learning_curves.png"),
+          written, notes)
+    written += study_written
 
     counts = df["status"].value_counts()
-    lines = [f"{len(df)} jobs in {', '.join(map(str, dirs))}: "
+    runs = f"{len(df)} jobs"
+    if "repeat_of" in df:
+        jobs = df["repeat_of"].fillna(df["job_dir"]).nunique()
+        runs = f"{len(df)} runs of {jobs} jobs (one per seed of a job with repeats)"
+    lines = [f"{runs} in {', '.join(map(str, dirs))}: "
              + ", ".join(f"{n} {s}" for s, n in counts.items())
              + (f"; grouped by {', '.join(keys)}" if keys else "; no setting varies")
              + (" (seed pooled)" if "seed" in df and df["seed"].astype(str).nunique() > 1 else ""),
              "", md.rstrip(), ""]
-    bad = df[df["status"] != "completed"]
+    bad = df[~df["status"].isin(["completed", "pruned"])]
     if not bad.empty:
         lines.append("not completed:")
         for _, r in bad.iterrows():
             error = r.get("error")
             lines.append(f"  {r['job_dir']}  {r['status']}"
                          + (f": {error}" if isinstance(error, str) else ""))
+    pruned = df[df["status"] == "pruned"]
+    if not pruned.empty:
+        lines.append("pruned (kept out of the summary):")
+        for _, r in pruned.iterrows():
+            epoch, error = r.get("pruned_epoch"), r.get("error")
+            lines.append(f"  {r['job_dir']}  " + (
+                f"after epoch {_cell(epoch)}" if not pd.isna(epoch) else
+                error if isinstance(error, str) else "pruned"))
     lines += notes + problems
     lines.append(f"wrote {', '.join(written)} to {out}")
     return "\n".join(lines)
@@ -433,7 +625,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         "(default: test_acc)")
     p.add_argument("--study", metavar="STORAGE_URL",
                    help="Optuna storage, e.g. sqlite:///multirun/optuna/studies.db: "
-                        "writes trials.csv and optuna_history.png and maps jobs to trials")
+                        "writes trials.csv, trials.md and optuna_history.png (or, with two "
+                        "objectives, pareto.csv, pareto.md and pareto.png) and maps jobs to "
+                        "trials")
     p.add_argument("--study-name", metavar="NAME",
                    help="study in that storage (default: the one the jobs name, or the only one)")
     args = p.parse_args(argv)

@@ -68,7 +68,7 @@ def compose_cfg(case: Case, data_root: str):
         overrides.append(f"encoder={case.encoder}")
     if case.model == "snn":
         overrides.append(f"timesteps={case.steps}")
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=CONF_DIR):
         return compose("config", overrides=overrides)
 
 

@@ -126,7 +126,9 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     timesteps: int = 25
     seed: int = 0
+    repeats: int = 1  # seeds per job: seed, seed+1, ...; the job returns their mean
     optimized_metric: str = "val_acc"
+    pareto_metric: Optional[str] = None  # the second objective of a two-direction study
 
 
 MODELS = ("ann", "snn", "snn_single_step", "cnn", "csnn")
@@ -137,11 +139,13 @@ DATASETS = ("mnist", "fashion_mnist")
 SURROGATES = ("atan", "fast_sigmoid", "sigmoid", "triangular", "straight_through_estimator",
               "spike_rate_escape")
 METRICS = ("val_acc", "val_loss")  # never the test set
+PARETO_METRICS = ("val_energy_pj_per_sample", "val_spikes_per_sample", "val_synops_per_sample")
 
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
-    cs.store(name="config_schema", node=Config)
+    # replace=True: the entrypoint and the tests both register, in one process.
+    cs.store(name="config_schema", node=Config, replace=True)
     # Kept out of the option groups themselves so `model=...` lists only real options;
     # each option's YAML names its schema: `- /schema/model@_here_: model`.
     for group, name, node in [
@@ -154,7 +158,7 @@ def register_configs() -> None:
         ("neuron", "synaptic", SynapticNeuronConfig),
         ("optimizer", "optimizer", OptimizerConfig),
     ]:
-        cs.store(group=f"schema/{group}", name=name, node=node)
+        cs.store(group=f"schema/{group}", name=name, node=node, replace=True)
 
 
 def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -225,6 +229,9 @@ def validate(cfg) -> None:
            "trainer.device", cfg.trainer.device, "auto, cpu, cuda, cuda:N or mps")
     _check(cfg.optimized_metric in METRICS, "optimized_metric", cfg.optimized_metric,
            f"one of {', '.join(METRICS)}")
+    _check(cfg.pareto_metric is None or cfg.pareto_metric in PARETO_METRICS, "pareto_metric",
+           cfg.pareto_metric, f"null or one of {', '.join(PARETO_METRICS)}")
+    _check(cfg.repeats >= 1, "repeats", cfg.repeats, "an integer >= 1")
     steps = effective_timesteps(cfg)
     if cfg.model.spiking and cfg.model.readout == Readout.count_mse:
         _check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")

@@ -1,13 +1,30 @@
-"""How an Optuna sweep tells a job which trial it is (see hydra_plugins/snn_sweep_optuna_sweeper).
+"""How an Optuna sweep and its jobs talk (the sweeper: hydra_plugins/snn_sweep_optuna_sweeper).
 
-The sweeper adds `hydra.job.env_set` entries to each job's overrides; Hydra records them in the
-job's .hydra/hydra.yaml and sets them while the job runs. No Optuna import here.
+The sweeper adds `hydra.job.env_set` entries to each job's overrides: trial number, study name
+and storage (password masked); Hydra records them in the job's .hydra/hydra.yaml and sets them
+while the job runs. A job whose study lives in a storage reports each epoch's validation metric
+to its trial there and asks the pruner the sweep configured (TrialReporter). Optuna is imported
+only then.
 """
+import warnings
 from typing import Any, Dict, Mapping, Optional
+
+from omegaconf import OmegaConf
 
 ENV_TRIAL = "SNN_SWEEP_OPTUNA_TRIAL"
 ENV_STUDY = "SNN_SWEEP_OPTUNA_STUDY"
 ENV_STORAGE = "SNN_SWEEP_OPTUNA_STORAGE"  # the storage URL without its password
+PRUNERS = "optuna.pruners."  # the only _target_ prefix a pruner config may name
+
+
+def direction_for(metric: Optional[str]) -> Optional[str]:
+    """How a metric is tuned: accuracy up; loss, spikes, synaptic operations, energy down."""
+    kind = str(metric).rsplit("_", 1)[-1] if metric else ""
+    if kind == "acc":
+        return "maximize"
+    if kind == "loss" or any(w in str(metric) for w in ("energy", "spikes", "synops")):
+        return "minimize"
+    return None
 
 
 def trial_info(env_set: Mapping[str, str]) -> Dict[str, Any]:
@@ -27,3 +44,47 @@ def public_storage(storage: Any) -> Optional[str]:
         return make_url(str(storage)).render_as_string(hide_password=True)
     except Exception:  # not an RDB URL: a string as given, an instantiated storage by type
         return storage if isinstance(storage, str) else type(storage).__name__
+
+
+class TrialReporter:
+    """A job's handle on its own trial: per-epoch values go in, the pruner's verdict comes out."""
+
+    def __init__(self, storage: str, study_name: str, number: int, pruner: Any = None) -> None:
+        import optuna
+        from hydra.utils import instantiate
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        if pruner is not None:
+            with warnings.catch_warnings():  # WilcoxonPruner is experimental: no warning noise
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                pruner = instantiate(pruner, _execution_whitelist_=(PRUNERS + "*",))
+        store = optuna.storages.get_storage(storage)
+        study = optuna.load_study(study_name=study_name, storage=store, pruner=pruner)
+        trial_id = store.get_trial_id_from_study_id_trial_number(
+            store.get_study_id_from_name(study_name), number)
+        self.trial = optuna.Trial(study, trial_id)
+        self.single = len(study.directions) == 1  # Optuna takes no intermediate value pairs
+
+    def __call__(self, step: int, value: float) -> bool:
+        """Record value at step; True when the pruner says stop."""
+        if not self.single:
+            return False
+        self.trial.report(value, step)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Wilcoxon's "too few steps yet"
+            return self.trial.should_prune()
+
+    def set_user_attrs(self, attrs: Mapping[str, Any]) -> None:
+        for key, value in attrs.items():
+            self.trial.set_user_attr(key, value)
+
+
+def reporter_from_hydra(hydra_cfg: Any) -> Optional[TrialReporter]:
+    """The job's TrialReporter in an Optuna sweep with a storage; None otherwise (a study held
+    in memory lives in the sweeper's process, out of a job's reach)."""
+    env = hydra_cfg.job.env_set
+    storage = OmegaConf.select(hydra_cfg, "sweeper.storage", default=None)
+    if ENV_TRIAL not in env or not isinstance(storage, str):
+        return None
+    return TrialReporter(storage, env[ENV_STUDY], int(env[ENV_TRIAL]),
+                         OmegaConf.select(hydra_cfg, "sweeper.pruner", default=None))

@@ -1,7 +1,10 @@
-"""One training run: config -> data -> encoder -> model -> metrics.csv, result.json, checkpoint.pt.
+"""One training job: config -> data -> encoder -> model -> metrics.csv, result.json, checkpoint.pt.
 
 `train` returns the optimized metric as a float (for Hydra's sweepers); on failure it records
-`status: failed` with the reason in result.json and raises, so a sweep sees a failed job.
+`status: failed` with the reason in result.json and raises, so a sweep sees a failed job. With
+`repeats=K` a job trains K seeds in sub-dirs seed_<seed>/ and its own result.json holds their
+mean, std and per-seed values. An `on_epoch` callback sees every epoch's metrics and may stop the
+run (a pruner): result.json then says `status: pruned` and RunPruned is raised.
 """
 import csv
 import ctypes
@@ -15,7 +18,7 @@ import sys
 import tempfile
 import time
 import traceback
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import snntorch as snn
 import torch
@@ -37,6 +40,14 @@ EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+class RunPruned(Exception):
+    """on_epoch asked to stop: the run is recorded as pruned, not failed."""
+
+
+# on_epoch(step, metrics.csv row) -> True to stop the run; step counts epochs over all seeds.
+EpochCallback = Callable[[int, Dict], bool]
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -167,15 +178,68 @@ def spiking_stats(stats: Dict, n_samples: int, model, steps: int, macs: List[int
     return out
 
 
-def train(cfg, out_dir: str, extra: Optional[Dict] = None) -> float:
-    """Train and evaluate one configuration, leaving the run-dir files in out_dir."""
+def train(cfg, out_dir: str, extra: Optional[Dict] = None,
+          on_epoch: Optional[EpochCallback] = None) -> float:
+    """Train and evaluate one configuration (cfg.repeats seeds), leaving the run-dir files in
+    out_dir; returns the optimized metric (the mean over seeds)."""
+    return train_result(cfg, out_dir, extra, on_epoch)["objective"]
+
+
+def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
+                 on_epoch: Optional[EpochCallback] = None) -> Dict:
+    """train, returning the whole result.json."""
     validate(cfg)
+    if cfg.repeats == 1:
+        return _train_seed(cfg, out_dir, extra, on_epoch)
+    os.makedirs(out_dir, exist_ok=True)
+    seeds = [cfg.seed + i for i in range(cfg.repeats)]
+    result: Dict = {"status": "running", **settings(cfg), **(extra or {}), "repeats": cfg.repeats,
+                    "seeds": seeds, "seed_dirs": [f"seed_{s}" for s in seeds]}
+    runs: List[Dict] = []
+    try:
+        for i, seed in enumerate(seeds):
+            seed_cfg = cfg.copy()
+            seed_cfg.seed = seed
+            offset = i * cfg.trainer.epochs
+            step = None if on_epoch is None else (
+                lambda epoch, row, offset=offset: on_epoch(offset + epoch, row))
+            runs.append(_train_seed(seed_cfg, os.path.join(out_dir, f"seed_{seed}"), extra, step))
+    except BaseException as e:
+        result.update(status="pruned" if isinstance(e, RunPruned) else "failed",
+                      error=f"seed {seeds[len(runs)]}: {type(e).__name__}: {e}")
+        write_json(os.path.join(out_dir, "result.json"), result)
+        raise
+    result.update(status="completed", **seed_statistics(runs))
+    write_json(os.path.join(out_dir, "result.json"), result)
+    return result
+
+
+def seed_statistics(runs: List[Dict]) -> Dict:
+    """Mean and sample std of every numeric metric over seeds; the objective per seed too."""
+    out: Dict = {}
+    for key, value in runs[0].items():
+        if key in SETTINGS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        values = [float(r[key]) for r in runs]
+        mean = sum(values) / len(values)
+        out[key] = mean
+        out[f"{key}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    out["objective_per_seed"] = [r["objective"] for r in runs]
+    return out
+
+
+def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[EpochCallback]
+                ) -> Dict:
     os.makedirs(out_dir, exist_ok=True)
     result: Dict = {"status": "running", **settings(cfg), **(extra or {})}
     result_path = os.path.join(out_dir, "result.json")
     snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
     try:
-        _train(cfg, out_dir, result)
+        _train(cfg, out_dir, result, on_epoch)
+    except RunPruned:
+        result["status"] = "pruned"
+        write_json(result_path, result)
+        raise
     except BaseException as e:
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
                       traceback=traceback.format_exc(limit=5))
@@ -184,12 +248,12 @@ def train(cfg, out_dir: str, extra: Optional[Dict] = None) -> float:
     finally:
         snn.SpikingNeuron.instances.clear()
     write_json(result_path, result)
-    return result["objective"]
+    return result
 
 
 def settings(cfg) -> Dict:
     spiking = cfg.model.spiking
-    return {
+    out = {
         "model": cfg.model.name,
         "encoder": cfg.encoder.name if spiking else None,
         "neuron": cfg.neuron.name if spiking else None,
@@ -203,9 +267,15 @@ def settings(cfg) -> Dict:
         "seed": cfg.seed,
         "optimized_metric": cfg.optimized_metric,
     }
+    if cfg.pareto_metric is not None:
+        out["pareto_metric"] = cfg.pareto_metric
+    return out
 
 
-def _train(cfg, out_dir: str, result: Dict) -> None:
+SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed")  # numbers that are not metrics
+
+
+def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
     device = resolve_device(cfg.trainer.device)
@@ -260,15 +330,25 @@ def _train(cfg, out_dir: str, result: Dict) -> None:
         row = {"epoch": epoch, "train_loss": loss_sum / n_train, "train_acc": correct / n_train,
                "val_loss": val_loss, "val_acc": val_acc, "epoch_time_s": epoch_time}
         if steps is not None:
+            # On the validation set, so that tuning for energy never looks at the test set.
             rates = spiking_stats(stats, len(data.val_x), model, steps, macs,
                                   cfg.encoder.name == "direct")
-            row.update({k: v for k, v in rates.items() if k.startswith("firing_rate")})
+            row.update({("" if k.startswith("firing_rate") else "val_") + k: v
+                        for k, v in rates.items()})
+        else:
+            row["val_energy_pj_per_sample"] = sum(macs) * PJ_PER_MAC
         rows.append(row)
         write_csv(os.path.join(out_dir, "metrics.csv"), rows)
         log.info("epoch %d: train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
                  epoch, row["train_loss"], row["train_acc"], val_loss, val_acc, epoch_time)
         if not math.isfinite(val_loss):
             raise NonFiniteLossError(f"validation loss is {val_loss} after epoch {epoch}")
+        if on_epoch is not None and on_epoch(epoch, row):
+            result.update(_val_fields(cfg, row), epochs=epoch, pruned_epoch=epoch,
+                          train_time_s=train_time)
+            log.info("pruned after epoch %d (%s=%.4f)", epoch, cfg.optimized_metric,
+                     row[cfg.optimized_metric])
+            raise RunPruned(f"pruned after epoch {epoch}")
 
     stats = {}
     t0 = time.perf_counter()
@@ -277,8 +357,7 @@ def _train(cfg, out_dir: str, result: Dict) -> None:
     last = rows[-1]
     result.update(
         status="completed",
-        objective=last[cfg.optimized_metric],
-        val_acc=last["val_acc"], val_loss=last["val_loss"],
+        **_val_fields(cfg, last),
         test_acc=test_acc, test_loss=test_loss,
         epochs=cfg.trainer.epochs,
         train_time_s=train_time,
@@ -299,6 +378,12 @@ def _train(cfg, out_dir: str, result: Dict) -> None:
         write_atomic(os.path.join(out_dir, "checkpoint.pt"), buf.getvalue())
     log.info("test_acc %.4f test_loss %.4f; %s=%.4f", test_acc, test_loss,
              cfg.optimized_metric, result["objective"])
+
+
+def _val_fields(cfg, row: Dict) -> Dict:
+    """result.json's objective and validation metrics from one epoch's metrics.csv row."""
+    return {"objective": row[cfg.optimized_metric],
+            **{k: v for k, v in row.items() if k.startswith("val_")}}
 
 
 def runner_example(runner: Runner, x: torch.Tensor):

@@ -62,6 +62,6 @@ def small_overrides(data_root: str) -> List[str]:
 @pytest.fixture
 def make_cfg(data_root):
     def _make(*overrides: str):
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=CONF_DIR):
             return compose("config", overrides=small_overrides(data_root) + list(overrides))
     return _make

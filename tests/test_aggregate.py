@@ -1,7 +1,10 @@
-"""The aggregator on hand-made run dirs: statuses, corrupt files, grouping and bad input."""
+"""The aggregator on hand-made run dirs: statuses, corrupt files, grouping and bad input; pruned
+jobs, jobs with repeats, and Optuna studies with one and two objectives."""
 import json
+import statistics
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -9,18 +12,19 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from snn_sweep.aggregate import main
+from snn_sweep.aggregate import ANN_LINE, main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_job(job: Path, timesteps: Optional[int], seed: int, result, metrics: List[Dict],
-              encoder: str = "rate", model: str = "snn") -> Path:
+              encoder: str = "rate", model: str = "snn", repeats: int = 1) -> Path:
     """A job dir as `python -m snn_sweep -m ...` leaves it; result: dict, None or raw text."""
     hydra = job / ".hydra"
     hydra.mkdir(parents=True)
     cfg = {"model": {"name": model, "hidden": [64]}, "encoder": {"name": encoder},
-           "timesteps": timesteps or 25, "seed": seed, "neuron": {"beta": 0.95}}
+           "timesteps": timesteps or 25, "seed": seed, "neuron": {"beta": 0.95},
+           "repeats": repeats}
     OmegaConf.save(OmegaConf.create(cfg), hydra / "config.yaml")
     choices = {"model": model, "encoder": encoder, "experiment": None, "hydra/launcher": "basic",
                "schema/model@model": "model"}
@@ -35,9 +39,24 @@ def write_job(job: Path, timesteps: Optional[int], seed: int, result, metrics: L
              "beta": 0.95, "traceback": "long\ntext", **result}))
     elif isinstance(result, str):
         (job / "result.json").write_text(result)
-    if metrics:
-        pd.DataFrame(metrics).to_csv(job / "metrics.csv", index=False)
+    write_metrics(job, metrics)
     return job
+
+
+def write_metrics(run: Path, metrics: List[Dict]) -> None:
+    if metrics:
+        pd.DataFrame(metrics).to_csv(run / "metrics.csv", index=False)
+
+
+def write_seed(job: Path, seed: int, result: Optional[Dict], metrics: List[Dict]) -> Path:
+    """job/seed_<seed>/ of a job with repeats: result.json (None: none), metrics.csv, no .hydra."""
+    run = job / f"seed_{seed}"
+    run.mkdir()
+    if result is not None:
+        (run / "result.json").write_text(json.dumps(
+            {"model": "snn", "encoder": "rate", "seed": seed, **result}))
+    write_metrics(run, metrics)
+    return run
 
 
 def curve(epochs: int, acc: float) -> List[Dict]:
@@ -146,3 +165,192 @@ def test_missing_study_file_is_an_error_and_not_created(tree, tmp_path):
     with pytest.raises(SystemExit) as e:
         main([str(tree), "--study", f"sqlite:///{db}"])
     assert "no such sqlite file" in str(e.value.code) and not db.exists()
+
+
+def header(md: Path) -> List[str]:
+    """The column names of a markdown table."""
+    return [c.strip() for c in md.read_text().splitlines()[0].strip("|").split("|")]
+
+
+def test_pruned_job_is_listed_apart_and_kept_out_of_the_summary(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    write_job(sweep / "0", 5, 0, done(0.80, 0.81), curve(3, 0.8))
+    # stopped after epoch 2 with a val_acc far from the completed job's: it would move the mean
+    pruned = {"status": "pruned", "pruned_epoch": 2, "epochs": 2, "objective": 0.1,
+              "val_acc": 0.1, "val_loss": 2.3}
+    write_job(sweep / "1", 5, 1, pruned, curve(2, 0.1))
+    write_job(sweep / "2", 5, 2, {"status": "failed", "error": "NonFiniteLossError: nan"}, [])
+    main([str(sweep)])
+    printed = capsys.readouterr().out
+    res = pd.read_csv(sweep / "results.csv")
+    assert dict(zip(res["job_dir"].map(lambda p: Path(p).name), res["status"])) == {
+        "0": "completed", "1": "pruned", "2": "failed"}
+    summary = pd.read_csv(sweep / "summary.csv").iloc[0]
+    assert (summary["jobs"], summary["completed"], summary["pruned"]) == (3, 1, 1)
+    assert summary["val_acc_count"] == 1 and summary["val_acc_mean"] == pytest.approx(0.80)
+    assert "pruned" in header(sweep / "summary.md")
+    assert f"pruned (kept out of the summary):\n  {sweep / '1'}  after epoch 2" in printed
+    not_completed = printed.split("not completed:")[1].split("pruned (kept")[0]
+    assert str(sweep / "2") in not_completed and str(sweep / "1") not in not_completed
+    assert "1 pruned" in printed.splitlines()[0]
+
+
+def test_no_pruned_column_without_pruned_jobs(tree, tmp_path, capsys):
+    main([str(tree), "--out", str(tmp_path / "agg")])
+    assert "pruned" not in pd.read_csv(tmp_path / "agg" / "summary.csv")
+    assert "pruned (kept" not in capsys.readouterr().out
+
+
+def test_repeats_job_becomes_one_row_per_seed(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    accs = {3: 0.80, 4: 0.84, 5: 0.90}
+    mean, std = statistics.mean(accs.values()), statistics.stdev(accs.values())
+    job = write_job(sweep / "0", 5, 3, {
+        "status": "completed", "repeats": 3, "seeds": [3, 4, 5],
+        "seed_dirs": ["seed_3", "seed_4", "seed_5"], "objective": mean, "objective_std": std,
+        "objective_per_seed": list(accs.values()), "val_acc": mean, "val_acc_std": std,
+        "test_acc": mean, "test_acc_std": std}, [], repeats=3)
+    for seed, acc in accs.items():
+        write_seed(job, seed, done(acc, acc + 0.01), curve(2, acc))
+    # killed during its second seed: no job-level result.json, the seeds come from the config
+    killed = write_job(sweep / "1", 10, 0, None, [], repeats=3)
+    write_seed(killed, 0, done(0.7, 0.7), curve(2, 0.7))
+    write_seed(killed, 1, None, curve(1, 0.6))  # seed_2/ never made
+    # pruned during its second seed: the third never ran
+    cut = write_job(sweep / "2", 20, 0, {
+        "status": "pruned", "repeats": 3, "seeds": [0, 1, 2],
+        "seed_dirs": ["seed_0", "seed_1", "seed_2"], "error": "seed 1: RunPruned: pruned"},
+        [], repeats=3)
+    write_seed(cut, 0, done(0.75, 0.75), curve(2, 0.75))
+    write_seed(cut, 1, {"status": "pruned", "pruned_epoch": 1, "val_acc": 0.2}, curve(1, 0.2))
+    write_job(sweep / "3", None, 0, done(0.97, 0.97), curve(2, 0.97), model="ann")  # plain
+    main([str(sweep)])
+    printed = capsys.readouterr().out
+
+    res = pd.read_csv(sweep / "results.csv")
+    assert list(res.columns[:3]) == ["job_dir", "status", "repeat_of"]
+    rows = res[res["repeat_of"] == str(job)]
+    assert sorted(rows["job_dir"]) == [str(job / f"seed_{s}") for s in accs]
+    assert sorted(rows["seed"]) == [3, 4, 5] and (rows["timesteps"] == 5).all()
+    assert set(rows["model.hidden"]) == {"[64]"} and "objective_std" not in res
+    by_dir = res.set_index("job_dir")
+    assert by_dir.loc[str(killed / "seed_1"), "status"] == "unfinished"
+    assert by_dir.loc[str(killed / "seed_2"), "error"] == "no result.json"
+    assert by_dir.loc[str(killed / "seed_2"), "seed"] == 2
+    assert by_dir.loc[str(cut / "seed_2"), "status"] == "pruned"
+    assert pd.isna(by_dir.loc[str(sweep / "3"), "repeat_of"])
+
+    summary = pd.read_csv(sweep / "summary.csv").set_index("timesteps")
+    assert summary.loc[5, "jobs"] == 3 and summary.loc[5, "val_acc_count"] == 3
+    assert summary.loc[5, "val_acc_mean"] == pytest.approx(mean)
+    assert summary.loc[5, "val_acc_std"] == pytest.approx(std)
+    assert (summary.loc[10, "completed"], summary.loc[10, "val_acc_count"]) == (1, 1)
+    assert (summary.loc[20, "pruned"], summary.loc[20, "val_acc_mean"]) == (2, 0.75)
+    assert printed.startswith("10 runs of 4 jobs")
+    assert f"  {cut / 'seed_1'}  after epoch 1" in printed
+    assert f"  {cut / 'seed_2'}  not run: the job was pruned" in printed
+    assert f"  {killed / 'seed_2'}  unfinished: no result.json" in printed
+
+    curves = pd.read_csv(sweep / "curves.csv")
+    assert set(curves["job_dir"]) >= {str(job / f"seed_{s}") for s in accs}
+    assert str(job) not in set(curves["job_dir"])
+
+
+def test_repeats_job_with_a_seed_dir_missing(tmp_path, capsys):
+    job = write_job(tmp_path / "0", 5, 0, {
+        "status": "failed", "repeats": 2, "seeds": [0, 1], "seed_dirs": ["seed_0", "seed_1"],
+        "error": "seed 1: KeyboardInterrupt: "}, [], repeats=2)
+    write_seed(job, 0, done(0.8, 0.8), curve(1, 0.8))
+    main([str(tmp_path)])
+    printed = capsys.readouterr().out
+    res = pd.read_csv(tmp_path / "results.csv").set_index("job_dir")
+    assert list(res["status"]) == ["completed", "unfinished"]
+    assert res.loc[str(job / "seed_1"), "error"] == (
+        "no result.json (job failed: seed 1: KeyboardInterrupt: )")
+    assert "1 completed, 1 unfinished" in printed
+
+
+def make_study(tmp_path: Path, directions: List[str], trials: List[Dict]):
+    """A sqlite study made directly with Optuna, its trials pointing at job dirs."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(study_name="s", directions=directions, storage=url)
+    if len(directions) > 1:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["val_acc", "val_energy_pj_per_sample"])
+    dist = {"timesteps": optuna.distributions.IntDistribution(5, 50)}
+    for t in trials:
+        study.add_trial(optuna.trial.create_trial(
+            params={"timesteps": t["timesteps"]}, distributions=dist, values=t.get("values"),
+            state=t.get("state", optuna.trial.TrialState.COMPLETE),
+            user_attrs={"job_dir": str(t["job"])}))
+    return url
+
+
+def study_job(sweep: Path, number: int, acc: float, energy: float) -> Dict:
+    job = write_job(sweep / str(number), 5 + number, 0, {
+        **done(acc, acc), "optuna_study": "s", "optuna_trial": number,
+        "val_energy_pj_per_sample": energy, "ann_energy_pj_per_sample": 8000.0},
+        curve(1, acc))
+    return {"job": job, "timesteps": 5 + number, "values": [acc, energy]}
+
+
+def test_two_objective_study_pareto_front(tmp_path, capsys, monkeypatch):
+    import matplotlib.axes
+    import optuna
+
+    sweep = tmp_path / "sweep"
+    points = [(0.90, 1000), (0.85, 500), (0.80, 2000), (0.95, 5000), (0.70, 100), (0.84, 600)]
+    front = {0, 1, 3, 4}  # 2 is dominated by 0 and 1, 5 by 1
+    trials = [study_job(sweep, n, acc, energy) for n, (acc, energy) in enumerate(points)]
+    failed = write_job(sweep / "6", 11, 0, {"status": "failed", "error": "x",
+                                            "optuna_study": "s", "optuna_trial": 6}, [])
+    trials.append({"job": failed, "timesteps": 11, "state": optuna.trial.TrialState.FAIL})
+    url = make_study(tmp_path, ["maximize", "minimize"], trials)
+    lines = []  # the ANN reference line(s) pareto.png gets
+    axvline = matplotlib.axes.Axes.axvline
+    monkeypatch.setattr(matplotlib.axes.Axes, "axvline", lambda ax, x=0, *a, **k: (
+        lines.append((x, k.get("label"))), axvline(ax, x, *a, **k))[1])
+    out = tmp_path / "agg"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning noise
+        main([str(sweep), "--out", str(out), "--study", url])
+    captured = capsys.readouterr()
+    assert captured.err == ""
+
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert list(pareto.columns) == ["number", "val_acc", "val_energy_pj_per_sample",
+                                    "timesteps", "on_front", "job_dir"]
+    assert list(pareto["number"]) == [0, 1, 2, 3, 4, 5]  # complete trials only
+    assert set(pareto.loc[pareto["on_front"], "number"]) == front
+    md = (out / "pareto.md").read_text().splitlines()
+    assert "val_acc" in md[0] and "on_front" not in md[0] and len(md) == 2 + len(front)
+    assert [int(line.split("|")[1]) for line in md[2:]] == [3, 0, 1, 4]  # best val_acc first
+    assert (out / "pareto.png").stat().st_size > 1000
+    assert lines == [(8000.0, ANN_LINE)]
+    assert not (out / "optuna_history.png").exists()
+    assert "optuna_history.png not drawn: 2 objectives" in captured.out
+    assert "pareto.csv, pareto.md, pareto.png" in captured.out.splitlines()[-1]
+    assert {"val_acc", "val_energy_pj_per_sample"} <= set(header(out / "trials.md"))
+    res = pd.read_csv(out / "results.csv").set_index("optuna_trial")
+    assert res.loc[5, "trial_val_energy_pj_per_sample"] == 600
+    assert res.loc[3, "trial_val_acc"] == 0.95 and res.loc[6, "trial_state"] == "FAIL"
+    assert "trial_value" not in res
+
+
+def test_one_objective_study_writes_no_pareto_files(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    trials = [study_job(sweep, n, acc, 100.0) for n, acc in enumerate((0.8, 0.9))]
+    for t in trials:
+        t["values"] = t["values"][:1]
+    url = make_study(tmp_path, ["maximize"], trials)
+    main([str(sweep), "--study", url])
+    printed = capsys.readouterr().out
+    assert (sweep / "optuna_history.png").stat().st_size > 1000
+    assert not list(sweep.glob("pareto.*")) and "pareto" not in printed
+    assert "value" in header(sweep / "trials.md")
+    res = pd.read_csv(sweep / "results.csv")
+    assert list(res["trial_value"]) == [0.8, 0.9] and set(res["trial_state"]) == {"COMPLETE"}

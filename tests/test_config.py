@@ -82,7 +82,7 @@ def test_unknown_option_lists_the_real_options(make_cfg):
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))
 def test_experiment_presets_compose(make_cfg, preset):
     from hydra import compose, initialize_config_dir
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF)):
         cfg = compose("config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     params = cfg.hydra.sweeper.params
     assert params, "an experiment preset defines the sweep it runs"
@@ -109,7 +109,7 @@ def test_presets_override_the_defaults(group):
         preset = OmegaConf.to_container(OmegaConf.load(path))
         preset.pop("defaults", None)
         preset.pop("hydra", None)
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF)):
             cfg = compose("config", overrides=[f"{group}={path.stem}"])
         for key, value in leaves(preset):
             assert OmegaConf.select(cfg, key) == value, f"{path.name}: {key}"

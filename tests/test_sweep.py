@@ -14,6 +14,7 @@ from typing import List
 import optuna
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import small_overrides
 from snn_sweep.aggregate import main as aggregate
@@ -133,7 +134,7 @@ def test_study_where_every_trial_fails_ends_with_one_clear_error(data_root, tmp_
               "optimizer.lr=1e30", "hydra.sweeper.n_trials=2",
               f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={out}", check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "no trial of study 'ann_optuna' completed (2 failed)" in r.stderr
+    assert "no trial of study 'ann_optuna' completed (2 failed, 0 pruned)" in r.stderr
     study = optuna.load_study(study_name="ann_optuna", storage=f"sqlite:///{db}")
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
     assert [j["status"] for j in results(out).values()] == ["failed", "failed"]
@@ -150,21 +151,129 @@ def test_wrong_direction_for_the_metric_is_refused(data_root, tmp_path):
 
 def test_unusable_return_is_failed_not_left_running():
     from hydra.core.utils import JobReturn, JobStatus
-    from hydra_plugins.snn_sweep_optuna_sweeper._impl import _fail_unusable_return
+    from hydra_plugins.snn_sweep_optuna_sweeper._impl import _values
 
     from snn_sweep.optuna_trial import public_storage
 
-    for value in (float("nan"), float("inf"), None, "x"):
+    for value, n in ((float("nan"), 1), (float("inf"), 1), (None, 1), ("x", 1), (0.5, 2),
+                     ((0.5, float("nan")), 2), ((0.5, 1.0, 2.0), 2)):
         ret = JobReturn(status=JobStatus.COMPLETED, _return_value=value)
-        _fail_unusable_return(ret)
-        assert ret.status == JobStatus.FAILED
-        with pytest.raises(ValueError, match="not a finite number"):
-            ret.return_value  # what the upstream sweeper reads, then tells Optuna FAIL
-    ret = JobReturn(status=JobStatus.COMPLETED, _return_value=0.5)
-    _fail_unusable_return(ret)
-    assert ret.status == JobStatus.COMPLETED
+        with pytest.raises(ValueError, match="finite number"):
+            _values(ret, n)  # the sweeper tells Optuna FAIL
+    assert _values(JobReturn(status=JobStatus.COMPLETED, _return_value=0.5), 1) == [0.5]
+    assert _values(JobReturn(status=JobStatus.COMPLETED, _return_value=(0.5, 3)), 2) == [0.5, 3]
+    pruned = JobReturn(status=JobStatus.FAILED, _return_value=optuna.TrialPruned("epoch 1"))
+    with pytest.raises(optuna.TrialPruned):
+        _values(pruned, 1)
     assert public_storage("postgresql+psycopg2://u:secret@h:5/db") == \
         "postgresql+psycopg2://u:***@h:5/db"
+
+
+def study(db: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+
+
+def test_pruned_study_prunes_and_every_trial_has_its_epochs(data_root, tmp_path, capsys):
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    r = sweep("-m", "hparams_search=snn_optuna_pruned", *tiny(data_root), "model.hidden=[32]",
+              "trainer.epochs=3", "timesteps=int(interval(2,6))", "hydra.sweeper.n_trials=8",
+              "hydra.sweeper.pruner.n_startup_trials=2", f"hydra.sweeper.storage=sqlite:///{db}",
+              f"hydra.sweep.dir={out}")
+    assert "Error executing job" not in r.stderr and "Warning" not in r.stderr
+    trials = study(db, "snn_optuna_pruned").trials
+    states = [t.state.name for t in trials]
+    assert set(states) == {"COMPLETE", "PRUNED"}, states
+    jobs = results(out)
+    for t in trials:
+        job = jobs[t.number]
+        epochs = sorted(t.intermediate_values)
+        assert epochs == list(range(1, len(epochs) + 1))  # one value per epoch, in order
+        assert t.intermediate_values[epochs[-1]] == pytest.approx(job["val_acc"])
+        if t.state.name == "COMPLETE":
+            assert job["status"] == "completed" and epochs == [1, 2, 3]
+        else:
+            assert job["status"] == "pruned" and job["pruned_epoch"] == epochs[-1] < 3
+            assert "test_acc" not in job  # a pruned run never looks at the test set
+            assert t.user_attrs["job_status"] == "pruned"
+    aggregate([str(out), "--study", f"sqlite:///{db}"])
+    printed = capsys.readouterr().out
+    assert "pruned (kept out of the summary):" in printed
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["pruned"].sum() == states.count("PRUNED")
+
+
+@pytest.mark.parametrize("pruner", ["hyperband", "wilcoxon"])
+def test_other_pruners_run(data_root, tmp_path, pruner):
+    db = tmp_path / "s.db"
+    r = sweep("-m", "hparams_search=snn_optuna", f"hydra/sweeper/pruner={pruner}",
+              *tiny(data_root), "model.hidden=[32]", "trainer.epochs=3", "timesteps=3",
+              "hydra.sweeper.n_trials=3", f"hydra.sweeper.storage=sqlite:///{db}",
+              f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert "Warning" not in r.stderr
+    assert f"pruner optuna.pruners.{pruner.capitalize()}Pruner" in r.stdout
+    for t in study(db, "snn_optuna").trials:
+        assert t.state.name in ("COMPLETE", "PRUNED") and len(t.intermediate_values) >= 1
+
+
+def test_pareto_study_returns_accuracy_and_energy(data_root, tmp_path, capsys):
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    r = sweep("-m", "hparams_search=snn_pareto", *tiny(data_root), "model.hidden=[32]",
+              "timesteps=int(interval(2,8))", "hydra.sweeper.n_trials=5",
+              f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={out}")
+    assert "Warning" not in r.stderr
+    s = study(db, "snn_pareto")
+    assert [d.name for d in s.directions] == ["MAXIMIZE", "MINIMIZE"]
+    assert s.metric_names == ["val_acc", "val_energy_pj_per_sample"]
+    jobs = results(out)
+    for t in s.trials:
+        job = jobs[t.number]
+        assert t.values == pytest.approx([job["val_acc"], job["val_energy_pj_per_sample"]])
+        assert job["pareto_metric"] == "val_energy_pj_per_sample"
+        assert job["val_energy_pj_per_sample"] != job["energy_pj_per_sample"]  # val, not test
+    front = {t.number for t in s.best_trials}
+    solutions = OmegaConf.load(out / "optimization_results.yaml").solutions
+    assert len(solutions) == len(front) >= 1
+    aggregate([str(out), "--study", f"sqlite:///{db}"])
+    capsys.readouterr()
+    pareto = pd.read_csv(out / "pareto.csv")
+    assert set(pareto.loc[pareto["on_front"], "number"]) == front
+    assert (out / "pareto.png").stat().st_size > 1000
+
+
+def test_repeats_in_a_study_record_each_seed(data_root, tmp_path):
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    sweep("-m", "hparams_search=snn_optuna", *tiny(data_root), "model.hidden=[32]", "repeats=2",
+          "seed=5", "timesteps=3", "hydra.sweeper.n_trials=1",
+          f"hydra.sweeper.storage=sqlite:///{db}", f"hydra.sweep.dir={out}")
+    [t] = study(db, "snn_optuna").trials
+    job = results(out)[0]
+    seeds = [json.loads((out / "0" / f"seed_{s}" / "result.json").read_text()) for s in (5, 6)]
+    values = [r["val_acc"] for r in seeds]
+    assert [r["seed"] for r in seeds] == [5, 6] and job["seeds"] == [5, 6]
+    assert t.value == pytest.approx(sum(values) / 2) == job["objective"]
+    assert t.user_attrs["objective_per_seed"] == pytest.approx(values)
+    assert t.user_attrs["objective_std"] == pytest.approx(job["objective_std"])
+    assert sorted(t.intermediate_values) == [1, 2]  # epoch 1 of seed 5, then of seed 6
+
+
+@pytest.mark.parametrize("preset,overrides,message", [
+    ("snn_optuna", ["hydra/sweeper/pruner=median", "hydra.sweeper.storage=null"],
+     "hydra.sweeper.pruner needs hydra.sweeper.storage"),
+    ("snn_optuna", ["hydra.sweeper.direction=[maximize,minimize]"],
+     "two directions need pareto_metric"),
+    ("snn_pareto", ["hydra.sweeper.direction=[maximize,maximize]"],
+     "pareto_metric=val_energy_pj_per_sample needs hydra.sweeper.direction=[maximize,minimize]"),
+    ("snn_pareto", ["hydra/sweeper/pruner=median"],
+     "hydra.sweeper.pruner works with one direction only"),
+])
+def test_sweeper_settings_that_cannot_work_are_refused(data_root, tmp_path, preset, overrides,
+                                                       message):
+    r = sweep("-m", f"hparams_search={preset}", *tiny(data_root),
+              f"hydra.sweeper.storage=sqlite:///{tmp_path / 's.db'}", *overrides,
+              f"hydra.sweep.dir={tmp_path / 'sweep'}", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert message in r.stderr.strip().splitlines()[-1]
+    assert not list((tmp_path / "sweep").glob("*/result.json"))
 
 
 # --- a study shared through PostgreSQL ------------------------------------------------------

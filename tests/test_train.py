@@ -8,7 +8,7 @@ import snntorch as snn
 import torch
 
 from snn_sweep.models import build_model
-from snn_sweep.train import NonFiniteLossError, train
+from snn_sweep.train import NonFiniteLossError, RunPruned, train
 
 RESULT_KEYS = {"status", "objective", "val_acc", "val_loss", "test_acc", "test_loss", "epochs",
                "train_time_s", "train_samples_per_s", "eval_samples_per_s", "n_params",
@@ -96,3 +96,50 @@ def test_divergence_raises_and_records_failure(make_cfg, tmp_path, monkeypatch):
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["status"] == "failed" and "NonFiniteLossError" in res["error"]
     assert "objective" not in res
+
+
+def test_repeats_train_each_seed_in_its_own_dir(make_cfg, tmp_path):
+    obj = train(make_cfg("repeats=3", "seed=7"), str(tmp_path))
+    job = json.loads((tmp_path / "result.json").read_text())
+    seeds = [json.loads((tmp_path / f"seed_{s}" / "result.json").read_text()) for s in (7, 8, 9)]
+    values = [r["val_acc"] for r in seeds]
+    mean = sum(values) / 3
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    assert [r["seed"] for r in seeds] == [7, 8, 9] and len(set(r["test_loss"] for r in seeds)) == 3
+    assert job["status"] == "completed" and job["seeds"] == [7, 8, 9] and job["seed"] == 7
+    assert obj == job["objective"] == pytest.approx(mean) == job["val_acc"]
+    assert job["objective_std"] == pytest.approx(std) and job["objective_per_seed"] == values
+    assert job["test_acc"] == pytest.approx(sum(r["test_acc"] for r in seeds) / 3)
+    assert "seed_std" not in job and "lr_std" not in job  # settings are not averaged
+    for s in (7, 8, 9):
+        assert (tmp_path / f"seed_{s}" / "metrics.csv").is_file()
+
+
+def test_on_epoch_prunes_and_records_the_epoch(make_cfg, tmp_path):
+    seen = []
+
+    def on_epoch(step, row):
+        seen.append((step, row["val_acc"]))
+        return step == 2  # a pruner's verdict after the second epoch
+
+    with pytest.raises(RunPruned, match="pruned after epoch 2"):
+        train(make_cfg("trainer.epochs=4"), str(tmp_path), on_epoch=on_epoch)
+    res, rows = json.loads((tmp_path / "result.json").read_text()), list(
+        csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [s for s, _ in seen] == [1, 2] and len(rows) == 2
+    assert res["status"] == "pruned" and res["pruned_epoch"] == res["epochs"] == 2
+    assert res["val_acc"] == seen[-1][1] == res["objective"]
+    assert "test_acc" not in res and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_repeats_steps_count_epochs_over_seeds_and_a_pruned_job_says_which_seed(make_cfg,
+                                                                                tmp_path):
+    steps = []
+    with pytest.raises(RunPruned):
+        train(make_cfg("repeats=3", "trainer.epochs=2"), str(tmp_path),
+              on_epoch=lambda step, row: steps.append(step) or step == 3)
+    assert steps == [1, 2, 3]  # seed 0: steps 1-2, seed 1: step 3 (its first epoch)
+    job = json.loads((tmp_path / "result.json").read_text())
+    assert job["status"] == "pruned" and job["error"].startswith("seed 1: RunPruned")
+    assert json.loads((tmp_path / "seed_1" / "result.json").read_text())["pruned_epoch"] == 1
+    assert not (tmp_path / "seed_2").exists()

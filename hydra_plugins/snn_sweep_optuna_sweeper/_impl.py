@@ -1,25 +1,30 @@
 """The implementation behind optuna_trial_sweeper.OptunaTrialSweeper (imports Optuna); see there."""
+import functools
 import logging
 import math
+import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
-from hydra.plugins.launcher import Launcher
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+from hydra_plugins.hydra_optuna_sweeper._impl import (OptunaSweeperImpl,
+                                                      create_params_from_overrides)
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 
-from snn_sweep.optuna_trial import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, public_storage
+from snn_sweep.optuna_trial import (ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS,
+                                    direction_for, public_storage)
 
 log = logging.getLogger(__name__)
+JOB_STATUS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
+              TrialState.FAIL: "failed"}
 
 
-class NoCompletedTrialError(CompactHydraException):
+class SweepError(CompactHydraException):
     """Hydra prints only the message of a CompactHydraException: one line, no traceback."""
 
 
@@ -28,106 +33,167 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-class _TrialLauncher:
-    """Wraps the real launcher: numbers jobs by trial and checks each return before Optuna does."""
-
-    def __init__(self, launcher: Launcher, sweeper: "TrialSweeperImpl") -> None:
-        self.launcher, self.sweeper = launcher, sweeper
-
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
-               ) -> Sequence[JobReturn]:
-        trials = self.sweeper.batch
-        numbers = [t.number for t in trials]
-        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
-            initial_job_idx = numbers[0]  # job dir N holds trial N
-        try:
-            returns = self.launcher.launch(job_overrides, initial_job_idx=initial_job_idx)
-        except BaseException:  # Ctrl-C, a launcher error: no trial stays RUNNING for ever
-            for trial in trials:
-                try:
-                    trial.study.tell(trial, state=TrialState.FAIL)
-                except Exception:
-                    pass  # already finished; the original error matters more
-            raise
-        for trial, ret in zip(trials, returns):
-            _fail_unusable_return(ret)
-            if ret.hydra_cfg is not None:
-                trial.set_user_attr("job_dir", ret.hydra_cfg.hydra.runtime.output_dir)
-            trial.set_user_attr("job_status", ret.status.name.lower())
-        return returns
-
-
-def _fail_unusable_return(ret: JobReturn) -> None:
-    """Turn a completed job whose return Optuna cannot take into a failed one."""
-    if ret.status != JobStatus.COMPLETED:
-        return
+def _values(ret: JobReturn, n: int) -> List[float]:
+    """The job's objective value(s); raises optuna.TrialPruned for a pruned job, what the job
+    raised for a failed one, or ValueError for a return Optuna cannot take."""
+    if ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned):
+        raise ret._return_value  # not via return_value, which prints "Error executing job"
     value = ret.return_value
     try:
-        ok = math.isfinite(float(value))
+        values = [float(v) for v in (value if n > 1 else [value])]
     except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        ret.status = JobStatus.FAILED
-        ret.return_value = ValueError(f"the job returned {value!r}, not a finite number")
+        values = []
+    if len(values) != n or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"the job returned {value!r}, not {n} finite number(s)")
+    return values
 
 
 class TrialSweeperImpl(OptunaSweeperImpl):
-    def setup(self, *, hydra_context, task_function, config) -> None:
-        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
-        self.launcher = _TrialLauncher(self.launcher, self)
-        self.batch: List[Trial] = []
+    def __init__(self, *args: Any, pruner: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.pruner = pruner  # a config: each job instantiates it (snn_sweep.optuna_trial)
 
     def sweep(self, arguments: List[str]) -> None:
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        self._check_direction()
-        self._prepare_storage()
-        try:
-            super().sweep(arguments)
-        except ValueError as e:
-            # Upstream asks study.best_trial at the end, which raises if nothing completed.
-            study = self.batch[0].study if self.batch else None
-            if study is None or any(t.state == TrialState.COMPLETE for t in study.trials):
-                raise
-            failed = sum(t.state == TrialState.FAIL for t in study.trials)
-            raise NoCompletedTrialError(
-                f"no trial of study '{study.study_name}' completed ({failed} failed); "
-                f"each job's result.json under {sweep_dir} says why") from e
-
-    def _check_direction(self) -> None:
-        """Catch the easy mistake of tuning val_loss (or val_acc) the wrong way round."""
-        metric = str(OmegaConf.select(self.config, "optimized_metric", default=""))
-        wanted = {"acc": "maximize", "loss": "minimize"}.get(metric.rsplit("_", 1)[-1])
         directions = self._get_directions()
-        if wanted and directions != [wanted]:
-            raise CompactHydraException(
-                f"optimized_metric={metric} needs hydra.sweeper.direction={wanted}, "
-                f"not {','.join(directions)}")
+        metrics = self._check(directions)
+        self._process_searchspace_config()
+        space, fixed, fixed_overrides = create_params_from_overrides(
+            self._parse_sweeper_params_config() + list(arguments))
+        for name in fixed:
+            space.pop(name, None)
+        if isinstance(self.sampler, functools.partial) and \
+                self.sampler.func is optuna.samplers.GridSampler:
+            grid = {k: self._to_grid_sampler_choices(d) for k, d in space.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
+        study = self._open_study(directions, metrics)
+        left = self.n_trials
+        while left > 0:
+            trials = [study.ask() for _ in range(min(self.n_jobs, left))]
+            overrides = self._configure_trials(trials, space, fixed, fixed_overrides)
+            returns = self._launch(trials, overrides)
+            states = [self._tell(study, t, r, len(directions)) for t, r in zip(trials, returns)]
+            failed = [r for r, s in zip(returns, states) if s == TrialState.FAIL]
+            if failed and len(failed) / len(returns) > self.max_failure_rate:
+                for ret in failed:
+                    ret.return_value  # raises the job's own error, with its traceback
+                raise SweepError(f"{len(failed)} of {len(returns)} jobs returned no usable "
+                                 f"value (max_failure_rate={self.max_failure_rate})")
+            left -= len(trials)
+        self._save_results(study, sweep_dir)
 
-    def _prepare_storage(self) -> None:
+    def _check(self, directions: List[str]) -> List[str]:
+        """The metric names of the objectives; refuses settings that cannot work."""
+        metrics = [OmegaConf.select(self.config, key, default=None)
+                   for key in ("optimized_metric", "pareto_metric")][:len(directions)]
+        if len(directions) > 2:
+            raise SweepError(f"hydra.sweeper.direction has {len(directions)} entries; "
+                             f"snn_sweep returns 1 (optimized_metric) or 2 (and pareto_metric)")
+        if len(directions) == 2 and metrics[1] is None:
+            raise SweepError("two directions need pareto_metric (the second objective), "
+                             "e.g. pareto_metric=val_energy_pj_per_sample")
+        wanted = [direction_for(m) or d for m, d in zip(metrics, directions)]
+        if wanted != directions:
+            show = lambda ds: ds[0] if len(ds) == 1 else f"[{','.join(ds)}]"  # noqa: E731
+            key, metric = next((k, m) for k, m, w, d in zip(
+                ("optimized_metric", "pareto_metric"), metrics, wanted, directions) if w != d)
+            raise SweepError(f"{key}={metric} needs hydra.sweeper.direction={show(wanted)}, "
+                             f"not {show(directions)}")
+        if self.pruner is not None:
+            if len(directions) > 1:
+                raise SweepError("hydra.sweeper.pruner works with one direction only "
+                                 "(Optuna does not prune multi-objective studies)")
+            if self.storage is None:
+                raise SweepError("hydra.sweeper.pruner needs hydra.sweeper.storage: "
+                                 "each job reports its epochs to its trial through it")
+            if not str(self.pruner.get("_target_", "")).startswith(PRUNERS):
+                raise SweepError(f"hydra.sweeper.pruner._target_={self.pruner.get('_target_')}"
+                                 f" is not allowed: a class in {PRUNERS}")
+        return metrics
+
+    def _open_study(self, directions: List[str], metrics: List[str]) -> optuna.Study:
         storage = self.storage
         if isinstance(storage, str) and storage.startswith("sqlite:///"):
             db = make_url(storage).database
             if db and db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
-        if storage is None or self.study_name is None:
-            return
-        try:
-            done = len(optuna.load_study(study_name=self.study_name, storage=storage).trials)
-        except KeyError:  # a new study
-            return
+        study = optuna.create_study(study_name=self.study_name, storage=storage,
+                                    sampler=self.sampler, directions=directions,
+                                    load_if_exists=True)
+        done = len(study.trials)
         seed = OmegaConf.select(self.config, "hydra.sweeper.sampler.seed")
         partial = OmegaConf.select(self.config, "hydra.sweeper.sampler._partial_", default=False)
         if done and seed is not None and not partial:
-            self.sampler = instantiate(self.config.hydra.sweeper.sampler, seed=seed + done)
-            log.info(f"Continuing study '{self.study_name}' after {done} trials; "
+            # A seeded start-up phase would otherwise propose the first run's points again.
+            study.sampler = instantiate(self.config.hydra.sweeper.sampler, seed=seed + done,
+                                        _execution_whitelist_=("optuna.samplers.*",))
+            log.info(f"Continuing study '{study.study_name}' after {done} trials; "
                      f"sampler seed {seed} + {done}")
+        if len(directions) > 1:
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, and still there
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(metrics)  # shown by the dashboard and trials_dataframe
+        log.info(f"Study {study.study_name} in {public_storage(storage) or 'memory'}, "
+                 f"{type(study.sampler).__name__}, {','.join(directions)}"
+                 + (f", pruner {self.pruner._target_}" if self.pruner is not None else ""))
+        return study
+
+    def _launch(self, trials: List[Trial], overrides: Sequence[Sequence[str]]
+                ) -> Sequence[JobReturn]:
+        numbers = [t.number for t in trials]
+        consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        first = numbers[0] if consecutive else self.job_idx  # job dir N holds trial N
+        try:
+            returns = self.launcher.launch(overrides, initial_job_idx=first)
+        except BaseException:  # Ctrl-C, a launcher error: no trial stays RUNNING for ever
+            for trial in trials:
+                trial.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        self.job_idx = first + len(returns)
+        return returns
+
+    def _tell(self, study: optuna.Study, trial: Trial, ret: JobReturn, n: int) -> TrialState:
+        values: Optional[List[float]] = None
+        try:
+            values = _values(ret, n)
+            state = TrialState.COMPLETE
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED  # Optuna keeps its last reported value
+        except Exception as e:
+            log.warning(f"Trial {trial.number} failed: {e}")
+            state = TrialState.FAIL
+        if ret.hydra_cfg is not None:
+            trial.set_user_attr("job_dir", ret.hydra_cfg.hydra.runtime.output_dir)
+        trial.set_user_attr("job_status", JOB_STATUS[state])
+        study.tell(trial, values, state=state, skip_if_finished=True)
+        return state
+
+    def _save_results(self, study: optuna.Study, sweep_dir: Path) -> None:
+        states = [t.state for t in study.trials]
+        if TrialState.COMPLETE not in states:
+            raise SweepError(
+                f"no trial of study '{study.study_name}' completed "
+                f"({states.count(TrialState.FAIL)} failed, {states.count(TrialState.PRUNED)} "
+                f"pruned); each job's result.json under {sweep_dir} says why")
+        results: Dict[str, Any] = {"name": "optuna"}
+        if len(study.directions) == 1:
+            best = study.best_trial
+            results.update(best_params=best.params, best_value=best.value)
+            log.info(f"Best trial {best.number}: value {best.value}, parameters {best.params}")
+        else:
+            front = study.best_trials
+            results["solutions"] = [{"params": t.params, "values": t.values} for t in front]
+            log.info(f"Pareto front: trials {', '.join(str(t.number) for t in front)}")
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
 
     def _configure_trials(self, trials: List[Trial], search_space_distributions: Dict[str, Any],
-                          fixed_params: Dict[str, Any]) -> Sequence[Sequence[str]]:
-        overrides = super()._configure_trials(trials, search_space_distributions, fixed_params)
-        self.batch = list(trials)
+                          fixed_params: Dict[str, Any], fixed_overrides: List[str]
+                          ) -> Sequence[Sequence[str]]:
+        overrides = super()._configure_trials(trials, search_space_distributions, fixed_params,
+                                              fixed_overrides)
         storage = public_storage(self.storage)
         out = []
         for trial, ovr in zip(trials, overrides):
