@@ -467,10 +467,10 @@ def study_outputs(study, df: pd.DataFrame, out: Path, written: List[str], notes:
         df["optuna_study"] = pd.NA
     mine = df["optuna_study"] == study.study_name
     by_number = table.set_index("number")
-    numbers = pd.to_numeric(df["optuna_trial"], errors="coerce").where(mine)
-    df["trial_state"] = numbers.map(by_number["state"])
+    numbers = pd.to_numeric(df["optuna_trial"], errors="coerce")[mine]
+    df.loc[mine, "trial_state"] = numbers.map(by_number["state"])  # other studies' rows stay
     for name in names:  # trial_value, or trial_<metric> per objective
-        df[f"trial_{name}"] = numbers.map(by_number[name])
+        df.loc[mine, f"trial_{name}"] = numbers.map(by_number[name])
     missing = sorted(set(by_number.index) - set(numbers.dropna().astype(int)))
     notes.append(f"study {study.study_name!r}: {len(trials)} trials, {int(mine.sum())} of "
                  f"{len(df)} jobs mapped to one"
@@ -501,6 +501,30 @@ def study_outputs(study, df: pd.DataFrame, out: Path, written: List[str], notes:
     return df
 
 
+def study_row(study, df: pd.DataFrame) -> Row:
+    """One line of studies.csv: trials by state, epochs reported, wall and training time, best
+    value (one objective) or size of the Pareto front (two)."""
+    trials = study.trials
+    states = [t.state.name for t in trials]
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    jobs = df[df["optuna_study"] == study.study_name]
+    row: Row = {"study": study.study_name,
+                "directions": ",".join(d.name.lower() for d in study.directions),
+                "trials": len(trials), **{s.lower(): states.count(s)
+                                          for s in ("COMPLETE", "PRUNED", "FAIL")},
+                "epochs": sum(len(t.intermediate_values) for t in trials),
+                "wall_time_min": (max(ends) - min(starts)).total_seconds() / 60
+                if starts and ends else math.nan,
+                "train_time_min": pd.to_numeric(jobs.get("train_time_s"), errors="coerce").sum()
+                / 60 if "train_time_s" in jobs else math.nan}
+    if len(study.directions) == 1 and "COMPLETE" in states:
+        row["best_trial"], row["best_value"] = study.best_trial.number, study.best_value
+    elif "COMPLETE" in states:
+        row["pareto_front"] = len(study.best_trials)
+    return row
+
+
 def drawn(name: str, why_not: Optional[str], written: List[str], notes: List[str]) -> None:
     """Record a plot as written, or why it was not drawn."""
     if why_not:
@@ -521,7 +545,7 @@ def _ranges(numbers: List[int]) -> str:
     return ", ".join(str(n) for n in numbers[:20]) + (" ..." if len(numbers) > 20 else "")
 
 
-def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Optional[str],
+def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: List[str],
               study_name: Optional[str]) -> str:
     """Do the work; return the text to print. Raises AggregateError on bad input."""
     problems: List[str] = []
@@ -551,8 +575,7 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
     keys = varying(df, settings)
     first = ["job_dir", "status"] + (["repeat_of"] if "repeat_of" in df else []) + settings
     df = df[first + [c for c in df.columns if c not in first]]
-    if study_url:
-        study = load_study(study_url, study_name, df)
+    studies = [load_study(url, study_name, df) for url in study_urls]
     completed = df[df["status"] == "completed"]
     if not completed.empty and metric not in completed:
         numeric = [c for c in completed.columns if pd.api.types.is_numeric_dtype(completed[c])]
@@ -562,8 +585,17 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_url: Opt
     out = out or dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     study_written: List[str] = []
-    if study_url:
-        df = study_outputs(study, df, out, study_written, notes)
+    for study in studies:  # several: each one's files in a folder of its name
+        where = out if len(studies) == 1 else out / study.study_name
+        where.mkdir(exist_ok=True)
+        mine: List[str] = []
+        df = study_outputs(study, df, where, mine, notes)
+        study_written += [str(Path(where.relative_to(out), f)) for f in mine]
+    if studies:
+        table = pd.DataFrame([study_row(study, df) for study in studies])
+        table.to_csv(out / "studies.csv", index=False)
+        (out / "studies.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+        study_written += ["studies.csv", "studies.md"]
     metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
     summary = summarize(df, keys, metrics)
     curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else pd.DataFrame(
@@ -623,16 +655,17 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--metric", default="test_acc",
                    help="result.json metric plotted against timesteps and added to the summary "
                         "(default: test_acc)")
-    p.add_argument("--study", metavar="STORAGE_URL",
+    p.add_argument("--study", metavar="STORAGE_URL", action="append", default=[],
                    help="Optuna storage, e.g. sqlite:///multirun/optuna/studies.db: "
-                        "writes trials.csv, trials.md and optuna_history.png (or, with two "
-                        "objectives, pareto.csv, pareto.md and pareto.png) and maps jobs to "
-                        "trials")
+                        "writes studies.csv/md, trials.csv, trials.md and optuna_history.png "
+                        "(or, with two objectives, pareto.csv, pareto.md and pareto.png) and "
+                        "maps jobs to trials; give it again to compare several studies (each "
+                        "one's files then go to OUT/<study name>/)")
     p.add_argument("--study-name", metavar="NAME",
                    help="study in that storage (default: the one the jobs name, or the only one)")
     args = p.parse_args(argv)
-    if args.study_name and not args.study:
-        p.error("--study-name needs --study STORAGE_URL")
+    if args.study_name and len(args.study) != 1:
+        p.error("--study-name needs exactly one --study STORAGE_URL")
     try:
         print(aggregate(args.dirs, args.out, args.metric, args.study, args.study_name))
     except AggregateError as e:

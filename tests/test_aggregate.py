@@ -354,3 +354,43 @@ def test_one_objective_study_writes_no_pareto_files(tmp_path, capsys):
     assert "value" in header(sweep / "trials.md")
     res = pd.read_csv(sweep / "results.csv")
     assert list(res["trial_value"]) == [0.8, 0.9] and set(res["trial_state"]) == {"COMPLETE"}
+
+
+def test_several_studies_compared_in_studies_md(tmp_path, capsys):
+    """Two studies (say with and without a pruner), each in its own storage: one studies.md row
+    each, and each study's own files in a folder of its name."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dist = {"timesteps": optuna.distributions.IntDistribution(5, 50)}
+    urls = []
+    for name, states in (("pruned", ["COMPLETE", "PRUNED", "PRUNED"]),
+                         ("unpruned", ["COMPLETE", "COMPLETE", "COMPLETE"])):
+        url = f"sqlite:///{tmp_path / name}.db"
+        study = optuna.create_study(study_name=name, direction="maximize", storage=url)
+        for number, state in enumerate(states):
+            epochs = 3 if state == "COMPLETE" else 1
+            acc = 0.5 + 0.1 * number
+            write_job(tmp_path / "sweeps" / name / str(number), 5, 0, {
+                **(done(acc, acc) if state == "COMPLETE" else {"status": "pruned",
+                                                               "pruned_epoch": 1}),
+                "train_time_s": 60.0 * epochs, "optuna_study": name, "optuna_trial": number},
+                curve(epochs, acc))
+            study.add_trial(optuna.trial.create_trial(
+                params={"timesteps": 5}, distributions=dist, state=getattr(
+                    optuna.trial.TrialState, state), value=acc if state == "COMPLETE" else None,
+                intermediate_values={e: acc for e in range(1, epochs + 1)}))
+        urls += ["--study", url]
+    main([str(tmp_path / "sweeps"), "--out", str(tmp_path / "out"), *urls])
+    printed = capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "out" / "studies.csv").set_index("study")
+    assert list(table["complete"]) == [1, 3] and list(table["pruned"]) == [2, 0]
+    assert list(table["epochs"]) == [3 + 1 + 1, 9]
+    assert table.loc["pruned", "train_time_min"] == pytest.approx(5.0)
+    assert table.loc["unpruned", "best_value"] == pytest.approx(0.7)
+    assert table.loc["unpruned", "best_trial"] == 2
+    for name in ("pruned", "unpruned"):
+        assert (tmp_path / "out" / name / "trials.md").is_file()
+    res = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert res["trial_state"].notna().all()  # both studies' jobs mapped to their trials
+    assert "pruned/trials.csv" in printed and "studies.md" in printed

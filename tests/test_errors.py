@@ -26,6 +26,10 @@ def cli(tmp_path, *overrides):
     ("trainer.epochs=0", "trainer.epochs=0 is not allowed: an integer >= 1"),
     ("data.batch_size=0", "data.batch_size=0 is not allowed: an integer >= 1"),
     ("data.val_size=400", "data.val_size=400 must be smaller than the 400 training images"),
+    ("repeats=0", "repeats=0 is not allowed: an integer >= 1"),
+    ("pareto_metric=energy", "pareto_metric='energy' is not allowed: null or one of "
+                             "val_energy_pj_per_sample, val_spikes_per_sample, "
+                             "val_synops_per_sample"),
 ])
 def test_bad_value_is_one_line(data_root, tmp_path, override, expected):
     p = cli(tmp_path, *small_overrides(data_root), override)
