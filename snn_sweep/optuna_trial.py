@@ -54,7 +54,9 @@ class TrialReporter:
         from hydra.utils import instantiate
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        if pruner is not None:
+        if pruner is None:
+            pruner = optuna.pruners.NopPruner()  # load_study's default would be a MedianPruner
+        else:
             with warnings.catch_warnings():  # WilcoxonPruner is experimental: no warning noise
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 pruner = instantiate(pruner, _execution_whitelist_=(PRUNERS + "*",))
@@ -72,7 +74,7 @@ class TrialReporter:
         self.trial.report(value, step)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Wilcoxon's "too few steps yet"
-            return self.trial.should_prune()
+            return bool(self.trial.should_prune())
 
     def set_user_attrs(self, attrs: Mapping[str, Any]) -> None:
         for key, value in attrs.items():

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("optuna_dashboard", reason="optuna-dashboard not installed (pip install -e '.[dashboard]')")
+pytest.importorskip("optuna_dashboard",
+                    reason="optuna-dashboard not installed (pip install -e '.[dashboard]')")
 import optuna  # noqa: E402
 
 STUDY, N_TRIALS = "tiny", 3
@@ -41,7 +42,8 @@ def get_json(url: str):
 
 @pytest.fixture
 def dashboard(tmp_path):
-    """A study of N_TRIALS trials in a fresh sqlite file, served by optuna-dashboard; yields its URL."""
+    """A study of N_TRIALS trials in a fresh sqlite file, served by optuna-dashboard; yields its
+    URL."""
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name=STUDY, storage=storage, direction="maximize")
@@ -49,8 +51,9 @@ def dashboard(tmp_path):
 
     port = free_port()
     log = open(tmp_path / "dashboard.log", "w+")
-    proc = subprocess.Popen([dashboard_command(), storage, "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [dashboard_command(), storage, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

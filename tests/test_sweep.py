@@ -334,3 +334,22 @@ def test_shared_study_on_postgres(postgres, data_root, tmp_path):
     assert (list(a), list(b)) == ([0], [1])
     assert b[1]["optuna_storage"].startswith("postgresql+psycopg2://postgres:***@")
     assert "secret" not in json.dumps(b[1])
+
+
+def test_a_job_prunes_only_with_a_configured_pruner(tmp_path):
+    from snn_sweep.optuna_trial import TrialReporter
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    s = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    for value in (0.9, 0.9, 0.9, 0.9, 0.9, 0.9):  # finished trials a median pruner compares with
+        trial = s.ask()
+        trial.report(value, 1)
+        s.tell(trial, value)
+    number = s.ask().number
+    none = TrialReporter(url, "s", number)
+    assert isinstance(none.trial.study.pruner, optuna.pruners.NopPruner)
+    assert none(1, 0.1) is False  # far below the median, yet no pruner was asked for
+    median = TrialReporter(url, "s", s.ask().number, OmegaConf.create(
+        {"_target_": "optuna.pruners.MedianPruner", "n_startup_trials": 5}))
+    assert median(1, 0.1) is True
