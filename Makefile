@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 ARGS ?=
 
-.PHONY: run test bench results tuning readme clean-venv
+.PHONY: run test bench results tuning lock readme clean-venv
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,16 @@ tuning: $(STAMP)
 	    hydra.sweep.dir=$(SWEEPS)/pareto
 	$(AGG) $(SWEEPS)/pareto --out docs/results/pareto --study sqlite:///$(SWEEPS)/pareto.db
 	$(BIN)/python scripts/include.py README.md
+
+# requirements.txt from the venv the suite passed in: its exact versions (pip freeze) resolved
+# by uv for every platform at once, so what only one platform needs (torch's CUDA wheels on
+# Linux, colorama on Windows) carries its marker and the same file installs on Linux, macOS
+# and Windows (tests/test_lock.py checks the three).
+lock: $(STAMP)
+	$(BIN)/pip freeze --exclude-editable > $(VENV)/freeze.txt
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+	    -c $(VENV)/freeze.txt --no-annotate --custom-compile-command "make lock" \
+	    -o requirements.txt
 
 readme:
 	$(BIN)/python scripts/include.py README.md

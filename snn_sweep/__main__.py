@@ -1,6 +1,7 @@
 """`python -m snn_sweep [overrides]`: compose the config and train one run (or a sweep with -m)."""
+import os
 import sys
-from typing import List, Tuple, Union
+from typing import Dict, List, Tuple, Union
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -8,6 +9,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from .config import InputError, register_configs
+from .loggers import Loggers
 from .optuna_trial import reporter_from_hydra, trial_info
 from .train import NonFiniteLossError, RunPruned, train_result
 
@@ -17,20 +19,29 @@ register_configs()
 @hydra.main(config_path="../conf", config_name="config")
 def main(cfg) -> Union[float, Tuple[float, float]]:
     hc = HydraConfig.get()
+    out_dir = hc.runtime.output_dir
+    multirun = hc.mode == RunMode.MULTIRUN
+    loggers = Loggers(cfg, out_dir, name=os.path.basename(out_dir) if multirun else out_dir,
+                      sweep_dir=hc.sweep.dir if multirun else None)
     # In an Optuna sweep the sweeper passes the trial number and study in env_set.
     reporter = reporter_from_hydra(hc)
-    on_epoch = None if reporter is None else (
-        lambda step, row: reporter(step, row[cfg.optimized_metric]))
+
+    def on_epoch(step: int, row: Dict) -> bool:
+        loggers.epoch(step, row)
+        return reporter is not None and reporter(step, row[cfg.optimized_metric])
     try:
-        result = train_result(cfg, hc.runtime.output_dir, trial_info(hc.job.env_set), on_epoch)
+        result = train_result(cfg, out_dir, trial_info(hc.job.env_set), on_epoch)
     except RunPruned as e:
+        loggers.finish({"status": "pruned"})
         import optuna  # only a TrialReporter prunes, so this is an Optuna sweep
 
         raise optuna.TrialPruned(str(e)) from e
-    except (InputError, NonFiniteLossError) as e:
-        if hc.mode == RunMode.MULTIRUN:
+    except BaseException as e:
+        loggers.finish({"status": "failed"})
+        if multirun or not isinstance(e, (InputError, NonFiniteLossError)):
             raise  # the sweeper records the failed job and goes on
         sys.exit(f"error: {e}")  # one line, exit status 1, no traceback
+    loggers.finish(result)
     if reporter is not None and cfg.repeats > 1:
         reporter.set_user_attrs({"objective_mean": result["objective"], "seeds": result["seeds"],
                                  **{k: result[k] for k in ("objective_std", "objective_per_seed")}})

@@ -129,6 +129,8 @@ class Config:
     repeats: int = 1  # seeds per job: seed, seed+1, ...; the job returns their mean
     optimized_metric: str = "val_acc"
     pareto_metric: Optional[str] = None  # the second objective of a two-direction study
+    # Set by the `logger` group: {csv: {}, tensorboard: {...}, mlflow: {...}} (snn_sweep/loggers.py)
+    logger: Dict[str, Any] = field(default_factory=dict)
 
 
 MODELS = ("ann", "snn", "snn_single_step", "cnn", "csnn")

@@ -23,7 +23,9 @@ as the compiled loops of lif_cpu.py instead; LeakyLinearFunction goes on to fuse
 the spikes feed, forward and backward. tests/test_lif.py checks outputs and gradients (input, beta,
 threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain autograd.
 """
+import logging
 import math
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
@@ -31,11 +33,20 @@ import snntorch as snn
 import torch
 from torch import nn
 
-from . import lif_cpu
+log = logging.getLogger(__name__)
+try:
+    if os.environ.get("SNN_SWEEP_KERNELS") == "eager":  # a way out should Numba misbehave
+        raise ImportError("SNN_SWEEP_KERNELS=eager")
+    from . import lif_cpu
+    UNAVAILABLE: Optional[str] = None
+except Exception as e:  # no usable Numba here: the eager path computes the same, slower
+    lif_cpu = None  # type: ignore[assignment]
+    UNAVAILABLE = f"{type(e).__name__}: {e}"
 
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
-# Off only in tests, to check the eager path on the CPU as well.
-CPU_KERNELS = True
+# Off in tests too, to check the eager path on the CPU as well.
+CPU_KERNELS = lif_cpu is not None
+_noticed = False
 
 
 def _compiled(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
@@ -43,6 +54,11 @@ def _compiled(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
     """lif_cpu's compiled loops cover float32 on the CPU with a scalar beta and threshold
     (the configs' neurons) and a surrogate whose derivative they compute; anything else (a
     GPU, float64, per-neuron beta, another surrogate) runs eagerly."""
+    global _noticed
+    if UNAVAILABLE and not _noticed and x.device.type == "cpu":
+        _noticed = True  # once per process, when the kernels would have run
+        log.warning(f"compiled LIF kernels unavailable ({UNAVAILABLE}); the eager PyTorch "
+                    f"path runs instead (same results, slower)")
     return (CPU_KERNELS and derivative is not None and derivative.name in lif_cpu.KINDS
             and x.device.type == "cpu" and x.dtype == torch.float32
             and beta.dim() == 0 and threshold.dim() == 0)

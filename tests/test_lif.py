@@ -1,4 +1,7 @@
 """The fused LIF recurrence against stepping snn.Leaky through time with plain autograd."""
+import os
+from pathlib import Path
+
 import pytest
 import snntorch as snn
 import torch
@@ -294,3 +297,34 @@ def test_non_contiguous_current(cpu_path):
     assert not base.transpose(0, 1).contiguous().transpose(0, 1).is_contiguous()
     assert grads_[0].abs().sum() > 0
     torch.testing.assert_close(grads_[0], grads_[1])
+
+
+def test_without_numba_training_falls_back_with_one_notice(data_root, tmp_path):
+    """Where Numba cannot be imported, a run takes the eager path, says so once, and ends with
+    the metrics of the compiled path (the same arithmetic)."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import small_overrides
+
+    (tmp_path / "fake" / "numba").mkdir(parents=True)
+    (tmp_path / "fake" / "numba" / "__init__.py").write_text(
+        "raise ImportError('no Numba for this platform')\n")
+    root = Path(__file__).resolve().parents[1]
+    results = {}
+    for kind, path in (("compiled", ""), ("eager", str(tmp_path / "fake"))):
+        env = {**os.environ, "PYTHONPATH": path}
+        out = tmp_path / kind
+        r = subprocess.run([sys.executable, "-m", "snn_sweep", *small_overrides(data_root),
+                            "trainer.epochs=2", f"hydra.run.dir={out}"], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        notices = [ln for ln in (r.stdout + r.stderr).splitlines() if "kernels unavailable" in ln]
+        assert len(notices) == (kind == "eager")
+        results[kind] = json.loads((out / "result.json").read_text())
+    assert "ImportError: no Numba for this platform" in notices[0]
+    for key in ("val_acc", "test_acc", "spikes_per_sample"):
+        assert results["eager"][key] == pytest.approx(results["compiled"][key], rel=1e-3), key
+    for key in ("val_loss", "test_loss"):
+        assert results["eager"][key] == pytest.approx(results["compiled"][key], rel=1e-4), key

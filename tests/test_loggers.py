@@ -1,0 +1,130 @@
+"""The `logger` group: TensorBoard and MLflow runs read back with those libraries' own readers,
+for a single run and a sweep, and a failing logger never stops a run."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import small_overrides
+from snn_sweep import loggers
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(tmp_path, *args):
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run([sys.executable, "-m", "snn_sweep", *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def mlflow_args(tmp_path):
+    return [f"logger.mlflow.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+            f"logger.mlflow.artifact_location={tmp_path / 'mlruns'}"]
+
+
+def events(log_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def test_tensorboard_and_mlflow_single_run(data_root, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    out = tmp_path / "run"
+    r = run(tmp_path, *small_overrides(data_root), "trainer.epochs=2",
+            "logger=[csv,tensorboard,mlflow]", *mlflow_args(tmp_path), f"hydra.run.dir={out}")
+    assert "Warning" not in r.stderr and "WARNING" not in r.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["status"] == "completed" and (out / "metrics.csv").is_file()
+
+    acc = events(out / "tensorboard")
+    assert [e.step for e in acc.Scalars("val_acc")] == [1, 2]
+    assert acc.Scalars("val_acc")[-1].value == pytest.approx(result["val_acc"])
+    assert acc.Scalars("final/test_acc")[0].value == pytest.approx(result["test_acc"])
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["model.name"].string_value == "snn"
+    assert start.hparams["optimizer.lr"].number_value == pytest.approx(result["lr"])
+    config = acc.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "timesteps: 4" in config
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["snn_sweep"])
+    assert len(runs) == 1 and runs["status"][0] == "FINISHED"
+    assert runs["metrics.final_test_acc"][0] == pytest.approx(result["test_acc"])
+    assert runs["params.model.name"][0] == "snn" and runs["tags.status"][0] == "completed"
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(runs["run_id"][0], "val_acc")
+    assert [m.step for m in history] == [1, 2]
+    assert {a.path for a in client.list_artifacts(runs["run_id"][0])} == {
+        "result.json", "checkpoint.pt"}
+
+
+def test_a_sweep_groups_its_jobs(data_root, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    sweep = tmp_path / "sweep"
+    run(tmp_path, "-m", "seed=0,1", *small_overrides(data_root), "logger=[tensorboard,mlflow]",
+        *mlflow_args(tmp_path), f"hydra.sweep.dir={sweep}")
+    for job in ("0", "1"):
+        assert [e.step for e in events(sweep / job / "tensorboard").Scalars("val_acc")] == [1]
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=[str(sweep)])  # one experiment per sweep dir
+    assert sorted(runs["tags.mlflow.runName"]) == ["0", "1"]
+    assert sorted(runs["params.seed"]) == ["0", "1"] and set(runs["status"]) == {"FINISHED"}
+
+
+def test_csv_alone_writes_only_the_run_dir(data_root, tmp_path):
+    out = tmp_path / "run"
+    run(tmp_path, *small_overrides(data_root), f"hydra.run.dir={out}")
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".hydra", "checkpoint.pt", "metrics.csv", "result.json", "train.log"]
+
+
+def test_a_failing_logger_is_one_warning_and_the_run_goes_on(data_root, tmp_path):
+    pytest.importorskip("mlflow")
+    out = tmp_path / "run"
+    (tmp_path / "a_file").write_text("")  # the store's folder cannot be made below a file
+    r = run(tmp_path, *small_overrides(data_root), "logger=mlflow",
+            f"logger.mlflow.tracking_uri=sqlite:///{tmp_path}/a_file/mlflow.db",
+            f"hydra.run.dir={out}")
+    warned = [ln for ln in (r.stdout + r.stderr).splitlines() if "logger mlflow failed" in ln]
+    assert len(warned) == 1 and "the run goes on" in warned[0]
+    assert json.loads((out / "result.json").read_text())["status"] == "completed"
+
+
+def test_a_logger_that_fails_mid_run_is_dropped(monkeypatch, caplog):
+    calls = []
+
+    class Flaky:
+        def __init__(self, out_dir, **options):
+            pass
+
+        def start(self, cfg, name):
+            calls.append("start")
+
+        def epoch(self, step, row):
+            calls.append(step)
+            raise OSError("disk full")
+
+        def finish(self, cfg, result, out_dir):
+            calls.append("finish")
+
+    monkeypatch.setitem(loggers.KINDS, "flaky", Flaky)
+    group = loggers.Loggers({"logger": {"flaky": {}}}, "/tmp", "run", None)
+    assert group.epoch(1, {"val_acc": 0.5}) is False
+    group.epoch(2, {"val_acc": 0.6})
+    group.finish({"status": "completed"})
+    assert calls == ["start", 1]  # dropped after its first failure
+    [record] = [r for r in caplog.records if "logger flaky failed" in r.getMessage()]
+    assert "OSError: disk full" in record.getMessage()
