@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -221,9 +222,7 @@ def seed_statistics(runs: List[Dict]) -> Dict:
         if key in SETTINGS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         values = [float(r[key]) for r in runs]
-        mean = sum(values) / len(values)
-        out[key] = mean
-        out[f"{key}_std"] = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+        out[key], out[f"{key}_std"] = statistics.fmean(values), statistics.stdev(values)
     out["objective_per_seed"] = [r["objective"] for r in runs]
     return out
 

@@ -211,8 +211,10 @@ def test_other_pruners_run(data_root, tmp_path, pruner):
               f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert "Warning" not in r.stderr
     assert f"pruner optuna.pruners.{pruner.capitalize()}Pruner" in r.stdout
+    jobs = results(tmp_path / "sweep")
     for t in study(db, "snn_optuna").trials:
-        assert t.state.name in ("COMPLETE", "PRUNED") and len(t.intermediate_values) >= 1
+        assert t.state.name in ("COMPLETE", "PRUNED"), jobs[t.number].get("error")
+        assert len(t.intermediate_values) >= 1
 
 
 def test_pareto_study_returns_accuracy_and_energy(data_root, tmp_path, capsys):
