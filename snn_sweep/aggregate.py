@@ -28,7 +28,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from .optuna_trial import public_storage  # noqa: E402
+from .optuna_trial import JOURNAL, open_storage, public_storage  # noqa: E402
 
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
 SETTINGS = ("model", "encoder", "neuron", "timesteps", "beta", "readout", "optimizer", "lr",
@@ -338,12 +338,13 @@ def load_study(url: str, name: Optional[str], df: pd.DataFrame):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shown = public_storage(url)
-    if url.startswith("sqlite:///"):
-        db = url[len("sqlite:///"):]
-        if db and db != ":memory:" and not Path(db).is_file():  # sqlite would create it
-            raise AggregateError(f"--study {shown}: no such sqlite file {db}")
+    for scheme, kind in (("sqlite:///", "sqlite"), (JOURNAL, "journal")):
+        path = url[len(scheme):] if url.startswith(scheme) else None
+        if path and path != ":memory:" and not Path(path).is_file():  # it would be created
+            raise AggregateError(f"--study {shown}: no such {kind} file {path}")
     try:
-        studies = [s.study_name for s in optuna.get_all_study_summaries(storage=url)]
+        storage = open_storage(url)
+        studies = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
     except Exception as e:
         raise AggregateError(f"--study {shown}: cannot open the storage ({_one_line(e)})")
     if name is None:
@@ -356,7 +357,7 @@ def load_study(url: str, name: Optional[str], df: pd.DataFrame):
     if name not in studies:
         raise AggregateError(f"--study {shown}: no study named {name!r} "
                              f"(it holds: {', '.join(studies) or 'none'})")
-    study = optuna.load_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=storage)
     if not study.trials:
         raise AggregateError(f"--study {shown}: study {name!r} has no trials")
     return study

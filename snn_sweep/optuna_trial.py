@@ -6,6 +6,8 @@ while the job runs. A job whose study lives in a storage reports each epoch's va
 to its trial there and asks the pruner the sweep configured (TrialReporter). Optuna is imported
 only then.
 """
+import os
+import time
 import warnings
 from typing import Any, Dict, Mapping, Optional
 
@@ -46,6 +48,35 @@ def public_storage(storage: Any) -> Optional[str]:
         return storage if isinstance(storage, str) else type(storage).__name__
 
 
+JOURNAL = "journal:///"
+
+
+def open_storage(url: Any) -> Any:
+    """An Optuna storage for a URL: `journal:///PATH` (PATH relative, or absolute with a
+    fourth slash, as in sqlite:///) is a JournalStorage in a file, for clusters without a
+    database server (a lock file beside it; fine on NFS); any other string is an RDB URL as
+    Optuna takes it (sqlite:///..., postgresql+psycopg2://...); anything else is passed on.
+    Workers that open an empty database at the same moment all race to create Optuna's
+    schema; the losers retry."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    if not isinstance(url, str):
+        return url
+    if url.startswith(JOURNAL):
+        path = url[len(JOURNAL):]
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    for attempt in range(6):
+        try:
+            return optuna.storages.get_storage(url)
+        except (IntegrityError, ProgrammingError):  # e.g. UniqueViolation on CREATE TYPE
+            if attempt == 5:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 class TrialReporter:
     """A job's handle on its own trial: per-epoch values go in, the pruner's verdict comes out."""
 
@@ -60,7 +91,7 @@ class TrialReporter:
             with warnings.catch_warnings():  # WilcoxonPruner is experimental: no warning noise
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 pruner = instantiate(pruner, _execution_whitelist_=(PRUNERS + "*",))
-        store = optuna.storages.get_storage(storage)
+        store = open_storage(storage)
         study = optuna.load_study(study_name=study_name, storage=store, pruner=pruner)
         trial_id = store.get_trial_id_from_study_id_trial_number(
             store.get_study_id_from_name(study_name), number)

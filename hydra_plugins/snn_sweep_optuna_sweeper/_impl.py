@@ -17,7 +17,7 @@ from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 
 from snn_sweep.optuna_trial import (ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS,
-                                    direction_for, public_storage)
+                                    direction_for, open_storage, public_storage)
 
 log = logging.getLogger(__name__)
 JOB_STATUS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
@@ -120,24 +120,17 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             db = make_url(storage).database
             if db and db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
-        study = optuna.create_study(study_name=self.study_name, storage=storage,
+        # load_if_exists: of workers that create one study at once, the losers load it.
+        study = optuna.create_study(study_name=self.study_name, storage=open_storage(storage),
                                     sampler=self.sampler, directions=directions,
                                     load_if_exists=True)
-        done = len(study.trials)
-        seed = OmegaConf.select(self.config, "hydra.sweeper.sampler.seed")
-        partial = OmegaConf.select(self.config, "hydra.sweeper.sampler._partial_", default=False)
-        if done and seed is not None and not partial:
-            # A seeded start-up phase would otherwise propose the first run's points again.
-            study.sampler = instantiate(self.config.hydra.sweeper.sampler, seed=seed + done,
-                                        _execution_whitelist_=("optuna.samplers.*",))
-            log.info(f"Continuing study '{study.study_name}' after {done} trials; "
-                     f"sampler seed {seed} + {done}")
         if len(directions) > 1:
             with warnings.catch_warnings():  # experimental since Optuna 3.2, and still there
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names(metrics)  # shown by the dashboard and trials_dataframe
-        log.info(f"Study {study.study_name} in {public_storage(storage) or 'memory'}, "
-                 f"{type(study.sampler).__name__}, {','.join(directions)}"
+        log.info(f"Study {study.study_name} in {public_storage(storage) or 'memory'} "
+                 f"({len(study.trials)} trials so far), {type(study.sampler).__name__}, "
+                 f"{','.join(directions)}"
                  + (f", pruner {self.pruner._target_}" if self.pruner is not None else ""))
         return study
 
@@ -192,14 +185,29 @@ class TrialSweeperImpl(OptunaSweeperImpl):
     def _configure_trials(self, trials: List[Trial], search_space_distributions: Dict[str, Any],
                           fixed_params: Dict[str, Any], fixed_overrides: List[str]
                           ) -> Sequence[Sequence[str]]:
-        overrides = super()._configure_trials(trials, search_space_distributions, fixed_params,
-                                              fixed_overrides)
         storage = public_storage(self.storage)
         out = []
-        for trial, ovr in zip(trials, overrides):
+        for trial in trials:
+            self._seed_sampler(trial)
+            [ovr] = super()._configure_trials([trial], search_space_distributions, fixed_params,
+                                              fixed_overrides)
             env = {ENV_TRIAL: str(trial.number), ENV_STUDY: trial.study.study_name}
             if storage is not None:
                 env[ENV_STORAGE] = storage
             out.append(tuple(ovr) + tuple(
                 f"++hydra.job.env_set.{k}={_quote(v)}" for k, v in env.items()))
         return out
+
+    def _seed_sampler(self, trial: Trial) -> None:
+        """Draw each trial's parameters from its own stream, seeded with the sampler's seed plus
+        the trial's number. The storage hands every number out once, so workers that share a
+        study (or n_jobs > 1, or a study continued later) never draw the same points, and the
+        same trials in the same order draw the same points again. Parameters are drawn at the
+        first suggest, after ask: the sampler can still be swapped then."""
+        seed = OmegaConf.select(self.config, "hydra.sweeper.sampler.seed")
+        if seed is None or OmegaConf.select(self.config, "hydra.sweeper.sampler._partial_",
+                                            default=False):
+            return  # unseeded, or a grid (it draws no random numbers)
+        trial.study.sampler = instantiate(
+            self.config.hydra.sweeper.sampler, seed=seed + trial.number,
+            _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"))
