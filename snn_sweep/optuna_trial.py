@@ -51,13 +51,14 @@ def public_storage(storage: Any) -> Optional[str]:
 JOURNAL = "journal:///"
 
 
-def open_storage(url: Any) -> Any:
+def open_storage(url: Any, **heartbeat: Any) -> Any:
     """An Optuna storage for a URL: `journal:///PATH` (PATH relative, or absolute with a
     fourth slash, as in sqlite:///) is a JournalStorage in a file, for clusters without a
     database server (a lock file beside it; fine on NFS); any other string is an RDB URL as
-    Optuna takes it (sqlite:///..., postgresql+psycopg2://...); anything else is passed on.
-    Workers that open an empty database at the same moment all race to create Optuna's
-    schema; the losers retry."""
+    Optuna takes it (sqlite:///..., postgresql+psycopg2://...), with `heartbeat`
+    (heartbeat_interval, grace_period, failed_trial_callback) passed to RDBStorage; anything
+    else is passed on. Workers that open an empty database at the same moment all race to
+    create Optuna's schema; the losers retry."""
     import optuna
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
@@ -70,7 +71,9 @@ def open_storage(url: Any) -> Any:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
     for attempt in range(6):
         try:
-            return optuna.storages.get_storage(url)
+            with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, **heartbeat)
         except (IntegrityError, ProgrammingError):  # e.g. UniqueViolation on CREATE TYPE
             if attempt == 5:
                 raise

@@ -405,3 +405,66 @@ def test_the_same_seed_draws_the_same_points(data_root, tmp_path):
               f"hydra.sweep.dir={tmp_path / run}")
         params.append([t.params for t in study(tmp_path / f"{run}.db", "snn_optuna").trials])
     assert params[0] == params[1] and len({str(p) for p in params[0]}) == 3
+
+
+def test_a_killed_sweep_leaves_no_running_trial(data_root, tmp_path):
+    """kill -9 mid-trial (a time limit, an OOM kill): the next sweep on the study finds the
+    trial's heartbeat stale, fails it, asks its parameters again and completes its own."""
+    import signal
+    import time
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["-m", "hparams_search=snn_optuna", *tiny(data_root), "model.hidden=[16]",
+            "timesteps=2", f"hydra.sweeper.storage={url}", "hydra.sweeper.study_name=k",
+            "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    first = subprocess.Popen([sys.executable, "-m", "snn_sweep", *args, "trainer.epochs=1000",
+                              f"hydra.sweep.dir={tmp_path / 'first'}"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "first" / "0" / "metrics.csv").exists():  # mid-trial
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert [t.state.name for t in study(tmp_path / "s.db", "k").trials] == ["RUNNING"]
+    time.sleep(4)  # past the grace period: nobody beats for trial 0 any more
+    sweep(*args, "hydra.sweeper.n_trials=2", "hydra.sweeper.retry_failed_trials=1",
+          f"hydra.sweep.dir={tmp_path / 'second'}")
+    trials = study(tmp_path / "s.db", "k").trials
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert trials[1].params == trials[0].params  # the killed trial's point, asked again
+    assert trials[1].system_attrs["failed_trial"] == 0
+
+
+def test_heartbeats_keep_a_long_trial_alive(data_root, tmp_path):
+    """Another worker's asks fail stale trials; a trial that runs past the grace period is not
+    one of them while its sweeper lives and beats."""
+    import signal
+    import time
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    args = ["-m", "hparams_search=snn_optuna", *tiny(data_root), "model.hidden=[16]",
+            "timesteps=2", f"hydra.sweeper.storage={url}", "hydra.sweeper.heartbeat_interval=1",
+            "hydra.sweeper.grace_period=2"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    long = subprocess.Popen([sys.executable, "-m", "snn_sweep", *args, "trainer.epochs=100000",
+                             "hydra.sweeper.n_trials=1", f"hydra.sweep.dir={tmp_path / 'a'}"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "a" / "0" / "metrics.csv").exists():
+            assert long.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(3)  # the long trial has run past the grace period
+        sweep(*args, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'b'}")
+        assert long.poll() is None  # still training while the other worker asked twice
+        states = [t.state.name for t in study(tmp_path / "s.db", "snn_optuna").trials]
+        assert states == ["RUNNING", "COMPLETE", "COMPLETE"]
+    finally:
+        os.killpg(long.pid, signal.SIGKILL)
+        long.wait()

@@ -2,6 +2,7 @@
 import functools
 import logging
 import math
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -48,10 +49,57 @@ def _values(ret: JobReturn, n: int) -> List[float]:
     return values
 
 
+def _fail_stale_trials(study: optuna.Study) -> None:
+    """Optuna's fail_stale_trials: a no-op unless the storage records heartbeats."""
+    with warnings.catch_warnings():  # experimental since Optuna 2.9, and still there
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+class _Heartbeat:
+    """Records a heartbeat for each trial of a batch while its jobs run, as study.optimize does
+    for its own trials; a killed sweeper stops beating and its trials go stale."""
+
+    def __init__(self, storage: Any, trials: List[Trial]) -> None:
+        self.interval = storage.get_heartbeat_interval() if isinstance(
+            storage, optuna.storages.RDBStorage) else None
+        self.storage, self.stop = storage, threading.Event()
+        if self.interval:
+            study_id = storage.get_study_id_from_name(trials[0].study.study_name)
+            self.ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                        for t in trials]
+
+    def _beat(self) -> None:
+        while True:
+            for trial_id in self.ids:
+                self.storage.record_heartbeat(trial_id)
+            if self.stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "_Heartbeat":
+        if self.interval:
+            self.thread = threading.Thread(target=self._beat, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.interval:
+            self.stop.set()
+            self.thread.join()
+
+
 class TrialSweeperImpl(OptunaSweeperImpl):
-    def __init__(self, *args: Any, pruner: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: Optional[int] = None,
+                 grace_period: Optional[int] = None, retry_failed_trials: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.pruner = pruner  # a config: each job instantiates it (snn_sweep.optuna_trial)
+        self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
+        if heartbeat_interval and retry_failed_trials:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.heartbeat["failed_trial_callback"] = \
+                    optuna.storages.RetryFailedTrialCallback(max_retry=retry_failed_trials)
 
     def sweep(self, arguments: List[str]) -> None:
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -71,7 +119,10 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         study = self._open_study(directions, metrics)
         left = self.n_trials
+        # Optuna warns that heartbeats are meant for study.optimize; _Heartbeat does its part.
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
         while left > 0:
+            _fail_stale_trials(study)  # the RUNNING trials of killed workers
             trials = [study.ask() for _ in range(min(self.n_jobs, left))]
             overrides = self._configure_trials(trials, space, fixed, fixed_overrides)
             returns = self._launch(trials, overrides)
@@ -121,7 +172,8 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             if db and db != ":memory:":
                 Path(db).parent.mkdir(parents=True, exist_ok=True)
         # load_if_exists: of workers that create one study at once, the losers load it.
-        study = optuna.create_study(study_name=self.study_name, storage=open_storage(storage),
+        self.store = open_storage(storage, **self.heartbeat)
+        study = optuna.create_study(study_name=self.study_name, storage=self.store,
                                     sampler=self.sampler, directions=directions,
                                     load_if_exists=True)
         if len(directions) > 1:
@@ -140,7 +192,8 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         consecutive = numbers == list(range(numbers[0], numbers[0] + len(numbers)))
         first = numbers[0] if consecutive else self.job_idx  # job dir N holds trial N
         try:
-            returns = self.launcher.launch(overrides, initial_job_idx=first)
+            with _Heartbeat(self.store, trials):
+                returns = self.launcher.launch(overrides, initial_job_idx=first)
         except BaseException:  # Ctrl-C, a launcher error: no trial stays RUNNING for ever
             for trial in trials:
                 trial.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)

@@ -30,7 +30,7 @@ Hydra imports this module to find the plugin (entry point in pyproject.toml), so
 the implementation, which imports Optuna (about 2 s), lives in _impl.py.
 """
 from dataclasses import dataclass, field
-from typing import Any, List
+from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 # The module, not the class: Hydra's plugin scan registers every plugin class a module holds.
@@ -47,6 +47,13 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
         default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": None}])
     # An optuna.pruners.* config with _target_ (conf/hydra/sweeper/pruner/); null: no pruning.
     pruner: Any = None
+    # While a job runs its sweeper records a heartbeat for its trial every heartbeat_interval
+    # seconds; a RUNNING trial not heard of for grace_period (default 2 intervals: its worker
+    # was killed) is failed by the next sweeper that uses the study, which may then ask its
+    # parameters again, up to retry_failed_trials times. RDB storages only (sqlite, PostgreSQL).
+    heartbeat_interval: Optional[int] = 60
+    grace_period: Optional[int] = None
+    retry_failed_trials: int = 0
 
 
 # The schema behind conf/hydra/sweeper/optuna_trials.yaml, so a misspelt key fails at composition.
@@ -55,11 +62,16 @@ ConfigStore.instance().store(group="hydra/sweeper", name="optuna_trials_schema",
 
 
 class OptunaTrialSweeper(upstream.OptunaSweeper):
-    """Takes the upstream sweeper's arguments and `pruner`; the loop behind them differs."""
+    """Takes the upstream sweeper's arguments, `pruner` and the heartbeat settings; the loop
+    behind them differs."""
 
-    def __init__(self, pruner: Any = None, **kwargs: Any) -> None:
+    def __init__(self, pruner: Any = None, heartbeat_interval: Optional[int] = 60,
+                 grace_period: Optional[int] = None, retry_failed_trials: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)  # instantiates the sampler as upstream does
         from ._impl import TrialSweeperImpl
 
-        self.sweeper = TrialSweeperImpl(**{**kwargs, "sampler": self.sweeper.sampler},
-                                        pruner=pruner)
+        self.sweeper = TrialSweeperImpl(
+            **{**kwargs, "sampler": self.sweeper.sampler}, pruner=pruner,
+            heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+            retry_failed_trials=retry_failed_trials)
