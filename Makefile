@@ -53,7 +53,7 @@ results: $(STAMP)
 # two 20-trial studies of snn_optuna_pruned's 5-epoch trials, one with its median pruner and one
 # without, same sampler seed, run side by side on one thread each (one study file each), then a
 # 20-trial accuracy-energy study (snn_pareto). Delta coding is left out of the search space
-# here: its trials take minutes each on 2 cores. ~40 min.
+# here: its trials take minutes each on 2 cores. ~45 min.
 SPACE := 'encoder=choice(rate,latency,direct)' 'timesteps=int(interval(5,25))'
 PRUNING := $(RUN) -m hparams_search=snn_optuna_pruned $(SPACE) trainer.threads=1
 tuning: $(STAMP)
