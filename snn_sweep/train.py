@@ -277,6 +277,7 @@ SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed")  # numbers tha
 def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
     if cfg.trainer.threads:
         torch.set_num_threads(cfg.trainer.threads)
+    result["threads"] = torch.get_num_threads()  # part of what makes a run reproducible
     device = resolve_device(cfg.trainer.device)
     if device.type == "cpu":
         keep_freed_memory()

@@ -77,6 +77,17 @@ def test_same_seed_same_metrics(make_cfg, tmp_path):
     assert a["test_loss"] != c["test_loss"]
 
 
+@pytest.mark.parametrize("encoder", ["rate", "direct"])
+def test_same_seed_same_metrics_on_two_threads(make_cfg, tmp_path, encoder):
+    runs = [run(make_cfg, tmp_path / d, "seed=3", "trainer.epochs=2", "trainer.threads=2",
+                f"encoder={encoder}") for d in "ab"]
+    (a, rows_a), (b, rows_b) = runs
+    keys = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
+    assert (a["test_acc"], a["test_loss"]) == (b["test_acc"], b["test_loss"])
+    assert a["threads"] == b["threads"] == 2
+
+
 def test_learns_on_the_tiny_data(make_cfg, tmp_path):
     res, _ = run(make_cfg, tmp_path, "trainer.epochs=3", "optimizer.lr=2e-3")
     assert res["test_acc"] > 0.5  # chance is 0.1
