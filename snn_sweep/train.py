@@ -271,7 +271,7 @@ def settings(cfg) -> Dict:
     return out
 
 
-SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed")  # numbers that are not metrics
+SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")  # numbers that are not metrics
 
 
 def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
