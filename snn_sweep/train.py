@@ -271,7 +271,8 @@ def settings(cfg) -> Dict:
     return out
 
 
-SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")  # numbers that are not metrics
+# Numbers in result.json that are settings, not metrics: repeats do not average them.
+SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
 
 
 def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
