@@ -114,6 +114,7 @@ class TrainerConfig:
     threads: Optional[int] = None  # torch intra-op threads; null keeps torch's default
     progress: bool = True  # tqdm bar per epoch
     checkpoint: bool = True
+    resume: bool = False  # continue from the run dir's resume.pt (written after every epoch)
 
 
 @dataclass

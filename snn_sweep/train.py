@@ -8,6 +8,7 @@ run (a pruner): result.json then says `status: pruned` and RunPruned is raised.
 """
 import csv
 import ctypes
+import hashlib
 import io
 import json
 import logging
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 # 45 nm energy per operation (Horowitz, ISSCC 2014): fp32 multiply-accumulate vs accumulate.
 PJ_PER_MAC = 4.6
 PJ_PER_AC = 0.9
+RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after every epoch
 EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
 
 
@@ -230,24 +232,37 @@ def seed_statistics(runs: List[Dict]) -> Dict:
 def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[EpochCallback]
                 ) -> Dict:
     os.makedirs(out_dir, exist_ok=True)
-    result: Dict = {"status": "running", **settings(cfg), **(extra or {})}
+    result: Dict = {"status": "running", **settings(cfg), **(extra or {}),
+                    "config_sha": config_sha(cfg)}
     result_path = os.path.join(out_dir, "result.json")
+    done = _completed(result_path, result["config_sha"])
+    if done is not None:  # a relaunched sweep finishes only what is missing
+        log.info("%s already holds a completed run of this config: returning its result",
+                 out_dir)
+        return done
     snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
     try:
         _train(cfg, out_dir, result, on_epoch)
     except RunPruned:
         result["status"] = "pruned"
-        write_json(result_path, result)
+        _finish(out_dir, result)
         raise
-    except BaseException as e:
+    except BaseException as e:  # resume.pt stays: trainer.resume=true goes on from it
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
                       traceback=traceback.format_exc(limit=5))
         write_json(result_path, result)
         raise
     finally:
         snn.SpikingNeuron.instances.clear()
-    write_json(result_path, result)
+    _finish(out_dir, result)
     return result
+
+
+def _finish(out_dir: str, result: Dict) -> None:
+    """The final result.json; resume.pt goes, since there is nothing left to resume."""
+    write_json(os.path.join(out_dir, "result.json"), result)
+    if os.path.exists(os.path.join(out_dir, RESUME)):
+        os.remove(os.path.join(out_dir, RESUME))
 
 
 def settings(cfg) -> Dict:
@@ -269,6 +284,48 @@ def settings(cfg) -> Dict:
     if cfg.pareto_metric is not None:
         out["pareto_metric"] = cfg.pareto_metric
     return out
+
+
+def config_sha(cfg) -> str:
+    """What identifies a run: its resolved config, less how it is watched and resumed."""
+    c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
+    c.pop("logger", None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _completed(path: str, sha: str) -> Optional[Dict]:
+    """The completed result.json of the same config at path, else None."""
+    try:
+        with open(path) as f:
+            done = json.load(f)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(done, dict) and done.get("status") == "completed"
+    return done if ok and done.get("config_sha") == sha else None
+
+
+def _save_resume(out_dir: str, state: Dict) -> None:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_atomic(os.path.join(out_dir, RESUME), buf.getvalue())
+
+
+def _load_resume(out_dir: str, sha: str) -> Optional[Dict]:
+    """resume.pt of this config, or None when the run dir has none."""
+    path = os.path.join(out_dir, RESUME)
+    if not os.path.isfile(path):
+        log.info("trainer.resume=true: no %s in %s yet, starting at epoch 1", RESUME, out_dir)
+        return None
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as e:
+        raise InputError(f"trainer.resume=true: {path} is unreadable ({type(e).__name__}); "
+                         f"remove it to start over") from None
+    if state.get("config_sha") != sha:
+        raise InputError(f"trainer.resume=true: {path} belongs to a run of another config; "
+                         f"resume with that config, or remove it to start over")
+    return state
 
 
 # Numbers in result.json that are settings, not metrics: repeats do not average them.
@@ -295,10 +352,21 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
     gen = torch.Generator().manual_seed(cfg.seed)
     rows: List[Dict] = []
     train_time = 0.0
+    state = _load_resume(out_dir, result["config_sha"]) if cfg.trainer.resume else None
+    if state is not None:  # everything the next epoch depends on, as it was
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["batch_order_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        rows, train_time = state["rows"], state["train_time_s"]
+        log.info("resuming after epoch %d of %s", len(rows), out_dir)
     log.info("model=%s encoder=%s neuron=%s timesteps=%s on %s: %d train / %d val / %d test, "
              "%d parameters", result["model"], result["encoder"], result["neuron"], steps, device,
              n_train, len(data.val_x), len(data.test_x), n_params(model))
-    for epoch in range(1, cfg.trainer.epochs + 1):
+    for epoch in range(len(rows) + 1, cfg.trainer.epochs + 1):
         model.train()
         perm = torch.randperm(n_train, generator=gen)
         loss_sum, correct = 0.0, 0
@@ -340,6 +408,11 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
             row["val_energy_pj_per_sample"] = sum(macs) * PJ_PER_MAC
         rows.append(row)
         write_csv(os.path.join(out_dir, "metrics.csv"), rows)
+        _save_resume(out_dir, {
+            "config_sha": result["config_sha"], "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "scheduler": sched and sched.state_dict(),
+            "batch_order_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(), "rows": rows, "train_time_s": train_time})
         log.info("epoch %d: train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
                  epoch, row["train_loss"], row["train_acc"], val_loss, val_acc, epoch_time)
         if not math.isfinite(val_loss):

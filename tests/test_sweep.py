@@ -468,3 +468,16 @@ def test_heartbeats_keep_a_long_trial_alive(data_root, tmp_path):
     finally:
         os.killpg(long.pid, signal.SIGKILL)
         long.wait()
+
+
+def test_relaunching_a_grid_finishes_only_what_is_missing(data_root, tmp_path):
+    out = tmp_path / "sweep"
+    args = ("-m", "seed=0,1,2", *tiny(data_root), "timesteps=2", f"hydra.sweep.dir={out}")
+    sweep(*args)
+    stamps = {j: (out / j / "metrics.csv").stat().st_mtime_ns for j in "012"}
+    (out / "1" / "result.json").unlink()  # as if job 1 had been killed
+    r = sweep(*args, "trainer.resume=true")
+    assert r.stdout.count("already holds a completed run of this config") == 2
+    after = {j: (out / j / "metrics.csv").stat().st_mtime_ns for j in "012"}
+    assert [after[j] == stamps[j] for j in "012"] == [True, False, True]
+    assert [results(out)[j]["status"] for j in range(3)] == ["completed"] * 3

@@ -7,6 +7,7 @@ import pytest
 import snntorch as snn
 import torch
 
+from snn_sweep.config import InputError
 from snn_sweep.models import build_model
 from snn_sweep.train import NonFiniteLossError, RunPruned, train
 
@@ -154,3 +155,43 @@ def test_repeats_steps_count_epochs_over_seeds_and_a_pruned_job_says_which_seed(
     assert job["status"] == "pruned" and job["error"].startswith("seed 1: RunPruned")
     assert json.loads((tmp_path / "seed_1" / "result.json").read_text())["pruned_epoch"] == 1
     assert not (tmp_path / "seed_2").exists()
+
+
+def test_a_run_killed_after_epoch_1_resumes_to_the_same_end(make_cfg, tmp_path):
+    full, full_rows = run(make_cfg, tmp_path / "full", "trainer.epochs=3",
+                          "optimizer.scheduler=cosine")
+
+    def killed(step, row):
+        if step == 1:  # dies once epoch 1 and its resume.pt are written
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("trainer.epochs=3", "optimizer.scheduler=cosine"), str(cut),
+              on_epoch=killed)
+    assert (cut / "resume.pt").is_file()
+    res, rows = run(make_cfg, cut, "trainer.epochs=3", "optimizer.scheduler=cosine",
+                    "trainer.resume=true")
+    keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert [[r[k] for k in keys] for r in rows] == [[r[k] for k in keys] for r in full_rows]
+    for key in ("val_acc", "val_loss", "test_acc", "test_loss"):
+        assert res[key] == full[key], key
+    assert not (cut / "resume.pt").exists()  # completed: nothing left to resume
+
+
+def test_resume_refuses_another_configs_checkpoint(make_cfg, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(make_cfg("trainer.epochs=2"), str(tmp_path),
+              on_epoch=lambda step, row: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(InputError, match="belongs to a run of another config"):
+        train(make_cfg("trainer.epochs=2", "optimizer.lr=0.01", "trainer.resume=true"),
+              str(tmp_path))
+
+
+def test_a_completed_run_of_the_same_config_is_not_trained_again(make_cfg, tmp_path):
+    first = train(make_cfg(), str(tmp_path))
+    stamp = (tmp_path / "metrics.csv").stat().st_mtime_ns
+    assert train(make_cfg("trainer.progress=true"), str(tmp_path)) == first
+    assert (tmp_path / "metrics.csv").stat().st_mtime_ns == stamp
+    train(make_cfg("seed=1"), str(tmp_path))  # another config: trained
+    assert (tmp_path / "metrics.csv").stat().st_mtime_ns != stamp
