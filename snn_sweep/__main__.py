@@ -1,7 +1,7 @@
 """`python -m snn_sweep [overrides]`: compose the config and train one run (or a sweep with -m)."""
 import os
 import sys
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,6 +20,8 @@ register_configs()
 def main(cfg) -> Union[float, Tuple[float, float]]:
     hc = HydraConfig.get()
     out_dir = hc.runtime.output_dir
+    if cfg.trainer.threads is None:
+        cfg.trainer.threads = launcher_threads(hc)
     multirun = hc.mode == RunMode.MULTIRUN
     loggers = Loggers(cfg, out_dir, name=os.path.basename(out_dir) if multirun else out_dir,
                       sweep_dir=hc.sweep.dir if multirun else None)
@@ -52,6 +54,21 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
             raise InputError("the sweeper has two directions: set pareto_metric")
         return result["objective"], result[cfg.pareto_metric]
     return result["objective"]
+
+
+def launcher_threads(hc) -> Optional[int]:
+    """torch threads for a job that shares the machine with others: with joblib's n_jobs jobs
+    side by side, cores // n_jobs (so jobs x threads <= cores); with submitit, the CPUs the job
+    was given (cpus_per_task); None (torch's default) with the sequential launcher."""
+    launcher = OmegaConf.select(hc, "launcher", default={}) or {}
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        cores = os.cpu_count() or 1
+        jobs = launcher.get("n_jobs") or cores
+        return max(1, cores // (cores if jobs < 0 else jobs))
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None
 
 
 def flags_first(argv: List[str]) -> List[str]:

@@ -481,3 +481,46 @@ def test_relaunching_a_grid_finishes_only_what_is_missing(data_root, tmp_path):
     after = {j: (out / j / "metrics.csv").stat().st_mtime_ns for j in "012"}
     assert [after[j] == stamps[j] for j in "012"] == [True, False, True]
     assert [results(out)[j]["status"] for j in range(3)] == ["completed"] * 3
+
+
+@pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+                                      ["hydra/launcher=submitit_local",
+                                       "hydra.launcher.cpus_per_task=1"]])
+def test_launchers_run_a_grid(data_root, tmp_path, launcher):
+    pytest.importorskip("hydra_plugins.hydra_" + launcher[0].split("=")[1].split("_")[0]
+                        + "_launcher")
+    out = tmp_path / "sweep"
+    sweep("-m", *launcher, "seed=0,1", *[o for o in tiny(data_root) if "threads" not in o],
+          "timesteps=2", f"hydra.sweep.dir={out}")
+    jobs = results(out)
+    assert sorted(jobs) == [0, 1] and [jobs[j]["seed"] for j in (0, 1)] == [0, 1]
+    # two jobs side by side on this machine: jobs x threads <= cores
+    cores = os.cpu_count()
+    assert all(j["status"] == "completed" for j in jobs.values())
+    assert all(j["threads"] == (max(1, cores // 2) if "joblib" in launcher[0] else 1)
+               for j in jobs.values())
+
+
+def test_an_optuna_study_with_parallel_jobs(data_root, tmp_path):
+    pytest.importorskip("joblib")
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    sweep("-m", "hparams_search=snn_optuna", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+          "hydra.sweeper.n_jobs=2", "hydra.sweeper.n_trials=4", *tiny(data_root),
+          "model.hidden=[16]", "timesteps=2", f"hydra.sweeper.storage=sqlite:///{db}",
+          f"hydra.sweep.dir={out}")
+    trials = study(db, "snn_optuna").trials
+    assert_no_point_twice(study(db, "snn_optuna"), 4)  # two trials asked at once, each its own
+    jobs = results(out)
+    assert all(jobs[t.number]["optuna_trial"] == t.number for t in trials)  # job dir N: trial N
+
+
+def test_slurm_preset_composes():
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert (launcher.cpus_per_task, launcher.timeout_min, launcher.mem_gb) == (4, 120, 16)
