@@ -524,3 +524,32 @@ def test_slurm_preset_composes():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.cpus_per_task, launcher.timeout_min, launcher.mem_gb) == (4, 120, 16)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_end(data_root, tmp_path):
+    """kill -9 once the first epoch is saved, then trainer.resume=true: the same end as a run
+    that was never interrupted (1 thread)."""
+    import signal
+    import time
+
+    args = [*tiny(data_root), "timesteps=25", "model.hidden=[256]", "trainer.epochs=3"]
+    sweep(*args, f"hydra.run.dir={tmp_path / 'whole'}")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    run = subprocess.Popen([sys.executable, "-m", "snn_sweep", *args,
+                            f"hydra.run.dir={tmp_path / 'cut'}"], cwd=ROOT, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cut" / "resume.pt").exists():
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    if (tmp_path / "cut" / "result.json").exists():
+        pytest.skip("the run finished before the kill landed")  # a very fast machine
+    sweep(*args, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'cut'}")
+    whole, cut = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("whole", "cut"))
+    for key in ("val_acc", "val_loss", "test_acc", "test_loss"):
+        assert cut[key] == whole[key], key
+    curves = [pd.read_csv(tmp_path / d / "metrics.csv") for d in ("whole", "cut")]
+    columns = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+    assert curves[0][columns].equals(curves[1][columns]) and len(curves[1]) == 3
