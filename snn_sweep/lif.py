@@ -252,24 +252,24 @@ class LeakyLinearFunction(torch.autograd.Function):
                 g_weight if need[6] else None, g_out.sum((0, 1)) if need[7] else None, None)
 
 
-def leaky_linear(neuron, cur: torch.Tensor, linear: nn.Module,
+def leaky_linear(neuron, cur: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                  derivative: Optional["Derivative"] = None, steps: Optional[int] = None,
                  keep_spikes: bool = True
                  ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """`linear` applied to every step of the spikes of `neuron` driven by cur (as in
-    leaky_sequence): returns (linear's output [T, B, K], spikes [T, B, H] or None unless
-    keep_spikes) through LeakyLinearFunction, or None where that does not apply (another
-    neuron or layer, off the compiled path, or no gradient to take: then the Linear runs as
-    itself, hooks and all); then run the two separately."""
-    if not (torch.is_grad_enabled() and fusable(neuron) and type(linear) is nn.Linear
-            and linear.bias is not None and cur.dim() == (2 if steps else 3)
-            and cur.shape[-1] == linear.in_features and linear.weight.dtype == cur.dtype):
+    """A Linear (weight [K, H], bias [K]) applied to every step of the spikes of `neuron`
+    driven by cur [T, B, H] (or [B, H] for `steps` steps, as in leaky_sequence): returns (its
+    output [T, B, K], spikes [T, B, H] or None unless keep_spikes) through
+    LeakyLinearFunction, or None where that does not apply (another neuron, off the compiled
+    path, no bias, or no gradient to take); then run the two separately."""
+    if not (torch.is_grad_enabled() and fusable(neuron) and bias is not None
+            and cur.dim() == (2 if steps else 3) and cur.shape[-1] == weight.shape[1]
+            and weight.dtype == cur.dtype):
         return None
     beta, threshold, reset = _params(neuron, cur)
     if not _compiled(cur, beta, threshold, derivative):
         return None
     return LeakyLinearFunction.apply(cur, beta, threshold, reset, derivative, steps,
-                                     linear.weight, linear.bias, keep_spikes)
+                                     weight, bias, keep_spikes)
 
 
 def fusable(neuron) -> bool:

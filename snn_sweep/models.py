@@ -1,11 +1,11 @@
 """The networks, in plain PyTorch with snnTorch neurons.
 
-Spiking models take a sequence [T, B, C, H, W] and return output spikes and membrane [T, B, K].
-Each weight layer is applied to all T steps at once (one large matmul/conv over T*B rows);
-only the neuron recurrence is stepped in time. ANNs take [B, C, H, W] and return logits as
-a 1-step "membrane" [1, B, K], so one readout/loss code path serves every model.
+Spiking models take a sequence [T, B, C, H, W] and return output spikes and membrane [T, B, K];
+their layers (layers.py) are chosen here, when the model is built. ANNs take [B, C, H, W] and
+return logits as a 1-step "membrane" [1, B, K], so one readout/loss code path serves every
+model.
 """
-from typing import Dict, List, Optional, Tuple
+from typing import List, Tuple
 
 import snntorch as snn
 import torch
@@ -15,8 +15,9 @@ from snntorch import surrogate
 from torch import nn
 
 from .config import Readout
-from .lif import fusable, leaky_linear, leaky_sequence, surrogate_derivative
-from .sparse import sparse_input_linear
+from .layers import (ConvPool, InputConvPool, InputLinear, LeakyLinear, Linear, Neurons,
+                     Synapses, fusable_pair)
+from .lif import surrogate_derivative
 
 
 def make_neuron(cfg) -> nn.Module:
@@ -35,85 +36,30 @@ def make_neuron(cfg) -> nn.Module:
     raise ValueError(f"unknown neuron {cfg.name}")
 
 
-def over_time(layer: nn.Module, x: torch.Tensor, model_input: bool = False) -> torch.Tensor:
-    """Apply a stateless layer to every step of x [T, B, ...] in one call. The model's input
-    to a Linear goes through sparse.py, which computes only what changes over time (spike
-    trains)."""
-    steps = x.shape[0]
-    if model_input:
-        y = sparse_input_linear(layer, x)
-        if y is not None:
-            return y
-    y = layer(x.reshape(steps * x.shape[1], *x.shape[2:]))
-    return y.view(steps, x.shape[1], *y.shape[1:])
-
-
-def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative=None, steps=None,
-               keep_mem: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Run a neuron from rest through cur [T, B, ...], or through cur [B, ...] repeated for
-    `steps` steps; returns spikes and membrane [T, B, ...] (the membrane may be None if not
-    keep_mem).
-
-    A plain snn.Leaky runs as our fused recurrence (lif.py: one autograd node for the whole
-    sequence, several times faster); other neurons are stepped with snnTorch itself, which
-    keeps the state on the module: reset_mem() zeroes it so nothing carries over from the
-    previous batch.
-    """
-    if fusable(neuron):
-        return leaky_sequence(neuron, cur, derivative, steps, keep_mem)
-    if steps is not None:
-        cur = cur.unsqueeze(0).expand(steps, *cur.shape)
-    neuron.reset_mem()
-    spk, mem = [], []
-    for t in range(cur.shape[0]):
-        out = neuron(cur[t])  # (spk, [syn...], mem)
-        spk.append(out[0])
-        mem.append(out[-1])
-    return torch.stack(spk), torch.stack(mem)
-
-
 class SpikingNet(nn.Module):
-    """A stack of (weight layer -> snnTorch neuron) blocks; the last block is the readout."""
+    """Layers (layers.py) applied in turn to x [T, B, ...]; the last, the readout neurons,
+    returns output spikes and membrane [T, B, K]."""
 
-    def __init__(self, blocks: List[nn.Module], neuron_cfg):
+    def __init__(self, layers: List[nn.Module]):
         super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.neurons = nn.ModuleList(make_neuron(neuron_cfg) for _ in blocks)
-        # the hand-written derivative of the neurons' surrogate, for the fused LIF backward
-        self.derivative = surrogate_derivative(neuron_cfg.surrogate, neuron_cfg.surrogate_args)
+        self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, stats: Optional[Dict] = None):
-        """x [T, B, ...]. If `stats` is a dict, per-layer event counts are added to it
-        (inputs that are non-zero and spikes emitted), for firing rates and synops."""
-        last = len(self.blocks) - 1
-        cur = None  # block i's output, when the fused previous layer has computed it
-        for i, (block, neuron) in enumerate(zip(self.blocks, self.neurons)):
-            if stats is not None:  # x is None only after a fused layer without stats
-                stats.setdefault(f"in_events_{i}", 0)
-                stats[f"in_events_{i}"] += int(torch.count_nonzero(x))
-            steps = None
-            if cur is None:
-                # A time-constant input (direct coding: a view with stride 0 along T) is
-                # computed once; the neuron integrates it T times and sums its gradient over time.
-                if x.shape[0] > 1 and x.stride(0) == 0:
-                    steps = x.shape[0]
-                    cur = block(x[0])
-                else:
-                    cur = over_time(block, x, model_input=i == 0)
-            # Spikes that only feed a Linear go through one fused layer (lif.py), which
-            # returns them only for stats.
-            fused = leaky_linear(neuron, cur, self.blocks[i + 1], self.derivative, steps,
-                                 keep_spikes=stats is not None) if i < last else None
-            if fused is not None:
-                cur, x = fused
-            else:  # only the readout's membrane is used
-                x, mem = run_neuron(neuron, cur, self.derivative, steps, keep_mem=i == last)
-                cur = None
-            if stats is not None:
-                stats.setdefault(f"spikes_{i}", 0)
-                stats[f"spikes_{i}"] += int(x.sum())
-                stats[f"neurons_{i}"] = x[0, 0].numel()
-        return x, mem
+    def forward(self, x: torch.Tensor):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def spiking_layers(synapses: List[Synapses], neuron_cfg) -> List[nn.Module]:
+    """synapses[i] -> neurons -> synapses[i + 1] ... -> readout neurons. Neurons whose spikes
+    only feed a Linear are fused with it (layers.LeakyLinear)."""
+    derivative = surrogate_derivative(neuron_cfg.surrogate, neuron_cfg.surrogate_args)
+    neurons = [Neurons(make_neuron(neuron_cfg), derivative, readout=i == len(synapses) - 1)
+               for i in range(len(synapses))]
+    layers: List[nn.Module] = [synapses[0]]
+    for n, s in zip(neurons[:-1], synapses[1:]):
+        layers += [LeakyLinear(n, s)] if fusable_pair(n, s) else [n, s]
+    return layers + [neurons[-1]]
 
 
 class ANN(nn.Module):
@@ -121,7 +67,7 @@ class ANN(nn.Module):
         super().__init__()
         self.body = body
 
-    def forward(self, x: torch.Tensor, stats: Optional[Dict] = None):
+    def forward(self, x: torch.Tensor):
         return None, self.body(x).unsqueeze(0)
 
 
@@ -129,9 +75,9 @@ def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, k), nn.MaxPool2d(2))
 
 
-def conv_out_features(channels, k: int, in_shape) -> int:
+def conv_out_shape(channels, k: int, in_shape) -> Tuple[int, int, int]:
     body = nn.Sequential(conv_block(in_shape[0], channels[0], k), conv_block(*channels, k))
-    return body(torch.zeros(1, *in_shape)).numel()
+    return tuple(body(torch.zeros(1, *in_shape)).shape[1:])
 
 
 def build_model(model_cfg, neuron_cfg, in_shape, num_classes: int) -> nn.Module:
@@ -143,43 +89,18 @@ def build_model(model_cfg, neuron_cfg, in_shape, num_classes: int) -> nn.Module:
             for lin in linears[:-1]:
                 layers += [lin, nn.ReLU()]
             return ANN(nn.Sequential(*layers, linears[-1]))
-        return SpikingNet([nn.Sequential(nn.Flatten(), linears[0]), *linears[1:]], neuron_cfg)
+        return SpikingNet(spiking_layers(
+            [InputLinear(linears[0]), *(Linear(lin) for lin in linears[1:])], neuron_cfg))
     c1, c2 = model_cfg.channels
     k = model_cfg.kernel_size
-    flat = conv_out_features((c1, c2), k, in_shape)
+    out_shape = conv_out_shape((c1, c2), k, in_shape)
+    fc = nn.Linear(int(torch.tensor(out_shape).prod()), num_classes)
     if not model_cfg.spiking:
         return ANN(nn.Sequential(conv_block(in_shape[0], c1, k), nn.ReLU(), conv_block(c1, c2, k),
-                                 nn.ReLU(), nn.Flatten(), nn.Linear(flat, num_classes)))
-    return SpikingNet([conv_block(in_shape[0], c1, k), conv_block(c1, c2, k),
-                       nn.Sequential(nn.Flatten(), nn.Linear(flat, num_classes))], neuron_cfg)
-
-
-def dense_macs(model: nn.Module, example: torch.Tensor) -> List[int]:
-    """Multiply-accumulates per sample of each Linear/Conv2d for one dense step, in order."""
-    macs: List[int] = []
-
-    def hook(mod, inp, out):
-        per_out = mod.in_features if isinstance(mod, nn.Linear) else \
-            mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
-        macs.append(per_out * out[0].numel())
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.Linear, nn.Conv2d))]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return macs
-
-
-def fan_out(block: nn.Module) -> int:
-    """Synaptic operations one input event triggers in a block (borders of convs ignored)."""
-    layer = [m for m in block.modules() if isinstance(m, (nn.Linear, nn.Conv2d))][0]
-    if isinstance(layer, nn.Linear):
-        return layer.out_features
-    return layer.out_channels * layer.kernel_size[0] * layer.kernel_size[1]
+                                 nn.ReLU(), nn.Flatten(), fc))
+    return SpikingNet(spiking_layers(
+        [InputConvPool(nn.Conv2d(in_shape[0], c1, k)), ConvPool(nn.Conv2d(c1, c2, k)),
+         Linear(fc, channels_last=out_shape)], neuron_cfg))
 
 
 _RATE_CE = SF.ce_rate_loss()

@@ -30,13 +30,11 @@ from tqdm import tqdm
 from . import encoders
 from .config import InputError, effective_timesteps, validate
 from .data import load_splits
-from .models import build_model, dense_macs, fan_out, predict, readout_loss
+from .energy import PJ_PER_MAC, Recorder, dense_macs
+from .models import build_model, predict, readout_loss
 
 log = logging.getLogger(__name__)
 
-# 45 nm energy per operation (Horowitz, ISSCC 2014): fp32 multiply-accumulate vs accumulate.
-PJ_PER_MAC = 4.6
-PJ_PER_AC = 0.9
 RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after every epoch
 EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
 
@@ -142,14 +140,14 @@ class Runner:
         self.steps = effective_timesteps(cfg)
         self.readout = cfg.model.readout
 
-    def forward(self, x, stats=None):
+    def forward(self, x):
         x = x.to(self.device, non_blocking=True)
         if self.steps is not None:
             x = encoders.encode(x, self.steps, self.cfg.encoder)
-        return self.model(x, stats)
+        return self.model(x)
 
     @torch.no_grad()
-    def evaluate(self, xs, ys, stats=None):
+    def evaluate(self, xs, ys):
         self.model.eval()
         total_loss, correct, n = 0.0, 0, len(xs)
         bs = self.cfg.data.eval_batch_size
@@ -159,26 +157,16 @@ class Runner:
             bs = max(1, min(bs, EVAL_ROWS // self.steps))
         for i in range(0, n, bs):
             y = ys[i:i + bs].to(self.device)
-            spk, mem = self.forward(xs[i:i + bs], stats)
+            spk, mem = self.forward(xs[i:i + bs])
             total_loss += float(readout_loss(self.readout, spk, mem, y)) * len(y)
             correct += int((predict(self.readout, spk, mem) == y).sum())
         return total_loss / n, correct / n
 
-
-def spiking_stats(stats: Dict, n_samples: int, model, steps: int, macs: List[int],
-                  direct_input: bool) -> Dict:
-    """Firing rates per spiking layer, spikes/synops/energy per sample."""
-    out: Dict = {}
-    layers = len(model.blocks)
-    for i in range(layers):
-        out[f"firing_rate_{i}"] = stats[f"spikes_{i}"] / (n_samples * steps * stats[f"neurons_{i}"])
-    out["spikes_per_sample"] = sum(stats[f"spikes_{i}"] for i in range(layers)) / n_samples
-    synops = sum(stats[f"in_events_{i}"] * fan_out(model.blocks[i])
-                 for i in range(1 if direct_input else 0, layers)) / n_samples
-    first_macs = steps * macs[0] if direct_input else 0  # analog input: dense MACs each step
-    out["synops_per_sample"] = synops
-    out["energy_pj_per_sample"] = synops * PJ_PER_AC + first_macs * PJ_PER_MAC
-    return out
+    def evaluate_spiking(self, xs, ys):
+        """evaluate, and the spiking statistics of the run (energy.Recorder.stats)."""
+        with Recorder(self.model) as rec:
+            loss, acc = self.evaluate(xs, ys)
+        return loss, acc, rec
 
 
 def train(cfg, out_dir: str, extra: Optional[Dict] = None,
@@ -394,14 +382,12 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
-        stats: Dict = {}
-        val_loss, val_acc = runner.evaluate(data.val_x, data.val_y, stats)
+        val_loss, val_acc, rec = runner.evaluate_spiking(data.val_x, data.val_y)
         row = {"epoch": epoch, "train_loss": loss_sum / n_train, "train_acc": correct / n_train,
                "val_loss": val_loss, "val_acc": val_acc, "epoch_time_s": epoch_time}
         if steps is not None:
             # On the validation set, so that tuning for energy never looks at the test set.
-            rates = spiking_stats(stats, len(data.val_x), model, steps, macs,
-                                  cfg.encoder.name == "direct")
+            rates = rec.stats(len(data.val_x), steps, macs, cfg.encoder.name == "direct")
             row.update({("" if k.startswith("firing_rate") else "val_") + k: v
                         for k, v in rates.items()})
         else:
@@ -424,9 +410,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
                      row[cfg.optimized_metric])
             raise RunPruned(f"pruned after epoch {epoch}")
 
-    stats = {}
     t0 = time.perf_counter()
-    test_loss, test_acc = runner.evaluate(data.test_x, data.test_y, stats)
+    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y)
     eval_time = time.perf_counter() - t0
     last = rows[-1]
     result.update(
@@ -442,8 +427,7 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         ann_energy_pj_per_sample=sum(macs) * PJ_PER_MAC,
     )
     if steps is not None:
-        result.update(spiking_stats(stats, len(data.test_x), model, steps, macs,
-                                    cfg.encoder.name == "direct"))
+        result.update(rec.stats(len(data.test_x), steps, macs, cfg.encoder.name == "direct"))
     else:
         result["energy_pj_per_sample"] = result["ann_energy_pj_per_sample"]
     if cfg.trainer.checkpoint:

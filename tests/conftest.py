@@ -65,3 +65,27 @@ def make_cfg(data_root):
         with initialize_config_dir(config_dir=CONF_DIR):
             return compose("config", overrides=small_overrides(data_root) + list(overrides))
     return _make
+
+
+def plain_forward(model, x):
+    """A SpikingNet computed as the snnTorch tutorials write it: every weight layer and neuron
+    called once per step, [B, C, H, W] layout, PyTorch's max pooling, autograd through all."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from snn_sweep.layers import Neurons, Synapses
+    synapses = [m.layer for m in model.modules() if isinstance(m, Synapses)]
+    neurons = [m.neuron for m in model.modules() if isinstance(m, Neurons)]
+    for n in neurons:
+        n.reset_mem()
+    spk_rec, mem_rec = [], []
+    for t in range(x.shape[0]):
+        h = x[t]
+        for layer, neuron in zip(synapses, neurons):
+            h = F.max_pool2d(layer(h), 2) if isinstance(layer, nn.Conv2d) else layer(h.flatten(1))
+            out = neuron(h)  # (spk, [syn...], mem)
+            h = out[0]
+        spk_rec.append(out[0])
+        mem_rec.append(out[-1])
+    return torch.stack(spk_rec), torch.stack(mem_rec)

@@ -5,11 +5,13 @@ from pathlib import Path
 import pytest
 import snntorch as snn
 import torch
+from conftest import plain_forward
 from snntorch import surrogate
 
 from snn_sweep import lif, lif_cpu
+from snn_sweep.layers import run_neuron
 from snn_sweep.lif import fusable, leaky_linear, leaky_sequence, surrogate_derivative
-from snn_sweep.models import build_model, readout_loss, run_neuron
+from snn_sweep.models import build_model, readout_loss
 
 SURROGATE_ARGS = {"atan": {}, "fast_sigmoid": {"slope": 10}, "sigmoid": {"slope": 5}}
 SURROGATES = {name: getattr(surrogate, name)(**args) for name, args in SURROGATE_ARGS.items()}
@@ -111,24 +113,21 @@ def test_fusable_only_for_plain_leaky():
 
 
 @pytest.mark.parametrize("inputs", ["spikes", "constant"])
-def test_model_fused_and_generic_paths_agree(make_cfg, monkeypatch, inputs, cpu_path):
-    """Whole model: the fused path and snnTorch stepping give the same loss and grads, for
-    spike input and for a time-constant (direct-coded) input."""
-    import snn_sweep.models as models
+def test_model_matches_plain_snntorch(make_cfg, inputs, cpu_path):
+    """Whole MLP: the fused layers and the tutorial's per-step computation give the same loss
+    and grads, for spike input and for a time-constant (direct-coded) input."""
     cfg = make_cfg("neuron.learn_beta=true", "neuron.learn_threshold=true")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+    if inputs == "spikes":
+        x = (torch.rand(6, 16, 1, 28, 28) < 0.3).float()
+    else:
+        x = torch.rand(16, 1, 28, 28).unsqueeze(0).expand(6, 16, 1, 28, 28)
+    y = torch.randint(0, 10, (16,))
     results = []
-    for fused in (True, False):
-        if not fused:
-            monkeypatch.setattr(models, "fusable", lambda neuron: False)
-            monkeypatch.setattr(models, "leaky_linear", lambda *args, **kw: None)
-        torch.manual_seed(0)
-        model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
-        if inputs == "spikes":
-            x = (torch.rand(6, 16, 1, 28, 28) < 0.3).float()
-        else:
-            x = torch.rand(16, 1, 28, 28).unsqueeze(0).expand(6, 16, 1, 28, 28)
-        y = torch.randint(0, 10, (16,))
-        spk, mem = model(x)
+    for forward in (model, lambda x: plain_forward(model, x)):
+        model.zero_grad()
+        spk, mem = forward(x)
         loss = readout_loss(cfg.model.readout, spk, mem, y)
         loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
@@ -232,7 +231,7 @@ def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, l
         cur = base.clone().requires_grad_()
         k = steps if constant else None
         if fused:
-            y, spk = leaky_linear(neuron, cur, linear, d, k)
+            y, spk = leaky_linear(neuron, cur, linear.weight, linear.bias, d, k)
         else:
             lif.CPU_KERNELS = False
             try:
@@ -258,8 +257,9 @@ def test_leaky_linear_spikes_only_when_kept():
     torch.manual_seed(7)
     d = surrogate_derivative("atan", {})
     cur, linear = torch.randn(5, 3, 8) + 0.5, torch.nn.Linear(8, 2)
-    y, spk = leaky_linear(snn.Leaky(beta=0.9), cur, linear, d)
-    y_none, none = leaky_linear(snn.Leaky(beta=0.9), cur, linear, d, keep_spikes=False)
+    y, spk = leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d)
+    y_none, none = leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d,
+                                keep_spikes=False)
     assert none is None and spk.sum() > 0
     torch.testing.assert_close(y_none, y)
     torch.testing.assert_close(y, linear(leaky_sequence(snn.Leaky(beta=0.9), cur, d)[0]))
@@ -269,17 +269,17 @@ def test_leaky_linear_only_where_it_applies():
     d = surrogate_derivative("atan", {})
     cur = torch.randn(5, 3, 8)
     linear = torch.nn.Linear(8, 2)
-    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, d) is not None
-    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, None) is None  # autograd surrogate
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d) is not None
+    # autograd surrogate
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, None) is None
     with torch.no_grad():  # nothing to fuse in a backward; the Linear's own forward runs
-        assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, d) is None
-    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear, surrogate_derivative("sigmoid", {}))\
+        assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d) is None
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, surrogate_derivative("sigmoid", {}))\
         is None  # no compiled derivative
-    assert leaky_linear(snn.Leaky(beta=0.9), cur.double(), linear.double(), d) is None
-    assert leaky_linear(snn.Synaptic(alpha=0.8, beta=0.9), cur, linear, d) is None
-    assert leaky_linear(snn.Leaky(beta=0.9), cur, torch.nn.Sequential(linear), d) is None
-    assert leaky_linear(snn.Leaky(beta=0.9), cur, torch.nn.Linear(8, 2, bias=False), d) is None
-    assert leaky_linear(snn.Leaky(beta=torch.full((8,), 0.9)), cur, linear, d) is None
+    assert leaky_linear(snn.Leaky(beta=0.9), cur.double(), linear.double().weight, linear.bias, d) is None
+    assert leaky_linear(snn.Synaptic(alpha=0.8, beta=0.9), cur, linear.weight, linear.bias, d) is None
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, None, d) is None
+    assert leaky_linear(snn.Leaky(beta=torch.full((8,), 0.9)), cur, linear.weight, linear.bias, d) is None
 
 
 def test_non_contiguous_current(cpu_path):

@@ -1,0 +1,123 @@
+"""Conv -> 2x2 max pool over every step of a sequence, channels-last.
+
+Sequences here are [T, B, H, W, C] (channels last, contiguous): oneDNN's convolutions run
+faster on that layout than on [N, C, H, W], and a neuron, being elementwise, does not mind
+it. On the CPU the pooling runs as conv_cpu's compiled loops (one byte per argmax instead of
+PyTorch's int64), and an input that changes sparsely over time (spike trains) enters its first
+conv as the majority split of sparse.py: one dense conv over the batch plus a scatter of the
+few elements that differ from it at each step. Elsewhere (a GPU) the same arithmetic runs as
+F.conv2d and F.max_pool2d.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:
+    from . import conv_cpu
+except Exception:  # no usable Numba: PyTorch's own ops compute the same (lif.py says why)
+    conv_cpu = None  # type: ignore[assignment]
+
+# Above this fraction of non-zero deviations the dense conv over all steps is cheaper.
+MAX_DENSITY = 0.2
+
+
+def _compiled(x: torch.Tensor) -> bool:
+    return conv_cpu is not None and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def to_nchw(x: torch.Tensor) -> torch.Tensor:
+    """[N, H, W, C] -> the same memory as an [N, C, H, W] tensor in channels_last format."""
+    return x.permute(0, 3, 1, 2)
+
+
+def to_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] -> [N, H, W, C], contiguous (a view if x is channels_last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+class Pool2(torch.autograd.Function):
+    """2x2 max pooling of x [N, H, W, C] (contiguous) by conv_cpu.pool."""
+
+    @staticmethod
+    def forward(ctx, x):
+        n, h, w, c = x.shape
+        out = x.new_empty((n, h // 2, w // 2, c))
+        idx = torch.empty(out.shape, dtype=torch.uint8)
+        conv_cpu.pool(x.detach().numpy(), out.numpy(), idx.numpy())
+        ctx.save_for_backward(idx)
+        ctx.in_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (idx,) = ctx.saved_tensors
+        g_in = g.new_empty(ctx.in_shape)
+        conv_cpu.unpool(g.contiguous().numpy(), idx.numpy(), g_in.numpy())
+        return g_in
+
+
+def pool2(x: torch.Tensor) -> torch.Tensor:
+    """2x2 max pooling (stride 2, floor) of x [N, H, W, C] -> [N, H // 2, W // 2, C]."""
+    if _compiled(x):
+        return Pool2.apply(x.contiguous())
+    return to_nhwc(F.max_pool2d(to_nchw(x), 2))
+
+
+class SparseConvPool(torch.autograd.Function):
+    """pool(conv(m) + W * d[t]) for every step, given base = conv(m) [B, H, W, C] (with its
+    bias; autograd takes its gradient on through the conv) and d [T, B, Hin, Win, Cin]."""
+
+    @staticmethod
+    def forward(ctx, dev, base, weight):
+        steps, batch = dev.shape[:2]
+        h, w, c = base.shape[1:]
+        out = base.new_empty((steps, batch, h // 2, w // 2, c))
+        idx = torch.empty(out.shape, dtype=torch.uint8)
+        w_slabs = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KH, KW, Cin, C]
+        conv_cpu.sparse_conv_pool(base.detach().contiguous().numpy(), dev.numpy(),
+                                  w_slabs.numpy(), out.numpy(), idx.numpy())
+        ctx.save_for_backward(dev, idx)
+        ctx.base_shape, ctx.w_shape = base.shape, w_slabs.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        dev, idx = ctx.saved_tensors
+        g_base = g.new_zeros(ctx.base_shape)
+        tasks = max(1, min(torch.get_num_threads(), ctx.base_shape[0]))
+        g_w = g.new_zeros((tasks, *ctx.w_shape))
+        conv_cpu.sparse_conv_pool_backward(g.contiguous().numpy(), idx.numpy(), dev.numpy(),
+                                           g_base.numpy(), g_w.numpy())
+        return None, g_base, g_w.sum(0).permute(3, 2, 0, 1)
+
+
+def conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv then 2x2 max pool on every step of x [T, B, H, W, C] -> [T, B, H', W', C']."""
+    steps, batch = x.shape[:2]
+    y = pool2(to_nhwc(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))))
+    return y.view(steps, batch, *y.shape[1:])
+
+
+def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv then 2x2 max pool on every step of the model's input x [T, B, C, H, W] ->
+    [T, B, H', W', C']; a sparse spike train goes through the majority split."""
+    steps = x.shape[0]
+    images = x.permute(0, 1, 3, 4, 2)  # [T, B, H, W, C]
+    split = _majority_split(x) if _compiled(x) and steps > 1 and not x.requires_grad else None
+    if split is None:
+        return conv_pool(conv, images.contiguous())
+    majority, dev = split
+    base = to_nhwc(conv(majority.contiguous(memory_format=torch.channels_last)))
+    return SparseConvPool.apply(dev.permute(0, 1, 3, 4, 2).contiguous(), base, conv.weight)
+
+
+def _majority_split(x: torch.Tensor) -> Optional[tuple]:
+    """(m [B, C, H, W], d = x - m [T, B, C, H, W]) with m the value each element takes more
+    than half of the time (else 0), or None when d is too dense to pay."""
+    majority = (x.sum(0) > x.shape[0] / 2).to(x.dtype)
+    dev = x - majority
+    if int(torch.count_nonzero(dev)) > MAX_DENSITY * dev.numel():
+        return None
+    return majority, dev

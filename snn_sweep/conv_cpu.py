@@ -1,0 +1,144 @@
+"""Compiled CPU loops (Numba) for the conv SNN: 2x2 max pooling over channels-last activations,
+and an input conv whose input changes sparsely over time. conv.py wraps them as autograd
+Functions; tests/test_conv.py checks them against F.conv2d and F.max_pool2d.
+
+Arrays are channels-last: [N, H, W, C] (N = time x batch rows). A pooled element keeps the
+position of its maximum as one byte (dy * 2 + dx), where PyTorch keeps an int64; ties go to
+the first maximum in row-major order, as in PyTorch's CPU kernels.
+
+The input conv uses the split of sparse.py: x[t] = m + d[t], with m the majority value of
+each input element over time and d[t] sparse. conv(x[t]) = conv(m) + W * d[t]: the first term
+is a dense conv over the batch once (PyTorch), the second a scatter of weight slabs, one per
+non-zero d element. Each sample's pre-pool map [H, W, C] stays in cache while a step's events
+are added to it and it is pooled.
+"""
+import numpy as np
+from numba import njit, prange, uint64
+
+
+@njit(inline="always")
+def _pool_into(pre, out, idx):
+    """2x2 max pooling of pre [H, W, C] into out, idx [H // 2, W // 2, C]."""
+    hp, wp, c = out.shape
+    for py in range(hp):
+        for px in range(wp):
+            a, b = pre[2 * py, 2 * px], pre[2 * py, 2 * px + 1]
+            e, f = pre[2 * py + 1, 2 * px], pre[2 * py + 1, 2 * px + 1]
+            o, k = out[py, px], idx[py, px]
+            for j in range(uint64(c)):
+                m, i = a[j], np.uint8(0)
+                if b[j] > m:
+                    m, i = b[j], np.uint8(1)
+                if e[j] > m:
+                    m, i = e[j], np.uint8(2)
+                if f[j] > m:
+                    m, i = f[j], np.uint8(3)
+                o[j] = m
+                k[j] = i
+
+
+@njit(parallel=True, cache=True)
+def pool(pre, out, idx):
+    """pre [N, H, W, C] -> out, idx [N, H // 2, W // 2, C]."""
+    for n in prange(pre.shape[0]):
+        _pool_into(pre[n], out[n], idx[n])
+
+
+@njit(parallel=True, cache=True)
+def unpool(g_out, idx, g_pre):
+    """The gradient of pool: g_out [N, Hp, Wp, C] at the maxima's positions of g_pre
+    [N, H, W, C], zeros elsewhere (every element of g_pre is written)."""
+    n, hp, wp, c = g_out.shape
+    zero = np.float32(0)
+    odd = g_pre.shape[1] != 2 * hp or g_pre.shape[2] != 2 * wp
+    for r in prange(n):
+        if odd:  # rows or columns past the last window get no gradient
+            g_pre[r] = 0
+        for py in range(hp):
+            for px in range(wp):
+                g, k = g_out[r, py, px], idx[r, py, px]
+                a, b = g_pre[r, 2 * py, 2 * px], g_pre[r, 2 * py, 2 * px + 1]
+                e, f = g_pre[r, 2 * py + 1, 2 * px], g_pre[r, 2 * py + 1, 2 * px + 1]
+                for j in range(uint64(c)):
+                    v, i = g[j], k[j]
+                    a[j] = v if i == 0 else zero
+                    b[j] = v if i == 1 else zero
+                    e[j] = v if i == 2 else zero
+                    f[j] = v if i == 3 else zero
+
+
+@njit(inline="always")
+def _scatter(pre, d, w):
+    """pre [H, W, C] += the valid conv of d [Hin, Win, Cin] with w [KH, KW, Cin, C], for the
+    non-zero elements of d only."""
+    kh, kw, cin, c = w.shape
+    h, wd = pre.shape[0], pre.shape[1]
+    for y in range(d.shape[0]):
+        for x in range(d.shape[1]):
+            for ci in range(cin):
+                v = d[y, x, ci]
+                if v == 0:
+                    continue
+                # outputs (y - ky, x - kx) that this input element reaches
+                for ky in range(max(0, y - h + 1), min(kh, y + 1)):
+                    for kx in range(max(0, x - wd + 1), min(kw, x + 1)):
+                        o, s = pre[y - ky, x - kx], w[ky, kx, ci]
+                        for j in range(uint64(c)):
+                            o[j] += v * s[j]
+
+
+@njit(parallel=True, cache=True)
+def sparse_conv_pool(base, dev, w, out, idx):
+    """For every step t and sample b: pool(base[b] + W * dev[t, b]) into out[t, b], idx[t, b].
+    base [B, H, W, C] (conv(m) with its bias), dev [T, B, Hin, Win, Cin], w [KH, KW, Cin, C],
+    out, idx [T, B, H // 2, W // 2, C]."""
+    steps, batch = dev.shape[0], dev.shape[1]
+    for b in prange(batch):
+        pre = np.empty(base.shape[1:], np.float32)
+        for t in range(steps):
+            pre[:] = base[b]
+            _scatter(pre, dev[t, b], w)
+            _pool_into(pre, out[t, b], idx[t, b])
+
+
+@njit(parallel=True, cache=True)
+def sparse_conv_pool_backward(g_out, idx, dev, g_base, g_w):
+    """Gradients of sparse_conv_pool given g_out [T, B, Hp, Wp, C]: g_base [B, H, W, C]
+    (zeros; the sum over time of each step's pre-pool gradient, which autograd takes on
+    through conv(m)) and the scatter's weight gradient, one partial sum per task in
+    g_w [tasks, KH, KW, Cin, C] (zeros)."""
+    steps, batch, hp, wp, c = g_out.shape
+    tasks = g_w.shape[0]
+    kh, kw, cin = g_w.shape[1], g_w.shape[2], g_w.shape[3]
+    h, wd = g_base.shape[1], g_base.shape[2]
+    for task in prange(tasks):
+        gw = g_w[task]
+        g_pre = np.zeros((h, wd, c), np.float32)  # one step's pre-pool gradient
+        for b in range(task * batch // tasks, (task + 1) * batch // tasks):
+            gb = g_base[b]
+            for t in range(steps):
+                g, k = g_out[t, b], idx[t, b]
+                for py in range(hp):
+                    for px in range(wp):
+                        for j in range(uint64(c)):
+                            y, x = 2 * py + (k[py, px, j] >> 1), 2 * px + (k[py, px, j] & 1)
+                            g_pre[y, x, j] = g[py, px, j]
+                            gb[y, x, j] += g[py, px, j]
+                d = dev[t, b]
+                for y in range(d.shape[0]):
+                    for x in range(d.shape[1]):
+                        for ci in range(cin):
+                            v = d[y, x, ci]
+                            if v == 0:
+                                continue
+                            for ky in range(max(0, y - h + 1), min(kh, y + 1)):
+                                for kx in range(max(0, x - wd + 1), min(kw, x + 1)):
+                                    o, s = gw[ky, kx, ci], g_pre[y - ky, x - kx]
+                                    for j in range(uint64(c)):
+                                        o[j] += v * s[j]
+                for py in range(hp):  # clear only what this step wrote
+                    for px in range(wp):
+                        for j in range(uint64(c)):
+                            g_pre[2 * py + (k[py, px, j] >> 1), 2 * px + (k[py, px, j] & 1),
+                                  j] = 0
+

@@ -1,0 +1,129 @@
+"""The conv SNN's layers (conv.py, conv_cpu.py) against F.conv2d, F.max_pool2d and the whole
+csnn against the tutorial's per-step snnTorch computation: outputs and gradients."""
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import plain_forward
+
+from snn_sweep import conv, lif
+from snn_sweep.layers import InputConvPool
+from snn_sweep.models import build_model, readout_loss
+
+
+@pytest.fixture(params=["compiled", "pytorch"])
+def conv_path(request, monkeypatch):
+    """conv_cpu's loops, or PyTorch's ops where Numba is missing (or on a GPU)."""
+    if request.param == "pytorch":
+        monkeypatch.setattr(conv, "conv_cpu", None)
+    return request.param
+
+
+def nhwc_of(x_nchw):  # [T, B, C, H, W] -> [T, B, H, W, C]
+    return x_nchw.permute(0, 1, 3, 4, 2)
+
+
+def rate_coded(steps, batch, shape, seed=0):
+    """Spike trains that fire like MNIST: most pixels never, strokes often."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(1, batch, *shape, generator=g)
+    p = torch.where(p < 0.7, 0.0, p)
+    return (torch.rand(steps, batch, *shape, generator=g) < p).float()
+
+
+def reference_conv_pool(layer, x_nchw):
+    steps, batch = x_nchw.shape[:2]
+    y = F.max_pool2d(layer(x_nchw.flatten(0, 1)), 2)
+    return nhwc_of(y.view(steps, batch, *y.shape[1:]))
+
+
+def test_pool_ties_and_gradient_match_pytorch(conv_path):
+    torch.manual_seed(0)
+    x = torch.randn(7, 10, 9, 5)  # odd width: the last column is dropped, as PyTorch does
+    x[:, :4, :4] = 0.5  # ties: the first maximum in row-major order gets the gradient
+    a = x.clone().requires_grad_()
+    b = x.permute(0, 3, 1, 2).clone().requires_grad_()
+    y_a, y_b = conv.pool2(a), F.max_pool2d(b, 2)
+    g = torch.randn_like(y_a)
+    y_a.backward(g)
+    y_b.backward(g.permute(0, 3, 1, 2))
+    assert torch.equal(y_a, y_b.permute(0, 2, 3, 1))
+    assert torch.equal(a.grad, b.grad.permute(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("kind", ["rate", "dense", "constant"])
+def test_input_conv_pool_matches_conv_then_pool(kind, conv_path):
+    """The model's input: through the majority split (sparse spike trains), the dense conv
+    (too many deviations) or once (constant over time)."""
+    torch.manual_seed(0)
+    steps, batch = 6, 5
+    if kind == "rate":
+        x = rate_coded(steps, batch, (2, 14, 14))
+        if conv_path == "compiled":
+            assert conv._majority_split(x) is not None  # the split is what is tested
+    elif kind == "dense":
+        x = (torch.rand(steps, batch, 2, 14, 14) < 0.5).float()
+    else:
+        x = torch.rand(batch, 2, 14, 14).unsqueeze(0).expand(steps, -1, -1, -1, -1)
+    layer = torch.nn.Conv2d(2, 6, 3)
+    y = InputConvPool(layer)(x)
+    if kind == "constant":
+        assert y.stride(0) == 0
+    g = torch.randn(y.shape)
+    y.backward(g)
+    grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    ref = reference_conv_pool(layer, x)
+    ref.backward(g)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    for a, p in zip(grads, layer.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_hidden_conv_pool_matches_conv_then_pool(conv_path):
+    torch.manual_seed(0)
+    steps, batch = 4, 6
+    s = (torch.rand(steps, batch, 12, 12, 5) < 0.2).float().requires_grad_()
+    layer = torch.nn.Conv2d(5, 8, 5)
+    y = conv.conv_pool(layer, s)
+    g = torch.randn(y.shape)
+    y.backward(g)
+    grads = [s.grad.clone()] + [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    s_ref = s.detach().permute(0, 1, 4, 2, 3).clone().requires_grad_()
+    reference_conv_pool(layer, s_ref).backward(g)
+    torch.testing.assert_close(y, reference_conv_pool(layer, s_ref).detach())
+    torch.testing.assert_close(grads[0], nhwc_of(s_ref.grad), rtol=1e-4, atol=1e-5)
+    for a, p in zip(grads[1:], layer.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("lif_path", ["compiled", "eager"])
+@pytest.mark.parametrize("inputs", ["spikes", "constant"])
+def test_csnn_matches_plain_snntorch(make_cfg, monkeypatch, inputs, lif_path, conv_path):
+    """The whole conv SNN, every layer choice against the tutorial's per-step computation:
+    loss and the gradients of all weights, beta and threshold."""
+    monkeypatch.setattr(lif, "CPU_KERNELS", lif_path == "compiled")
+    cfg = make_cfg("model=csnn", "model.channels=[6,8]", "neuron.learn_beta=true",
+                   "neuron.learn_threshold=true", "neuron.threshold=0.5")
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+    if inputs == "spikes":
+        x = rate_coded(5, 12, (1, 28, 28))
+    else:
+        x = torch.rand(12, 1, 28, 28).unsqueeze(0).expand(5, -1, -1, -1, -1)
+    y = torch.randint(0, 10, (12,))
+    results = []
+    for forward in (model, lambda x: plain_forward(model, x)):
+        model.zero_grad()
+        spk, mem = forward(x)
+        loss = readout_loss(cfg.model.readout, spk, mem, y)
+        loss.backward()
+        results.append((spk.detach(), loss.detach(),
+                        [p.grad.clone() for p in model.parameters()]))
+    (s_a, l_a, g_a), (s_b, l_b, g_b) = results
+    assert s_a.sum() > 0  # the comparison covers spikes, not silence
+    torch.testing.assert_close(s_a, s_b)
+    torch.testing.assert_close(l_a, l_b)
+    assert len(g_a) == len(g_b) == 12  # 3 x (weight, bias, beta, threshold)
+    for a, b in zip(g_a, g_b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
