@@ -24,7 +24,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-# The README's Performance tables (docs/bench/): ~4 min on 2 cores, best on an idle machine.
+# The README's Performance tables (docs/bench/), with the peers of the bench extra (in the lock):
+# tens of minutes on 2 cores (the conv cases' tutorial and peer loops dominate), best on an
+# idle machine.
 bench: $(STAMP)
 	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --accuracy --out docs/bench/bench.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md
