@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .sparse import on_distinct_steps
+
 try:
     from . import conv_cpu
 except Exception:  # no usable Numba: PyTorch's own ops compute the same (lif.py says why)
@@ -102,8 +104,13 @@ def conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """conv then 2x2 max pool on every step of the model's input x [T, B, C, H, W] ->
-    [T, B, H', W', C']; a sparse spike train goes through the majority split."""
+    [T, B, H', W', C']; a sparse spike train goes through the majority split, and steps that
+    repeat an earlier one (delta coding of a periodic saccade) are computed once."""
     steps = x.shape[0]
+    if steps > 1 and _compiled(x):
+        repeated = on_distinct_steps(lambda xs: input_conv_pool(conv, xs), x)
+        if repeated is not None:
+            return repeated
     images = x.permute(0, 1, 3, 4, 2)  # [T, B, H, W, C]
     split = _majority_split(x) if _compiled(x) and steps > 1 and not x.requires_grad else None
     if split is None:

@@ -1,6 +1,7 @@
 """Spike encoders: an image batch [B, C, H, W] in [0, 1] becomes a sequence [T, B, C, H, W].
 
-Each wraps snntorch.spikegen; `direct` returns a zero-copy view that is constant over time
+Each gives snntorch.spikegen's spike trains (rate: the same distribution, latency and delta:
+the same bits) with less work; `direct` returns a zero-copy view that is constant over time
 (stride 0 along T), which the model uses to compute a time-invariant first layer only once.
 """
 import torch
@@ -22,8 +23,26 @@ def rate(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
 
 
 def latency(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    return spikegen.latency(x, num_steps=steps, tau=cfg.tau, threshold=cfg.threshold,
-                            linear=cfg.linear, normalize=cfg.normalize, clip=True)
+    """spikegen.latency(x, num_steps=steps, ..., clip=True), bit for bit: the spike times come
+    from snnTorch's latency_code, but each pixel fires at most once, so the train is written
+    by one scatter into zeros instead of spikegen's several passes over [T, ...]."""
+    lo, hi = torch.aminmax(x)
+    if lo < 0 or hi > 1:
+        raise ValueError(f"Elements of ``data`` must be between [0, 1], but input is [{lo}, {hi}]")
+    if cfg.threshold < 0 or cfg.threshold > 1:
+        raise ValueError(f"``threshold`` [{cfg.threshold}] must be between [0, 1]")
+    spike_time, dark = spikegen.latency_code(x, num_steps=steps, threshold=cfg.threshold,
+                                             tau=cfg.tau, normalize=cfg.normalize,
+                                             linear=cfg.linear)
+    late = torch.round(spike_time).long()
+    if late.max() > steps - 1:
+        raise ValueError(f"The maximum value in ``spike_time`` [{late.max()}] is out of bounds "
+                         f"for ``num_steps`` [{steps}-1]; decrease tau or set normalize=True.")
+    # as spikegen: spikes past the window are dropped, pixels below threshold never fire
+    fire = ~dark & (late <= steps - 1)
+    at = torch.round(torch.clamp_max(spike_time, steps - 1)).long()
+    out = torch.zeros(steps, *x.shape, dtype=spikegen.dtype, device=x.device)
+    return out.scatter_(0, at.unsqueeze(0), fire.to(out.dtype).unsqueeze(0))
 
 
 def saccade(x: torch.Tensor, steps: int, px: int) -> torch.Tensor:
@@ -34,10 +53,26 @@ def saccade(x: torch.Tensor, steps: int, px: int) -> torch.Tensor:
     return torch.stack(frames)
 
 
+# The saccade visits 4 corners, so step t >= 5 subtracts the same two rolled frames as step
+# t - 4: after step 0 (the image appearing) the events repeat with period 4.
+PERIOD = 4
+
+
 def delta(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    # padding=False: step 0 is compared with a blank frame, so the whole image spikes once.
-    return spikegen.delta(saccade(x, steps, cfg.saccade_px), threshold=cfg.threshold,
-                          padding=False, off_spike=cfg.off_spike)
+    """spikegen.delta(saccade(x, steps), padding=False, ...), bit for bit, computing only the
+    first PERIOD + 1 distinct steps and repeating them. padding=False: step 0 is compared with
+    a blank frame, so the whole image spikes once."""
+    n = min(steps, PERIOD + 1)
+    frames = saccade(x, n, cfg.saccade_px)
+    change = frames.clone()
+    change[1:] -= frames[:-1]
+    events = (change >= cfg.threshold).to(x.dtype)
+    if cfg.off_spike:
+        events -= (change <= -cfg.threshold).to(x.dtype)
+    if steps == n:
+        return events
+    t = torch.arange(steps, device=x.device)
+    return events.index_select(0, torch.where(t <= PERIOD, t, 1 + (t - 1) % PERIOD))
 
 
 def direct(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:

@@ -127,3 +127,25 @@ def test_csnn_matches_plain_snntorch(make_cfg, monkeypatch, inputs, lif_path, co
     assert len(g_a) == len(g_b) == 12  # 3 x (weight, bias, beta, threshold)
     for a, b in zip(g_a, g_b):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_repeated_steps_computed_once(monkeypatch):
+    """Delta coding's periodic steps: the input conv runs on the distinct steps only."""
+    torch.manual_seed(0)
+    distinct = rate_coded(3, 4, (1, 12, 12))
+    x = distinct[torch.tensor([0, 1, 2, 1, 2, 1, 2])]
+    layer = torch.nn.Conv2d(1, 6, 3)
+    seen = []
+    split = conv._majority_split
+    monkeypatch.setattr(conv, "_majority_split", lambda xs: seen.append(len(xs)) or split(xs))
+    y = InputConvPool(layer)(x)
+    g = torch.randn(y.shape)
+    y.backward(g)
+    grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    ref = reference_conv_pool(layer, x)
+    ref.backward(g)
+    assert seen == [3]
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    for a, p in zip(grads, layer.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-4)

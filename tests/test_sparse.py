@@ -17,7 +17,7 @@ def dense_and_sparse(x, n_out=6, seed=0):
         if name == "dense":
             y = layer(x.flatten(0, 1)).view(x.shape[0], x.shape[1], -1)
         else:
-            y = sparse_input_linear(layer, x)
+            y = sparse_input_linear(layer[1], x)
             assert y is not None
         (y * g).sum().backward()
         out[name] = (y.detach(), layer[1].weight.grad.clone(), layer[1].bias.grad.clone())
@@ -71,7 +71,74 @@ def test_split_skips_what_repeats():
 def test_not_used_where_it_does_not_apply():
     lin = nn.Linear(10, 4)
     x = (torch.rand(3, 2, 10) < 0.2).float()
-    assert sparse_input_linear(nn.Conv2d(1, 2, 3), x) is None
+    assert sparse_input_linear(nn.Linear(10, 4, bias=False), x) is None
     assert sparse_input_linear(lin, x[:1]) is None  # a single step: plain matmul
     assert sparse_input_linear(lin, x.requires_grad_()) is None
     assert sparse_input_linear(lin, x.detach()) is not None
+
+
+def signed_train(steps, batch, n, seed=0, period=None):
+    """Delta-like events: +-1, mostly 0, no majority; with `period`, steps >= 1 repeat."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randint(-1, 2, (steps, batch, n), generator=gen).float()
+    x *= torch.rand(steps, batch, n, generator=gen) < 0.2
+    if period:
+        for t in range(1 + period, steps):
+            x[t] = x[t - period]
+    return x
+
+
+@pytest.mark.parametrize("steps,period", [(3, None), (25, None), (25, 4), (6, 4), (9, 1)])
+def test_signed_events_match_dense_linear(steps, period):
+    x = signed_train(steps, 7, 30, period=period)
+    (y_d, w_d, b_d), (y_s, w_s, b_s) = dense_and_sparse(x)
+    torch.testing.assert_close(y_s, y_d, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w_s, w_d, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(b_s, b_d)
+
+
+def test_signed_events_take_the_sparse_path_without_a_base_matmul(monkeypatch):
+    """No majority (delta, latency coding): gathers only, no dense matmul over inputs."""
+    x = signed_train(10, 4, 50)
+    lin = nn.Linear(50, 3)
+    gathers, matmuls = [], []
+    bag, linear = sparse.F.embedding_bag, sparse.F.linear
+    monkeypatch.setattr(sparse.F, "embedding_bag",
+                        lambda *a, **k: gathers.append(1) or bag(*a, **k))
+    monkeypatch.setattr(sparse.F, "linear", lambda *a, **k: matmuls.append(1) or linear(*a, **k))
+    y = sparse_input_linear(lin, x)
+    y.sum().backward()
+    assert len(gathers) == 2 and not matmuls  # forward and weight gradient
+    torch.testing.assert_close(y, lin(x), rtol=1e-5, atol=1e-5)
+
+
+def test_repeated_steps_computed_once(monkeypatch):
+    x = signed_train(25, 5, 40, period=4)
+    seen = []
+    apply = MajoritySparseLinear.apply
+    monkeypatch.setattr(MajoritySparseLinear, "apply",
+                        lambda x, *a: seen.append(x.shape[0]) or apply(x, *a))
+    (y_d, w_d, _), (y_s, w_s, _) = dense_and_sparse(x)
+    assert seen == [5]  # step 0 and one period
+    torch.testing.assert_close(y_s, y_d, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w_s, w_d, rtol=1e-5, atol=1e-5)
+
+
+def test_constant_copy_is_one_step():
+    x = spike_train(1, 4, (12,)).expand(6, 4, 12).contiguous()  # not a stride-0 view
+    assert sparse.distinct_steps(x).tolist() == [0] * 6
+    (y_d, w_d, _), (y_s, w_s, _) = dense_and_sparse(x)
+    torch.testing.assert_close(y_s, y_d, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w_s, w_d, rtol=1e-5, atol=1e-5)
+
+
+def test_steps_merged_only_when_equal_in_every_sample():
+    """Candidates come from the first and last samples; the others must agree too."""
+    x = signed_train(6, 5, 20, period=2)
+    assert sparse.distinct_steps(x).tolist() == [0, 1, 2, 1, 2, 1]
+    x[3, 2, 0] = 5.0  # a middle sample differs at step 3
+    assert sparse.distinct_steps(x).tolist() == [0, 1, 2, 3, 2, 1]
+    (y_d, w_d, _), (y_s, w_s, _) = dense_and_sparse(x)
+    torch.testing.assert_close(y_s, y_d, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(w_s, w_d, rtol=1e-5, atol=1e-5)
+    assert sparse.distinct_steps(spike_train(25, 4, (30,))) is None  # rate: nothing repeats
