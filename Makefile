@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 ARGS ?=
 
-.PHONY: run test bench results tuning lock readme clean-venv
+.PHONY: run test bench results tuning tune-recipes comparison lock readme clean-venv
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,30 @@ tuning: $(STAMP)
 # by uv for every platform at once, so what only one platform needs (torch's CUDA wheels on
 # Linux, colorama on Windows) carries its marker and the same file installs on Linux, macOS
 # and Windows (tests/test_lock.py checks the three).
+# Each model's recipe study (conf/hparams_search/recipe.yaml) on full MNIST, the same budget
+# for every model: 8 TPE trials of 4 epochs, median pruning; csnn also searches its encoder and
+# timesteps. One study file per recipe; docs/results/recipes/ gets each study's trials and
+# studies.md their best trials, from which conf/recipe/*.yaml take their values.
+RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn
+TUNE := $(RUN) -m hparams_search=recipe hydra.sweeper.n_trials=8 trainer.epochs=4
+tune-recipes: $(STAMP)
+	rm -rf $(SWEEPS)/recipes
+	mkdir -p $(SWEEPS)/recipes
+	for r in $(RECIPES); do \
+	  extra=$$( [ $$r = csnn ] && echo "encoder=choice(direct,rate) timesteps=int(interval(4,16))" ); \
+	  $(TUNE) recipe=$$r hydra.sweeper.study_name=recipe_$$r $$extra \
+	    hydra.sweeper.storage=sqlite:///$(SWEEPS)/recipes/$$r.db \
+	    hydra.sweep.dir=$(SWEEPS)/recipes/$$r || exit 1; done
+	$(AGG) $(SWEEPS)/recipes --out docs/results/recipes \
+	  $(foreach r,$(RECIPES),--study sqlite:///$(SWEEPS)/recipes/$(r).db)
+
+# The README's main comparison (experiment=comparison: every recipe, 3 seeds).
+comparison: $(STAMP)
+	rm -rf $(SWEEPS)/comparison
+	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison
+	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
+	$(BIN)/python scripts/include.py README.md
+
 lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable > $(VENV)/freeze.txt
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \

@@ -3,12 +3,15 @@
 Reads only run-dir files (.hydra/{config,hydra,overrides}.yaml, result.json, metrics.csv), never
 the trainer, so it works on results copied from another machine or made by an older version.
 Writes into OUT (default: the first DIR): results.csv, summary.csv, summary.md, curves.csv,
-accuracy_vs_timesteps.png, learning_curves.png and, with --study, trials.csv, trials.md and
-optuna_history.png (one objective) or pareto.csv, pareto.md and pareto.png (two objectives).
-Prints the summary table.
+versus_ann.csv (each spiking model against its ANN, with a confidence interval over seeds),
+accuracy_vs_timesteps.png, learning_curves.png, accuracy_vs_energy.png and, with --study,
+trials.csv, trials.md and optuna_history.png (one objective) or pareto.csv, pareto.md and
+pareto.png (two objectives). Prints the summary table. `load` gives the same tables to Python
+(the notebook).
 
 A job trained with repeats=K (K > 1) becomes one row per seed (its seed_<s>/ sub-dirs), with
-repeat_of naming the job. Pruned and failed runs are listed but kept out of the summary.
+repeat_of naming the job. Pruned and failed runs are listed but kept out of the summary, and so
+is a run of the same settings as an earlier one (status duplicate).
 """
 import argparse
 import json
@@ -17,6 +20,7 @@ import os
 import re
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -27,17 +31,21 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from .optuna_trial import JOURNAL, open_storage, public_storage  # noqa: E402
 
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
-SETTINGS = ("model", "encoder", "neuron", "timesteps", "beta", "readout", "optimizer", "lr",
-            "batch_size", "dataset", "seed", "optimized_metric", "pareto_metric")
+SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
+            "optimizer", "lr", "batch_size", "dataset", "seed", "optimized_metric",
+            "pareto_metric")
 TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")
 NOT_GROUPED = ("seed", "repeats", *TRIAL_FIELDS)  # repeats of a setting, not settings
-SUMMARY_METRICS = ("val_acc", "test_acc", "train_time_s", "spikes_per_sample")
+SUMMARY_METRICS = ("val_acc", "test_acc", "best_epoch", "train_time_s", "spikes_per_sample",
+                   "energy_pj_per_sample")
 FORMATS = {"val_acc": ".4f", "test_acc": ".4f", "val_loss": ".4f", "test_loss": ".4f",
-           "train_time_s": ".1f", "spikes_per_sample": ".0f"}
+           "best_epoch": ".1f", "train_time_s": ".1f", "spikes_per_sample": ".0f",
+           "energy_pj_per_sample": ".3g"}
 DROPPED = ("traceback",)  # kept in result.json; too long for a table
 COUNTS = ("runs", "jobs", "completed", "pruned")  # summary columns that are not metrics
 ANN_LINE = "ANN (same layers, dense MACs)"
@@ -305,31 +313,69 @@ def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str
     return None
 
 
+def _label(row: Any, keys: List[str]) -> str:
+    return " / ".join(_cell(row[k]) for k in keys if k in row and _cell(row[k]) != "-") or "runs"
+
+
 def plot_learning_curves(curves: pd.DataFrame, df: pd.DataFrame, path: Path) -> Optional[str]:
-    """Loss and accuracy per epoch of the completed jobs, averaged per model (ANN against SNN)."""
+    """Loss and accuracy per epoch of the completed jobs, averaged per model and encoder (an
+    ANN against rate- and direct-coded SNNs, each its own line)."""
     curves = curves[curves["status"] == "completed"]
     if curves.empty:
         return "no metrics.csv of a completed job"
-    model = df.set_index("job_dir")["model"] if "model" in df else None
-    data = curves.assign(model=curves["job_dir"].map(model) if model is not None else "run")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    keys = [k for k in ("model", "encoder", "timesteps") if k in curves
+            and curves[k].astype(str).nunique() > 1] or [k for k in ("model",) if k in curves]
+    data = curves.assign(line=curves.apply(lambda r: _label(r, keys), axis=1) if keys
+                         else "run")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, kind in zip(axes, ("loss", "acc")):
-        for i, (name, g) in enumerate(data.groupby(data["model"].fillna("?"))):
+        for i, (name, g) in enumerate(data.groupby("line")):
             for split, style in (("train", "-"), ("val", "--")):
                 m = g[g["metric"] == f"{split}_{kind}"].groupby("epoch")["value"].mean()
                 if not m.empty:
-                    ax.plot(m.index, m.values, style, marker="o", color=f"C{i}",
-                            label=f"{name} {split}")
+                    ax.plot(m.index, m.values, style, marker="o", markersize=3,
+                            color=f"C{i % 10}", label=f"{name} {split}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy" if kind == "acc" else "loss")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle("Learning curves per model (mean over completed jobs)")
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning curves (mean over the completed runs of each line)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return None
+
+
+def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
+                   path: Path) -> Optional[str]:
+    """metric against energy per sample (log scale), one point per summary group, mean ± std
+    over its runs: what a spiking model buys in energy and pays in accuracy."""
+    x, y = "energy_pj_per_sample_mean", f"{metric}_mean"
+    if x not in summary or y not in summary:
+        return f"no {x.replace('_mean', '')} or {metric} column"
+    points = summary[summary[x].notna() & summary[y].notna()]
+    if points.empty:
+        return "no completed run with an energy figure"
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, (_, r) in enumerate(points.iterrows()):
+        ax.errorbar(r[x], r[y], xerr=_zero(r.get(x.replace("mean", "std"))),
+                    yerr=_zero(r.get(f"{metric}_std")), marker="o", capsize=3,
+                    color=f"C{i % 10}", label=_label(r, keys))
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per sample (pJ, 45 nm estimate)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against energy (mean ± std over runs)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def _zero(value: Any) -> float:
+    return 0.0 if value is None or pd.isna(value) else float(value)
 
 
 def load_study(url: str, name: Optional[str], df: pd.DataFrame):
@@ -546,11 +592,20 @@ def _ranges(numbers: List[int]) -> str:
     return ", ".join(str(n) for n in numbers[:20]) + (" ..." if len(numbers) > 20 else "")
 
 
-def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: List[str],
-              study_name: Optional[str]) -> str:
-    """Do the work; return the text to print. Raises AggregateError on bad input."""
+@dataclass
+class Runs:
+    """Every run found under some directories (what `load` returns, the notebook's input)."""
+    results: pd.DataFrame  # one row per run: results.csv
+    curves: pd.DataFrame  # one row per run, epoch and metric: curves.csv
+    keys: List[str]  # the settings that vary between runs (seed excluded): the summary's groups
+    settings: List[str]  # every setting column
+    problems: List[str]  # files that could not be read
+
+
+def load(dirs: List[Path]) -> Runs:
+    """Read the run dirs below dirs. Raises AggregateError when there are none."""
     problems: List[str] = []
-    jobs = [job for top in dirs for job in find_jobs(top)]
+    jobs = [job for top in dirs for job in find_jobs(Path(top))]
     rows, curve_parts, choices, swept = [], [], [], []
     for job in jobs:
         read = read_job(job, problems)
@@ -567,15 +622,88 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
     if not rows:
         raise AggregateError("no readable runs in " + ", ".join(map(str, dirs)) + ": "
                              + "; ".join(problems))
-    df = pd.DataFrame(rows)
+    df = mark_duplicates(pd.DataFrame(rows))
     unused = [c for c in dict.fromkeys(choices) if df[c].isna().all()]  # experiment: null ...
     df = df.drop(columns=unused)
     choice_cols = [c for c in dict.fromkeys(choices) if c not in unused]
     swept = [c for c in dict.fromkeys(swept) if c not in choice_cols]
     settings = setting_columns(df, swept, choice_cols)
     keys = varying(df, settings)
-    first = ["job_dir", "status"] + (["repeat_of"] if "repeat_of" in df else []) + settings
+    first = ["job_dir", "status"] + [c for c in ("repeat_of", "duplicate_of") if c in df] \
+        + settings
     df = df[first + [c for c in df.columns if c not in first]]
+    curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else pd.DataFrame(
+        columns=["job_dir", "epoch", "metric", "value"])
+    curves = curves.merge(df[["job_dir", "status"] + settings], on="job_dir", how="left")
+    curves = curves[["job_dir", "status"] + settings + ["epoch", "metric", "value"]]
+    return Runs(df, curves, keys, settings, problems)
+
+
+def mark_duplicates(df: pd.DataFrame) -> pd.DataFrame:
+    """A completed run whose config_sha (its resolved settings, seed included, less what its
+    model ignores) equals an earlier completed run's is the same training again: status
+    `duplicate`, duplicate_of naming the first, so that it is counted once."""
+    if "config_sha" not in df:
+        return df
+    df = df.copy()
+    done = (df["status"] == "completed") & df["config_sha"].notna()
+    first = df[done].groupby("config_sha")["job_dir"].transform("first")
+    again = first[first != df.loc[first.index, "job_dir"]]
+    if not again.empty:
+        if "duplicate_of" not in df:
+            df["duplicate_of"] = None
+        df.loc[again.index, "status"] = "duplicate"
+        df.loc[again.index, "duplicate_of"] = again
+    return df
+
+
+def versus_ann(df: pd.DataFrame, keys: List[str], metric: str = "test_acc") -> pd.DataFrame:
+    """For each group of spiking runs (by the varying settings): its mean metric minus that of
+    the non-spiking runs of the same architecture (its ANN), with the 95% confidence interval
+    of the difference by Welch's t-test over the runs (seeds) of both: a gap whose interval
+    excludes 0 exceeds seed noise."""
+    if not all(c in df for c in ("spiking", "arch", metric)):
+        return pd.DataFrame()
+    done = df[(df["status"] == "completed") & df[metric].notna()]
+    spiking = done["spiking"].astype(str) == "True"
+    rows = []
+    group_keys = [k for k in keys if k in done] or ["arch"]
+    for name, g in done[spiking].groupby(group_keys, dropna=False, sort=True):
+        ann = done[~spiking & (done["arch"] == g["arch"].iloc[0])]
+        if ann.empty:
+            continue
+        a, b = g[metric].astype(float), ann[metric].astype(float)
+        low = high = p = math.nan
+        if len(a) > 1 and len(b) > 1 and (a.std() > 0 or b.std() > 0):
+            test = stats.ttest_ind(a, b, equal_var=False)
+            ci = test.confidence_interval(0.95)
+            low, high, p = float(ci.low), float(ci.high), float(test.pvalue)
+        names = name if isinstance(name, tuple) else (name,)
+        rows.append({**dict(zip(group_keys, names)),
+                     "versus": ", ".join(sorted(ann["model"].astype(str).unique())),
+                     "runs": len(a), "versus_runs": len(b), f"{metric}_mean": a.mean(),
+                     f"versus_{metric}_mean": b.mean(), "difference": a.mean() - b.mean(),
+                     "ci95_low": low, "ci95_high": high, "welch_p": p,
+                     "beyond_seed_noise": bool(low > 0 or high < 0)})
+    return pd.DataFrame(rows)
+
+
+def versus_markdown(table: pd.DataFrame, metric: str) -> str:
+    lines = [f"{metric} of each spiking model minus its ANN's (same layers): mean difference "
+             "and 95% confidence interval (Welch's t over seeds)", ""]
+    shown = table.copy()
+    for c in (f"{metric}_mean", f"versus_{metric}_mean", "difference", "ci95_low", "ci95_high"):
+        shown[c] = shown[c].map(lambda v: "-" if pd.isna(v) else f"{v:+.4f}"
+                                if c in ("difference", "ci95_low", "ci95_high") else f"{v:.4f}")
+    shown["welch_p"] = shown["welch_p"].map(lambda v: "-" if pd.isna(v) else f"{v:.2g}")
+    return "\n".join(lines) + shown.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: List[str],
+              study_name: Optional[str]) -> str:
+    """Do the work; return the text to print. Raises AggregateError on bad input."""
+    runs = load(dirs)
+    df, keys, settings, problems = runs.results, runs.keys, runs.settings, runs.problems
     studies = [load_study(url, study_name, df) for url in study_urls]
     completed = df[df["status"] == "completed"]
     if not completed.empty and metric not in completed:
@@ -599,21 +727,24 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
         study_written += ["studies.csv", "studies.md"]
     metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
     summary = summarize(df, keys, metrics)
-    curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else pd.DataFrame(
-        columns=["job_dir", "epoch", "metric", "value"])
-    curves = curves.merge(df[["job_dir", "status"] + settings], on="job_dir", how="left")
-    curves = curves[["job_dir", "status"] + settings + ["epoch", "metric", "value"]]
-
+    curves = runs.curves
     df.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     md = summary_markdown(summary, keys, metrics)
+    written = ["results.csv", "summary.csv", "summary.md", "curves.csv"]
+    versus = versus_ann(df, keys, metric)
+    if not versus.empty:
+        versus.to_csv(out / "versus_ann.csv", index=False)
+        md += "\n" + versus_markdown(versus, metric)
+        written.append("versus_ann.csv")
     (out / "summary.md").write_text(md)
     curves.to_csv(out / "curves.csv", index=False)
-    written = ["results.csv", "summary.csv", "summary.md", "curves.csv"]
     drawn("accuracy_vs_timesteps.png",
           plot_vs_timesteps(df, metric, out / "accuracy_vs_timesteps.png"), written, notes)
     drawn("learning_curves.png", plot_learning_curves(curves, df, out / "learning_curves.png"),
           written, notes)
+    drawn("accuracy_vs_energy.png",
+          plot_vs_energy(summary, keys, metric, out / "accuracy_vs_energy.png"), written, notes)
     written += study_written
 
     counts = df["status"].value_counts()
@@ -626,13 +757,17 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
              + (f"; grouped by {', '.join(keys)}" if keys else "; no setting varies")
              + (" (seed pooled)" if "seed" in df and df["seed"].astype(str).nunique() > 1 else ""),
              "", md.rstrip(), ""]
-    bad = df[~df["status"].isin(["completed", "pruned"])]
+    bad = df[~df["status"].isin(["completed", "pruned", "duplicate"])]
     if not bad.empty:
         lines.append("not completed:")
         for _, r in bad.iterrows():
             error = r.get("error")
             lines.append(f"  {r['job_dir']}  {r['status']}"
                          + (f": {error}" if isinstance(error, str) else ""))
+    twins = df[df["status"] == "duplicate"]
+    if not twins.empty:
+        lines.append("duplicates (the same settings as an earlier job, counted once):")
+        lines += [f"  {r['job_dir']}  = {r['duplicate_of']}" for _, r in twins.iterrows()]
     pruned = df[df["status"] == "pruned"]
     if not pruned.empty:
         lines.append("pruned (kept out of the summary):")

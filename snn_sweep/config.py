@@ -92,7 +92,7 @@ class OptimizerConfig:
     weight_decay: float = 0.0
     momentum: float = 0.0
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    scheduler: Optional[str] = None  # null | cosine
+    scheduler: Optional[str] = None  # null (or constant: the same, nameable in a search) | cosine
 
 
 @dataclass
@@ -115,6 +115,8 @@ class TrainerConfig:
     progress: bool = True  # tqdm bar per epoch
     checkpoint: bool = True
     resume: bool = False  # continue from the run dir's resume.pt (written after every epoch)
+    # Stop after this many epochs without a better optimized_metric; 0: train every epoch.
+    early_stopping_patience: int = 0
 
 
 @dataclass
@@ -216,8 +218,8 @@ def validate(cfg) -> None:
            "a number >= 0")
     _check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
            "a number in [0, 1)")
-    _check(cfg.optimizer.scheduler in (None, "cosine"), "optimizer.scheduler",
-           cfg.optimizer.scheduler, "null or cosine")
+    _check(cfg.optimizer.scheduler in (None, "constant", "cosine"), "optimizer.scheduler",
+           cfg.optimizer.scheduler, "null, constant or cosine")
     _check(cfg.data.name in DATASETS, "data.name", cfg.data.name, f"one of {', '.join(DATASETS)}")
     _check(cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "an integer >= 1")
     _check(cfg.data.eval_batch_size >= 1, "data.eval_batch_size", cfg.data.eval_batch_size,
@@ -226,6 +228,8 @@ def validate(cfg) -> None:
     _check(cfg.data.train_subset is None or cfg.data.train_subset >= 1, "data.train_subset",
            cfg.data.train_subset, "null or an integer >= 1")
     _check(cfg.trainer.epochs >= 1, "trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
+    _check(cfg.trainer.early_stopping_patience >= 0, "trainer.early_stopping_patience",
+           cfg.trainer.early_stopping_patience, "an integer >= 0 (0: off)")
     _check(cfg.trainer.threads is None or cfg.trainer.threads >= 1, "trainer.threads",
            cfg.trainer.threads, "null or an integer >= 1")
     _check(cfg.trainer.device == "auto" or cfg.trainer.device.split(":")[0] in ("cpu", "cuda", "mps"),

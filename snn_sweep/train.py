@@ -6,6 +6,7 @@
 mean, std and per-seed values. An `on_epoch` callback sees every epoch's metrics and may stop the
 run (a pruner): result.json then says `status: pruned` and RunPruned is raised.
 """
+import copy
 import csv
 import ctypes
 import hashlib
@@ -228,6 +229,15 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
         log.info("%s already holds a completed run of this config: returning its result",
                  out_dir)
         return done
+    twin = _completed_sibling(out_dir, result["config_sha"])
+    if twin is not None:  # a grid crossing settings the model ignores (an ANN's encoder)
+        path, done = twin
+        log.info("job %s already trained this config (settings this model ignores differ): "
+                 "not training it again", path)
+        result.update({k: v for k, v in done.items() if k not in result},
+                      status="duplicate", duplicate_of=path)
+        write_json(result_path, result)
+        return result
     snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
     try:
         _train(cfg, out_dir, result, on_epoch)
@@ -257,6 +267,8 @@ def settings(cfg) -> Dict:
     spiking = cfg.model.spiking
     out = {
         "model": cfg.model.name,
+        "arch": cfg.model.arch,
+        "spiking": cfg.model.spiking,
         "encoder": cfg.encoder.name if spiking else None,
         "neuron": cfg.neuron.name if spiking else None,
         "timesteps": effective_timesteps(cfg),
@@ -275,10 +287,17 @@ def settings(cfg) -> Dict:
 
 
 def config_sha(cfg) -> str:
-    """What identifies a run: its resolved config, less how it is watched and resumed."""
+    """What identifies a run: its resolved config, less how it is watched and resumed and what
+    its model ignores (an ANN's encoder, neuron and timesteps; the timesteps of a model that
+    fixes its own), so that two jobs training the same thing have the same sha."""
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
     c.pop("logger", None)
+    if cfg.model.spiking:
+        c["timesteps"] = effective_timesteps(cfg)
+    else:
+        for key in ("encoder", "neuron", "timesteps"):
+            c.pop(key, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -291,6 +310,21 @@ def _completed(path: str, sha: str) -> Optional[Dict]:
         return None
     ok = isinstance(done, dict) and done.get("status") == "completed"
     return done if ok and done.get("config_sha") == sha else None
+
+
+def _completed_sibling(out_dir: str, sha: str):
+    """(job dir, result) of a completed job of the same config in the same multirun (a
+    sibling dir next to Hydra's multirun.yaml), else None."""
+    sweep = os.path.dirname(os.path.abspath(out_dir))
+    if not os.path.isfile(os.path.join(sweep, "multirun.yaml")):
+        return None
+    for name in sorted(os.listdir(sweep)):
+        path = os.path.join(sweep, name)
+        if path != os.path.abspath(out_dir):
+            done = _completed(os.path.join(path, "result.json"), sha)
+            if done is not None:
+                return path, done
+    return None
 
 
 def _save_resume(out_dir: str, state: Dict) -> None:
@@ -340,6 +374,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
     gen = torch.Generator().manual_seed(cfg.seed)
     rows: List[Dict] = []
     train_time = 0.0
+    # The epoch the validation set selects: its row and weights (test and checkpoint use them).
+    best: Optional[Dict] = None
     state = _load_resume(out_dir, result["config_sha"]) if cfg.trainer.resume else None
     if state is not None:  # everything the next epoch depends on, as it was
         model.load_state_dict(state["model"])
@@ -349,12 +385,15 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         gen.set_state(state["batch_order_rng"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
-        rows, train_time = state["rows"], state["train_time_s"]
+        rows, train_time, best = state["rows"], state["train_time_s"], state["best"]
         log.info("resuming after epoch %d of %s", len(rows), out_dir)
     log.info("model=%s encoder=%s neuron=%s timesteps=%s on %s: %d train / %d val / %d test, "
              "%d parameters", result["model"], result["encoder"], result["neuron"], steps, device,
              n_train, len(data.val_x), len(data.test_x), n_params(model))
+    patience = cfg.trainer.early_stopping_patience
     for epoch in range(len(rows) + 1, cfg.trainer.epochs + 1):
+        if patience and best is not None and epoch - best["epoch"] > patience:
+            break  # a resumed run that had already stopped early
         model.train()
         perm = torch.randperm(n_train, generator=gen)
         loss_sum, correct = 0.0, 0
@@ -393,12 +432,15 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         else:
             row["val_energy_pj_per_sample"] = sum(macs) * PJ_PER_MAC
         rows.append(row)
+        if best is None or better(cfg.optimized_metric, row, best["row"]):
+            best = {"epoch": epoch, "row": row, "model": copy.deepcopy(model.state_dict())}
         write_csv(os.path.join(out_dir, "metrics.csv"), rows)
         _save_resume(out_dir, {
             "config_sha": result["config_sha"], "model": model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched and sched.state_dict(),
             "batch_order_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(), "rows": rows, "train_time_s": train_time})
+            "python_rng": random.getstate(), "rows": rows, "train_time_s": train_time,
+            "best": best})
         log.info("epoch %d: train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",
                  epoch, row["train_loss"], row["train_acc"], val_loss, val_acc, epoch_time)
         if not math.isfinite(val_loss):
@@ -409,18 +451,24 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
             log.info("pruned after epoch %d (%s=%.4f)", epoch, cfg.optimized_metric,
                      row[cfg.optimized_metric])
             raise RunPruned(f"pruned after epoch {epoch}")
+        if patience and epoch - best["epoch"] >= patience:
+            log.info("early stop after epoch %d: no better %s since epoch %d", epoch,
+                     cfg.optimized_metric, best["epoch"])
+            break
 
+    model.load_state_dict(best["model"])  # the test set sees the selected weights only
     t0 = time.perf_counter()
     test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y)
     eval_time = time.perf_counter() - t0
-    last = rows[-1]
     result.update(
         status="completed",
-        **_val_fields(cfg, last),
+        **_val_fields(cfg, best["row"]),
+        best_epoch=best["epoch"],
         test_acc=test_acc, test_loss=test_loss,
-        epochs=cfg.trainer.epochs,
+        epochs=len(rows),
+        stopped_early=len(rows) < cfg.trainer.epochs,
         train_time_s=train_time,
-        train_samples_per_s=n_train * cfg.trainer.epochs / train_time,
+        train_samples_per_s=n_train * len(rows) / train_time,
         eval_samples_per_s=len(data.test_x) / eval_time,
         n_params=n_params(model),
         macs_per_sample=sum(macs),
@@ -436,6 +484,13 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         write_atomic(os.path.join(out_dir, "checkpoint.pt"), buf.getvalue())
     log.info("test_acc %.4f test_loss %.4f; %s=%.4f", test_acc, test_loss,
              cfg.optimized_metric, result["objective"])
+
+
+def better(metric: str, row: Dict, than: Dict) -> bool:
+    """row beats `than` on the optimized metric: higher accuracy, or lower loss."""
+    if metric.endswith("_acc"):
+        return row[metric] > than[metric]
+    return row[metric] < than[metric]
 
 
 def _val_fields(cfg, row: Dict) -> Dict:

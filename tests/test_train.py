@@ -31,7 +31,9 @@ def test_snn_run_dir_contract(make_cfg, tmp_path):
     assert RESULT_KEYS | SPIKING_KEYS <= set(res)
     assert res["status"] == "completed" and res["epochs"] == 2 and res["timesteps"] == 4
     assert res["model"] == "snn" and res["encoder"] == "rate" and res["beta"] == 0.95
-    assert res["objective"] == res["val_acc"] == float(rows[-1]["val_acc"])
+    best = max(rows, key=lambda r: float(r["val_acc"]))  # the first of equals
+    assert res["objective"] == res["val_acc"] == float(best["val_acc"])
+    assert res["best_epoch"] == int(best["epoch"])
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert {"train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s",
             "firing_rate_0", "firing_rate_1"} <= set(rows[0])
