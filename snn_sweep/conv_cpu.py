@@ -68,23 +68,31 @@ def unpool(g_out, idx, g_pre):
 
 
 @njit(inline="always")
-def _scatter(pre, d, w):
-    """pre [H, W, C] += the valid conv of d [Hin, Win, Cin] with w [KH, KW, Cin, C], for the
-    non-zero elements of d only."""
-    kh, kw, cin, c = w.shape
-    h, wd = pre.shape[0], pre.shape[1]
+def _axpy(dst, v, src):
+    for j in range(uint64(dst.shape[0])):
+        dst[j] += v * src[j]
+
+
+@njit(inline="always")
+def _scatter(out, d, w, forward):
+    """Over the non-zero elements v = d[y, x, ci] of d [Hin, Win, Cin] and the outputs
+    (y - ky, x - kx) of out [H, W, C] they reach through w [KH, KW, Cin, C]: the valid conv,
+    out[y - ky, x - kx] += v * w[ky, kx, ci] (forward), or its weight gradient given the
+    output gradient out, w[ky, kx, ci] += v * out[y - ky, x - kx]."""
+    kh, kw, cin = w.shape[0], w.shape[1], w.shape[2]
+    h, wd = out.shape[0], out.shape[1]
     for y in range(d.shape[0]):
         for x in range(d.shape[1]):
             for ci in range(cin):
                 v = d[y, x, ci]
                 if v == 0:
                     continue
-                # outputs (y - ky, x - kx) that this input element reaches
                 for ky in range(max(0, y - h + 1), min(kh, y + 1)):
                     for kx in range(max(0, x - wd + 1), min(kw, x + 1)):
-                        o, s = pre[y - ky, x - kx], w[ky, kx, ci]
-                        for j in range(uint64(c)):
-                            o[j] += v * s[j]
+                        if forward:
+                            _axpy(out[y - ky, x - kx], v, w[ky, kx, ci])
+                        else:
+                            _axpy(w[ky, kx, ci], v, out[y - ky, x - kx])
 
 
 @njit(parallel=True, cache=True)
@@ -97,7 +105,7 @@ def sparse_conv_pool(base, dev, w, out, idx):
         pre = np.empty(base.shape[1:], np.float32)
         for t in range(steps):
             pre[:] = base[b]
-            _scatter(pre, dev[t, b], w)
+            _scatter(pre, dev[t, b], w, True)
             _pool_into(pre, out[t, b], idx[t, b])
 
 
@@ -109,7 +117,6 @@ def sparse_conv_pool_backward(g_out, idx, dev, g_base, g_w):
     g_w [tasks, KH, KW, Cin, C] (zeros)."""
     steps, batch, hp, wp, c = g_out.shape
     tasks = g_w.shape[0]
-    kh, kw, cin = g_w.shape[1], g_w.shape[2], g_w.shape[3]
     h, wd = g_base.shape[1], g_base.shape[2]
     for task in prange(tasks):
         gw = g_w[task]
@@ -124,18 +131,7 @@ def sparse_conv_pool_backward(g_out, idx, dev, g_base, g_w):
                             y, x = 2 * py + (k[py, px, j] >> 1), 2 * px + (k[py, px, j] & 1)
                             g_pre[y, x, j] = g[py, px, j]
                             gb[y, x, j] += g[py, px, j]
-                d = dev[t, b]
-                for y in range(d.shape[0]):
-                    for x in range(d.shape[1]):
-                        for ci in range(cin):
-                            v = d[y, x, ci]
-                            if v == 0:
-                                continue
-                            for ky in range(max(0, y - h + 1), min(kh, y + 1)):
-                                for kx in range(max(0, x - wd + 1), min(kw, x + 1)):
-                                    o, s = gw[ky, kx, ci], g_pre[y - ky, x - kx]
-                                    for j in range(uint64(c)):
-                                        o[j] += v * s[j]
+                _scatter(g_pre, dev[t, b], gw, False)
                 for py in range(hp):  # clear only what this step wrote
                     for px in range(wp):
                         for j in range(uint64(c)):

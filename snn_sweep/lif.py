@@ -31,7 +31,6 @@ from typing import Callable, Dict, Optional, Tuple
 
 import snntorch as snn
 import torch
-from torch import nn
 
 log = logging.getLogger(__name__)
 try:

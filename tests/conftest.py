@@ -89,3 +89,16 @@ def plain_forward(model, x):
         spk_rec.append(out[0])
         mem_rec.append(out[-1])
     return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+def against_plain(model, readout, x, y):
+    """(spikes, loss, parameter gradients) of the model and of plain_forward, in that order."""
+    from snn_sweep.models import readout_loss
+    results = []
+    for forward in (model, lambda x: plain_forward(model, x)):
+        model.zero_grad()
+        spk, mem = forward(x)
+        loss = readout_loss(readout, spk, mem, y)
+        loss.backward()
+        results.append((spk.detach(), loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    return results

@@ -3,11 +3,11 @@ csnn against the tutorial's per-step snnTorch computation: outputs and gradients
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import plain_forward
+from conftest import against_plain
 
 from snn_sweep import conv, lif
 from snn_sweep.layers import InputConvPool
-from snn_sweep.models import build_model, readout_loss
+from snn_sweep.models import build_model
 
 
 @pytest.fixture(params=["compiled", "pytorch"])
@@ -34,6 +34,21 @@ def reference_conv_pool(layer, x_nchw):
     steps, batch = x_nchw.shape[:2]
     y = F.max_pool2d(layer(x_nchw.flatten(0, 1)), 2)
     return nhwc_of(y.view(steps, batch, *y.shape[1:]))
+
+
+def check_input_layer(layer, x):
+    """InputConvPool(layer) against conv then pool: output and weight gradients."""
+    y = InputConvPool(layer)(x)
+    g = torch.randn(y.shape)
+    y.backward(g)
+    grads = [p.grad.clone() for p in layer.parameters()]
+    layer.zero_grad()
+    ref = reference_conv_pool(layer, x)
+    ref.backward(g)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    for a, p in zip(grads, layer.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-4)
+    return y
 
 
 def test_pool_ties_and_gradient_match_pytorch(conv_path):
@@ -64,19 +79,9 @@ def test_input_conv_pool_matches_conv_then_pool(kind, conv_path):
         x = (torch.rand(steps, batch, 2, 14, 14) < 0.5).float()
     else:
         x = torch.rand(batch, 2, 14, 14).unsqueeze(0).expand(steps, -1, -1, -1, -1)
-    layer = torch.nn.Conv2d(2, 6, 3)
-    y = InputConvPool(layer)(x)
+    y = check_input_layer(torch.nn.Conv2d(2, 6, 3), x)
     if kind == "constant":
         assert y.stride(0) == 0
-    g = torch.randn(y.shape)
-    y.backward(g)
-    grads = [p.grad.clone() for p in layer.parameters()]
-    layer.zero_grad()
-    ref = reference_conv_pool(layer, x)
-    ref.backward(g)
-    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
-    for a, p in zip(grads, layer.parameters()):
-        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-4)
 
 
 def test_hidden_conv_pool_matches_conv_then_pool(conv_path):
@@ -112,15 +117,7 @@ def test_csnn_matches_plain_snntorch(make_cfg, monkeypatch, inputs, lif_path, co
     else:
         x = torch.rand(12, 1, 28, 28).unsqueeze(0).expand(5, -1, -1, -1, -1)
     y = torch.randint(0, 10, (12,))
-    results = []
-    for forward in (model, lambda x: plain_forward(model, x)):
-        model.zero_grad()
-        spk, mem = forward(x)
-        loss = readout_loss(cfg.model.readout, spk, mem, y)
-        loss.backward()
-        results.append((spk.detach(), loss.detach(),
-                        [p.grad.clone() for p in model.parameters()]))
-    (s_a, l_a, g_a), (s_b, l_b, g_b) = results
+    (s_a, l_a, g_a), (s_b, l_b, g_b) = against_plain(model, cfg.model.readout, x, y)
     assert s_a.sum() > 0  # the comparison covers spikes, not silence
     torch.testing.assert_close(s_a, s_b)
     torch.testing.assert_close(l_a, l_b)
@@ -138,14 +135,5 @@ def test_repeated_steps_computed_once(monkeypatch):
     seen = []
     split = conv._majority_split
     monkeypatch.setattr(conv, "_majority_split", lambda xs: seen.append(len(xs)) or split(xs))
-    y = InputConvPool(layer)(x)
-    g = torch.randn(y.shape)
-    y.backward(g)
-    grads = [p.grad.clone() for p in layer.parameters()]
-    layer.zero_grad()
-    ref = reference_conv_pool(layer, x)
-    ref.backward(g)
+    check_input_layer(layer, x)
     assert seen == [3]
-    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
-    for a, p in zip(grads, layer.parameters()):
-        torch.testing.assert_close(a, p.grad, rtol=1e-4, atol=1e-4)

@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 import snntorch as snn
 import torch
-from conftest import plain_forward
+from conftest import against_plain
 from snntorch import surrogate
 
 from snn_sweep import lif, lif_cpu
 from snn_sweep.layers import run_neuron
 from snn_sweep.lif import fusable, leaky_linear, leaky_sequence, surrogate_derivative
-from snn_sweep.models import build_model, readout_loss
+from snn_sweep.models import build_model
 
 SURROGATE_ARGS = {"atan": {}, "fast_sigmoid": {"slope": 10}, "sigmoid": {"slope": 5}}
 SURROGATES = {name: getattr(surrogate, name)(**args) for name, args in SURROGATE_ARGS.items()}
@@ -124,14 +124,7 @@ def test_model_matches_plain_snntorch(make_cfg, inputs, cpu_path):
     else:
         x = torch.rand(16, 1, 28, 28).unsqueeze(0).expand(6, 16, 1, 28, 28)
     y = torch.randint(0, 10, (16,))
-    results = []
-    for forward in (model, lambda x: plain_forward(model, x)):
-        model.zero_grad()
-        spk, mem = forward(x)
-        loss = readout_loss(cfg.model.readout, spk, mem, y)
-        loss.backward()
-        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    (l_a, g_a), (l_b, g_b) = results
+    (_, l_a, g_a), (_, l_b, g_b) = against_plain(model, cfg.model.readout, x, y)
     torch.testing.assert_close(l_a, l_b)
     assert len(g_a) == len(g_b) == 8  # 2 x (weight, bias, beta, threshold)
     for a, b in zip(g_a, g_b):

@@ -1,11 +1,9 @@
 """notebooks/experimentation.ipynb runs headless on a tiny sweep, so it cannot rot."""
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
