@@ -78,6 +78,8 @@ CASES = {c.name: c for c in [
     Case("single_step", "snn_single_step", "direct", 1),
     Case("csnn_rate25", "csnn", "rate", 25),
     Case("csnn_direct8", "csnn", "direct", 8),
+    Case("csnn_latency25", "csnn", "latency", 25),
+    Case("csnn_delta25", "csnn", "delta", 25),
     Case("ann", "ann", "direct", 0),
 ]}
 QUICK = ["rate25", "direct25", "csnn_direct8", "ann"]
