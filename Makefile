@@ -82,7 +82,7 @@ tuning: $(STAMP)
 # Each model's recipe study (conf/hparams_search/recipe.yaml) on full MNIST, the same budget
 # for every model: 8 TPE trials of 4 epochs, median pruning; csnn also searches its encoder and
 # timesteps. One study file per recipe; docs/results/recipes/ gets each study's trials and
-# studies.md their best trials, from which conf/recipe/*.yaml take their values.
+# studies.md their best trials; scripts/recipes.py writes those into conf/recipe/*.yaml.
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn
 TUNE := $(RUN) -m hparams_search=recipe hydra.sweeper.n_trials=8 trainer.epochs=4
 tune-recipes: $(STAMP)
@@ -95,6 +95,7 @@ tune-recipes: $(STAMP)
 	    hydra.sweep.dir=$(SWEEPS)/recipes/$$r || exit 1; done
 	$(AGG) $(SWEEPS)/recipes --out docs/results/recipes \
 	  $(foreach r,$(RECIPES),--study sqlite:///$(SWEEPS)/recipes/$(r).db)
+	$(BIN)/python scripts/recipes.py $(SWEEPS)/recipes
 
 # The README's main comparison (experiment=comparison: every recipe, 3 seeds).
 comparison: $(STAMP)
