@@ -47,7 +47,9 @@ def fan_out(layer: nn.Module) -> int:
 
 class Recorder:
     """While active (`with Recorder(model) as rec:`), counts the non-zero inputs each Synapses
-    layer receives and the spikes each Neurons layer emits, numbered in the model's order."""
+    layer receives and the spikes each Neurons layer emits, numbered in the model's order.
+    Use it under no_grad (evaluation): a training step runs fused layers whose spikes no hook
+    sees."""
 
     def __init__(self, model: nn.Module):
         self.synapses = [m for m in model.modules() if isinstance(m, Synapses)]

@@ -67,11 +67,11 @@ class Linear(Synapses):
 
 
 class InputLinear(Linear):
-    """The Linear that takes the model's input: a spike train goes through sparse.py, which
-    computes only what changes over time."""
+    """The Linear that takes the model's input (in PyTorch's flatten order): a spike train goes
+    through sparse.py, which computes only what changes over time."""
 
     def over_time(self, x: torch.Tensor) -> torch.Tensor:
-        y = sparse_input_linear(self.layer, x.flatten(2)) if self.channels_last is None else None
+        y = sparse_input_linear(self.layer, x.flatten(2))
         return y if y is not None else super().over_time(x)
 
 
@@ -137,8 +137,9 @@ class Neurons(nn.Module):
 
 class LeakyLinear(nn.Module):
     """Leaky neurons and the Linear their spikes feed, as one layer when training on the
-    compiled CPU path (lif.LeakyLinearFunction: the spikes never leave the cache); otherwise,
-    and whenever hooks want to see them (evaluation), the two in turn."""
+    compiled CPU path (lif.LeakyLinearFunction: the spikes never leave the cache); otherwise
+    the two in turn: without a gradient to take (evaluation, where energy.Recorder's hooks
+    see both), or off that path (a GPU, float64)."""
 
     def __init__(self, neurons: Neurons, synapses: Linear):
         super().__init__()
@@ -156,5 +157,4 @@ class LeakyLinear(nn.Module):
 
 def fusable_pair(neurons: Neurons, synapses: Synapses) -> bool:
     """Whether LeakyLinear can run these two as one."""
-    return fusable(neurons.neuron) and isinstance(synapses, Linear) \
-        and not isinstance(synapses, InputLinear)
+    return fusable(neurons.neuron) and isinstance(synapses, Linear)
