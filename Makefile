@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/include.py README.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST
-# and the aggregator; ~7 min on 2 cores. Job dirs go to multirun/results/ (not committed).
+# and the aggregator: ~7 min on 2 cores, then the recipe studies and the comparison (below; over
+# an hour). Job dirs go to multirun/results/ (not committed).
 RUN := $(BIN)/python -m snn_sweep data.root=$(DATA) trainer.progress=false
 AGG := $(BIN)/python -m snn_sweep.aggregate
 SWEEPS := multirun/results
@@ -50,7 +51,7 @@ results: $(STAMP)
 	    hydra.sweeper.n_trials=4 hydra.sweeper.storage=sqlite:///$(SWEEPS)/optuna.db \
 	    hydra.sweep.dir=$(SWEEPS)/optuna/run$$i || exit 1; done
 	$(AGG) $(SWEEPS)/optuna --out docs/results/optuna --study sqlite:///$(SWEEPS)/optuna.db
-	$(BIN)/python scripts/include.py README.md
+	$(MAKE) tune-recipes comparison DATA=$(DATA)
 
 # The README's tuning figures (docs/results/pruning/, docs/results/pareto/), on full MNIST:
 # two 20-trial studies of snn_optuna_pruned's 5-epoch trials, one with its median pruner and one

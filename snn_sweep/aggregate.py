@@ -40,7 +40,8 @@ SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta"
             "optimizer", "lr", "batch_size", "dataset", "seed", "optimized_metric",
             "pareto_metric")
 TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")
-NOT_GROUPED = ("seed", "repeats", *TRIAL_FIELDS)  # repeats of a setting, not settings
+# repeats of a setting, and what the model name already says: not settings to group by
+NOT_GROUPED = ("seed", "repeats", "arch", "spiking", *TRIAL_FIELDS)
 SUMMARY_METRICS = ("val_acc", "test_acc", "best_epoch", "train_time_s", "spikes_per_sample",
                    "energy_pj_per_sample")
 FORMATS = {"val_acc": ".4f", "test_acc": ".4f", "val_loss": ".4f", "test_loss": ".4f",
@@ -692,6 +693,8 @@ def versus_markdown(table: pd.DataFrame, metric: str) -> str:
     lines = [f"{metric} of each spiking model minus its ANN's (same layers): mean difference "
              "and 95% confidence interval (Welch's t over seeds)", ""]
     shown = table.copy()
+    for c in shown.columns[:list(shown.columns).index("versus")]:  # the group's settings
+        shown[c] = shown[c].map(_cell)
     for c in (f"{metric}_mean", f"versus_{metric}_mean", "difference", "ci95_low", "ci95_high"):
         shown[c] = shown[c].map(lambda v: "-" if pd.isna(v) else f"{v:+.4f}"
                                 if c in ("difference", "ci95_low", "ci95_high") else f"{v:.4f}")
