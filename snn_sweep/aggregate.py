@@ -318,7 +318,7 @@ def _label(row: Any, keys: List[str]) -> str:
     return " / ".join(_cell(row[k]) for k in keys if k in row and _cell(row[k]) != "-") or "runs"
 
 
-def plot_learning_curves(curves: pd.DataFrame, df: pd.DataFrame, path: Path) -> Optional[str]:
+def plot_learning_curves(curves: pd.DataFrame, path: Path) -> Optional[str]:
     """Loss and accuracy per epoch of the completed jobs, averaged per model and encoder (an
     ANN against rate- and direct-coded SNNs, each its own line)."""
     curves = curves[curves["status"] == "completed"]
@@ -706,7 +706,7 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
               study_name: Optional[str]) -> str:
     """Do the work; return the text to print. Raises AggregateError on bad input."""
     runs = load(dirs)
-    df, keys, settings, problems = runs.results, runs.keys, runs.settings, runs.problems
+    df, keys, problems = runs.results, runs.keys, runs.problems
     studies = [load_study(url, study_name, df) for url in study_urls]
     completed = df[df["status"] == "completed"]
     if not completed.empty and metric not in completed:
@@ -730,7 +730,6 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
         study_written += ["studies.csv", "studies.md"]
     metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
     summary = summarize(df, keys, metrics)
-    curves = runs.curves
     df.to_csv(out / "results.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     md = summary_markdown(summary, keys, metrics)
@@ -741,10 +740,10 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
         md += "\n" + versus_markdown(versus, metric)
         written.append("versus_ann.csv")
     (out / "summary.md").write_text(md)
-    curves.to_csv(out / "curves.csv", index=False)
+    runs.curves.to_csv(out / "curves.csv", index=False)
     drawn("accuracy_vs_timesteps.png",
           plot_vs_timesteps(df, metric, out / "accuracy_vs_timesteps.png"), written, notes)
-    drawn("learning_curves.png", plot_learning_curves(curves, df, out / "learning_curves.png"),
+    drawn("learning_curves.png", plot_learning_curves(runs.curves, out / "learning_curves.png"),
           written, notes)
     drawn("accuracy_vs_energy.png",
           plot_vs_energy(summary, keys, metric, out / "accuracy_vs_energy.png"), written, notes)

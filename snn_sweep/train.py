@@ -33,6 +33,7 @@ from .config import InputError, effective_timesteps, validate
 from .data import load_splits
 from .energy import PJ_PER_MAC, Recorder, dense_macs
 from .models import build_model, predict, readout_loss
+from .optuna_trial import direction_for
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +433,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         else:
             row["val_energy_pj_per_sample"] = sum(macs) * PJ_PER_MAC
         rows.append(row)
-        if best is None or better(cfg.optimized_metric, row, best["row"]):
+        if best is None or better(cfg.optimized_metric, row[cfg.optimized_metric],
+                                  best["row"][cfg.optimized_metric]):
             best = {"epoch": epoch, "row": row, "model": copy.deepcopy(model.state_dict())}
         write_csv(os.path.join(out_dir, "metrics.csv"), rows)
         _save_resume(out_dir, {
@@ -486,11 +488,10 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
              cfg.optimized_metric, result["objective"])
 
 
-def better(metric: str, row: Dict, than: Dict) -> bool:
-    """row beats `than` on the optimized metric: higher accuracy, or lower loss."""
-    if metric.endswith("_acc"):
-        return row[metric] > than[metric]
-    return row[metric] < than[metric]
+def better(metric: str, value: float, than: float) -> bool:
+    """value beats `than` in the direction the metric is optimized (optuna_trial.direction_for:
+    accuracy up, loss down)."""
+    return value > than if direction_for(metric) == "maximize" else value < than
 
 
 def _val_fields(cfg, row: Dict) -> Dict:
