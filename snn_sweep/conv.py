@@ -14,15 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .sparse import on_distinct_steps
+from . import lif
+from .sparse import MAX_DENSITY, on_distinct_steps
 
+# The conv loops run where the LIF loops do: the same Numba, the same way out
+# (SNN_SWEEP_KERNELS=eager), and as many threads (lif_cpu.threads: torch's setting).
 try:
+    if lif.lif_cpu is None:
+        raise ImportError(lif.UNAVAILABLE)
     from . import conv_cpu
 except Exception:  # no usable Numba: PyTorch's own ops compute the same (lif.py says why)
     conv_cpu = None  # type: ignore[assignment]
-
-# Above this fraction of non-zero deviations the dense conv over all steps is cheaper.
-MAX_DENSITY = 0.2
 
 
 def _compiled(x: torch.Tensor) -> bool:
@@ -47,6 +49,7 @@ class Pool2(torch.autograd.Function):
         n, h, w, c = x.shape
         out = x.new_empty((n, h // 2, w // 2, c))
         idx = torch.empty(out.shape, dtype=torch.uint8)
+        lif.lif_cpu.threads()
         conv_cpu.pool(x.detach().numpy(), out.numpy(), idx.numpy())
         ctx.save_for_backward(idx)
         ctx.in_shape = x.shape
@@ -56,6 +59,7 @@ class Pool2(torch.autograd.Function):
     def backward(ctx, g):
         (idx,) = ctx.saved_tensors
         g_in = g.new_empty(ctx.in_shape)
+        lif.lif_cpu.threads()
         conv_cpu.unpool(g.contiguous().numpy(), idx.numpy(), g_in.numpy())
         return g_in
 
@@ -78,6 +82,7 @@ class SparseConvPool(torch.autograd.Function):
         out = base.new_empty((steps, batch, h // 2, w // 2, c))
         idx = torch.empty(out.shape, dtype=torch.uint8)
         w_slabs = weight.detach().permute(2, 3, 1, 0).contiguous()  # [KH, KW, Cin, C]
+        lif.lif_cpu.threads()
         conv_cpu.sparse_conv_pool(base.detach().contiguous().numpy(), dev.numpy(),
                                   w_slabs.numpy(), out.numpy(), idx.numpy())
         ctx.save_for_backward(dev, idx)
@@ -88,7 +93,7 @@ class SparseConvPool(torch.autograd.Function):
     def backward(ctx, g):
         dev, idx = ctx.saved_tensors
         g_base = g.new_zeros(ctx.base_shape)
-        tasks = max(1, min(torch.get_num_threads(), ctx.base_shape[0]))
+        tasks = max(1, min(lif.lif_cpu.threads(), ctx.base_shape[0]))
         g_w = g.new_zeros((tasks, *ctx.w_shape))
         conv_cpu.sparse_conv_pool_backward(g.contiguous().numpy(), idx.numpy(), dev.numpy(),
                                            g_base.numpy(), g_w.numpy())
@@ -106,15 +111,17 @@ def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """conv then 2x2 max pool on every step of the model's input x [T, B, C, H, W] ->
     [T, B, H', W', C']; a sparse spike train goes through the majority split, and steps that
     repeat an earlier one (delta coding of a periodic saccade) are computed once."""
-    steps = x.shape[0]
-    if steps > 1 and _compiled(x):
-        repeated = on_distinct_steps(lambda xs: input_conv_pool(conv, xs), x)
-        if repeated is not None:
-            return repeated
-    images = x.permute(0, 1, 3, 4, 2)  # [T, B, H, W, C]
-    split = _majority_split(x) if _compiled(x) and steps > 1 and not x.requires_grad else None
+    if x.shape[0] > 1 and _compiled(x):
+        repeated = on_distinct_steps(lambda xs: _split_conv_pool(conv, xs), x)
+        return repeated if repeated is not None else _split_conv_pool(conv, x)
+    return conv_pool(conv, x.permute(0, 1, 3, 4, 2).contiguous())
+
+
+def _split_conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """input_conv_pool on the compiled path, through the majority split where it pays."""
+    split = _majority_split(x) if x.shape[0] > 1 and not x.requires_grad else None
     if split is None:
-        return conv_pool(conv, images.contiguous())
+        return conv_pool(conv, x.permute(0, 1, 3, 4, 2).contiguous())
     majority, dev = split
     base = to_nhwc(conv(majority.contiguous(memory_format=torch.channels_last)))
     return SparseConvPool.apply(dev.permute(0, 1, 3, 4, 2).contiguous(), base, conv.weight)

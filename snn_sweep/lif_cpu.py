@@ -243,7 +243,7 @@ def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset
                                   beta, thr, zero_reset, sub_reset, kind, p, q)
 
 
-def _threads() -> int:
+def threads() -> int:
     """Numba's threads follow torch's setting (torch.set_num_threads)."""
     n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
@@ -272,7 +272,7 @@ def forward(cur: torch.Tensor, steps: int, beta: float, thr: float, reset: int, 
     shape = (steps, *cur.shape[1:])
     spk = cur.new_empty(shape)
     mem = cur.new_empty(shape if keep_mem else (1, *cur.shape[1:]))
-    _threads()
+    threads()
     _forward(_rows(cur), steps, np.float32(beta), np.float32(thr), *_resets(reset), _rows(mem),
              _rows(spk), _block(steps))
     return spk, (mem if keep_mem else None)
@@ -285,7 +285,7 @@ def forward_linear(cur: torch.Tensor, steps: int, weight, bias, beta: float, thr
     batch, k_out = cur.shape[1], weight.shape[0]
     out = cur.new_empty((steps, batch, k_out))
     spk = cur.new_empty((steps, *cur.shape[1:]) if keep_spikes else (1, 1))
-    _threads()
+    threads()
     _forward_linear(_rows(cur), steps, weight.detach().contiguous().numpy(),
                     bias.detach().contiguous().numpy(), np.float32(beta), np.float32(thr),
                     *_resets(reset), _rows(out), _rows(spk), keep_spikes)
@@ -298,7 +298,7 @@ def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int,
     and dL/dthr per neuron (flat [N], to be summed; else None)."""
     none = torch.zeros_like(cur[:1])
     g_cur, g_beta, g_thr = _gradients(cur, params)
-    _threads()
+    threads()
     _backward(_rows(cur), steps, _rows(none if g_spk is None else g_spk),
               _rows(none if g_mem is None else g_mem), np.float32(beta), np.float32(thr),
               *_resets(reset), kind, np.float32(p), np.float32(q), params, _rows(g_cur),
@@ -311,7 +311,7 @@ def backward_linear(cur, steps: int, g_out, weight, beta: float, thr: float, res
     """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, given the
     gradient of its output g_out [T, B, K]; returns also the Linear's weight gradient."""
     g_cur, g_beta, g_thr = _gradients(cur, params)
-    tasks = min(_threads(), cur[0].numel() // weight.shape[1])
+    tasks = min(threads(), cur[0].numel() // weight.shape[1])
     g_weight = torch.zeros(tasks, *weight.shape)
     _backward_linear(_rows(cur), steps, _rows(g_out), weight.detach().contiguous().numpy(),
                      np.float32(beta), np.float32(thr), *_resets(reset), kind, np.float32(p),

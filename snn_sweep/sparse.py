@@ -131,11 +131,13 @@ def sparse_input_linear(lin: nn.Linear, x: torch.Tensor):
     the split does not apply (a GPU, a single step, no bias, or an input needing grad)."""
     if x.device.type != "cpu" or x.shape[0] < 2 or x.requires_grad or lin.bias is None:
         return None
+    def linear(xs: torch.Tensor) -> torch.Tensor:  # one distinct step: nothing to split
+        return F.linear(xs, lin.weight, lin.bias) if len(xs) == 1 else \
+            MajoritySparseLinear.apply(xs, lin.weight, lin.bias)
+
     x = x.flatten(2)
-    repeated = on_distinct_steps(lambda xs: F.linear(xs, lin.weight, lin.bias) if len(xs) == 1
-                                 else MajoritySparseLinear.apply(xs, lin.weight, lin.bias), x)
-    return repeated if repeated is not None else \
-        MajoritySparseLinear.apply(x, lin.weight, lin.bias)
+    repeated = on_distinct_steps(linear, x)
+    return repeated if repeated is not None else linear(x)
 
 
 def on_distinct_steps(fn, x: torch.Tensor) -> Optional[torch.Tensor]:
