@@ -19,7 +19,6 @@ import math
 import os
 import re
 import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -33,7 +32,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from .optuna_trial import JOURNAL, open_storage, public_storage  # noqa: E402
+from .optuna_trial import JOURNAL, experimental_ok, open_storage, public_storage  # noqa: E402
 
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
 SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
@@ -526,8 +525,7 @@ def study_outputs(study, df: pd.DataFrame, out: Path, written: List[str], notes:
 
     if len(names) == 1:
         # rc_context: Optuna switches matplotlib to its own style for good otherwise.
-        with warnings.catch_warnings(), plt.rc_context():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with experimental_ok(), plt.rc_context():
             ax = optuna.visualization.matplotlib.plot_optimization_history(study)
             ax.figure.set_size_inches(7, 4)
             ax.figure.tight_layout()

@@ -9,7 +9,8 @@ only then.
 import os
 import time
 import warnings
-from typing import Any, Dict, Mapping, Optional
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 from omegaconf import OmegaConf
 
@@ -51,6 +52,23 @@ def public_storage(storage: Any) -> Optional[str]:
 JOURNAL = "journal:///"
 
 
+@contextmanager
+def experimental_ok() -> Iterator[None]:
+    """Use Optuna's experimental APIs (heartbeats, RetryFailedTrialCallback, WilcoxonPruner,
+    set_metric_names, the matplotlib plots) without their ExperimentalWarning each time."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def trial_id(storage: Any, study_name: str, number: int) -> int:
+    """The storage's id of trial `number` of a study."""
+    return storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name(study_name), number)
+
+
 def open_storage(url: Any, **heartbeat: Any) -> Any:
     """An Optuna storage for a URL: `journal:///PATH` (PATH relative, or absolute with a
     fourth slash, as in sqlite:///) is a JournalStorage in a file, for clusters without a
@@ -71,8 +89,7 @@ def open_storage(url: Any, **heartbeat: Any) -> Any:
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
     for attempt in range(6):
         try:
-            with warnings.catch_warnings():  # heartbeats: "experimental" since Optuna 2.9
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():  # heartbeats
                 return optuna.storages.RDBStorage(url, **heartbeat)
         except (IntegrityError, ProgrammingError):  # e.g. UniqueViolation on CREATE TYPE
             if attempt == 5:
@@ -91,14 +108,11 @@ class TrialReporter:
         if pruner is None:
             pruner = optuna.pruners.NopPruner()  # load_study's default would be a MedianPruner
         else:
-            with warnings.catch_warnings():  # WilcoxonPruner is experimental: no warning noise
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():  # WilcoxonPruner
                 pruner = instantiate(pruner, _execution_whitelist_=(PRUNERS + "*",))
         store = open_storage(storage)
         study = optuna.load_study(study_name=study_name, storage=store, pruner=pruner)
-        trial_id = store.get_trial_id_from_study_id_trial_number(
-            store.get_study_id_from_name(study_name), number)
-        self.trial = optuna.Trial(study, trial_id)
+        self.trial = optuna.Trial(study, trial_id(store, study_name, number))
         self.single = len(study.directions) == 1  # Optuna takes no intermediate value pairs
 
     def __call__(self, step: int, value: float) -> bool:

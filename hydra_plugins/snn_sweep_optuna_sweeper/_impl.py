@@ -18,7 +18,8 @@ from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 
 from snn_sweep.optuna_trial import (ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS,
-                                    direction_for, open_storage, public_storage)
+                                    direction_for, experimental_ok, open_storage,
+                                    public_storage, trial_id)
 
 log = logging.getLogger(__name__)
 JOB_STATUS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
@@ -51,8 +52,7 @@ def _values(ret: JobReturn, n: int) -> List[float]:
 
 def _fail_stale_trials(study: optuna.Study) -> None:
     """Optuna's fail_stale_trials: a no-op unless the storage records heartbeats."""
-    with warnings.catch_warnings():  # experimental since Optuna 2.9, and still there
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    with experimental_ok():
         optuna.storages.fail_stale_trials(study)
 
 
@@ -65,9 +65,7 @@ class _Heartbeat:
             storage, optuna.storages.RDBStorage) else None
         self.storage, self.stop = storage, threading.Event()
         if self.interval:
-            study_id = storage.get_study_id_from_name(trials[0].study.study_name)
-            self.ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-                        for t in trials]
+            self.ids = [trial_id(storage, t.study.study_name, t.number) for t in trials]
 
     def _beat(self) -> None:
         while True:
@@ -96,8 +94,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         self.pruner = pruner  # a config: each job instantiates it (snn_sweep.optuna_trial)
         self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         if heartbeat_interval and retry_failed_trials:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():
                 self.heartbeat["failed_trial_callback"] = \
                     optuna.storages.RetryFailedTrialCallback(max_retry=retry_failed_trials)
 
@@ -177,8 +174,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
                                     sampler=self.sampler, directions=directions,
                                     load_if_exists=True)
         if len(directions) > 1:
-            with warnings.catch_warnings():  # experimental since Optuna 3.2, and still there
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            with experimental_ok():
                 study.set_metric_names(metrics)  # shown by the dashboard and trials_dataframe
         log.info(f"Study {study.study_name} in {public_storage(storage) or 'memory'} "
                  f"({len(study.trials)} trials so far), {type(study.sampler).__name__}, "
