@@ -85,7 +85,7 @@ tuning: $(STAMP)
 # timesteps. One study file per recipe; docs/results/recipes/ gets each study's trials and
 # studies.md their best trials; scripts/recipes.py writes those into conf/recipe/*.yaml.
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn
-TUNE := $(RUN) -m hparams_search=recipe hydra.sweeper.n_trials=8 trainer.epochs=4
+TUNE := $(RUN) -m hparams_search=recipe
 tune-recipes: $(STAMP)
 	rm -rf $(SWEEPS)/recipes
 	mkdir -p $(SWEEPS)/recipes

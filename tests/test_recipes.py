@@ -38,3 +38,12 @@ def test_best_trial_becomes_the_recipe(tmp_path, monkeypatch):
 def test_missing_study_is_one_line(tmp_path):
     with pytest.raises(SystemExit, match="no such study file"):
         recipes.main([str(tmp_path), "ann"])
+
+
+def test_tuning_budget_overrides_the_recipe():
+    """hparams_search=recipe tunes every recipe with the same 8 trials of 4 epochs."""
+    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+        for recipe in ("ann", "csnn"):
+            cfg = compose("config", overrides=[f"recipe={recipe}", "hparams_search=recipe"],
+                          return_hydra_config=True)
+            assert cfg.trainer.epochs == 4 and cfg.hydra.sweeper.n_trials == 8
