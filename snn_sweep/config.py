@@ -37,6 +37,9 @@ class ModelConfig:
     channels: List[int] = field(default_factory=lambda: [12, 64])  # conv channels
     kernel_size: int = 5
     readout: Readout = Readout.membrane_ce
+    # Dropout on every hidden layer's output while training (ReLU activations, or spikes on
+    # each step); 0 turns it off.
+    dropout: float = 0.0
     # Fixes the number of steps for this model whatever the top-level `timesteps` says
     # (the 1-step SNN baseline); null means use `timesteps`.
     timesteps: Optional[int] = None
@@ -188,6 +191,8 @@ def validate(cfg) -> None:
     _check(len(cfg.model.channels) == 2 and all(c >= 1 for c in cfg.model.channels),
            "model.channels", list(cfg.model.channels), "two integers >= 1")
     _check(cfg.model.kernel_size in (3, 5), "model.kernel_size", cfg.model.kernel_size, "3 or 5")
+    _check(0.0 <= cfg.model.dropout < 1.0, "model.dropout", cfg.model.dropout,
+           "a number in [0, 1)")
     _check(cfg.model.spiking or cfg.model.readout == Readout.membrane_ce, "model.readout",
            cfg.model.readout.value, "membrane_ce for a non-spiking model")
     _check(cfg.encoder.name in ENCODERS, "encoder.name", cfg.encoder.name,

@@ -50,16 +50,26 @@ class SpikingNet(nn.Module):
         return x
 
 
-def spiking_layers(synapses: List[Synapses], neuron_cfg) -> List[nn.Module]:
+def spiking_layers(synapses: List[Synapses], neuron_cfg, dropout: float = 0.0
+                   ) -> List[nn.Module]:
     """synapses[i] -> neurons -> synapses[i + 1] ... -> readout neurons. Neurons whose spikes
-    only feed a Linear are fused with it (layers.LeakyLinear)."""
+    only feed a Linear are fused with it (layers.LeakyLinear); with dropout, their spikes go
+    through nn.Dropout first, unfused."""
     derivative = surrogate_derivative(neuron_cfg.surrogate, neuron_cfg.surrogate_args)
     neurons = [Neurons(make_neuron(neuron_cfg), derivative, readout=i == len(synapses) - 1)
                for i in range(len(synapses))]
     layers: List[nn.Module] = [synapses[0]]
     for n, s in zip(neurons[:-1], synapses[1:]):
-        layers += [LeakyLinear(n, s)] if fusable_pair(n, s) else [n, s]
+        if dropout:
+            layers += [n, nn.Dropout(dropout), s]
+        else:
+            layers += [LeakyLinear(n, s)] if fusable_pair(n, s) else [n, s]
     return layers + [neurons[-1]]
+
+
+def hidden(layers: List[nn.Module], dropout: float) -> List[nn.Module]:
+    """An ANN's hidden activation, then dropout if any."""
+    return layers + [nn.Dropout(dropout)] if dropout else layers
 
 
 class ANN(nn.Module):
@@ -81,26 +91,27 @@ def conv_out_shape(channels, k: int, in_shape) -> Tuple[int, int, int]:
 
 
 def build_model(model_cfg, neuron_cfg, in_shape, num_classes: int) -> nn.Module:
+    p = model_cfg.dropout
     if model_cfg.arch == "mlp":
         sizes = [int(torch.tensor(in_shape).prod()), *model_cfg.hidden, num_classes]
         linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
         if not model_cfg.spiking:
             layers: List[nn.Module] = [nn.Flatten()]
             for lin in linears[:-1]:
-                layers += [lin, nn.ReLU()]
+                layers += hidden([lin, nn.ReLU()], p)
             return ANN(nn.Sequential(*layers, linears[-1]))
         return SpikingNet(spiking_layers(
-            [InputLinear(linears[0]), *(Linear(lin) for lin in linears[1:])], neuron_cfg))
+            [InputLinear(linears[0]), *(Linear(lin) for lin in linears[1:])], neuron_cfg, p))
     c1, c2 = model_cfg.channels
     k = model_cfg.kernel_size
     out_shape = conv_out_shape((c1, c2), k, in_shape)
     fc = nn.Linear(int(torch.tensor(out_shape).prod()), num_classes)
     if not model_cfg.spiking:
-        return ANN(nn.Sequential(conv_block(in_shape[0], c1, k), nn.ReLU(), conv_block(c1, c2, k),
-                                 nn.ReLU(), nn.Flatten(), fc))
+        return ANN(nn.Sequential(*hidden([conv_block(in_shape[0], c1, k), nn.ReLU()], p),
+                                 *hidden([conv_block(c1, c2, k), nn.ReLU()], p), nn.Flatten(), fc))
     return SpikingNet(spiking_layers(
         [InputConvPool(nn.Conv2d(in_shape[0], c1, k)), ConvPool(nn.Conv2d(c1, c2, k)),
-         Linear(fc, channels_last=out_shape)], neuron_cfg))
+         Linear(fc, channels_last=out_shape)], neuron_cfg, p))
 
 
 _RATE_CE = SF.ce_rate_loss()

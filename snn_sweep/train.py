@@ -275,6 +275,7 @@ def settings(cfg) -> Dict:
         "timesteps": effective_timesteps(cfg),
         "beta": cfg.neuron.beta if spiking else None,
         "readout": cfg.model.readout.value,
+        "dropout": cfg.model.dropout,
         "optimizer": cfg.optimizer.name,
         "lr": cfg.optimizer.lr,
         "batch_size": cfg.data.batch_size,

@@ -22,9 +22,12 @@ def test_best_trial_becomes_the_recipe(tmp_path, monkeypatch):
                                 storage=f"sqlite:///{tmp_path / 'csnn.db'}")
     dist = {"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
             "encoder": optuna.distributions.CategoricalDistribution(["direct", "rate"]),
-            "timesteps": optuna.distributions.IntDistribution(4, 16)}
-    for value, params in ((0.97, {"optimizer.lr": 1e-3, "encoder": "direct", "timesteps": 8}),
-                          (0.98, {"optimizer.lr": 3e-3, "encoder": "rate", "timesteps": 12})):
+            "timesteps": optuna.distributions.IntDistribution(4, 16),
+            "model.dropout": optuna.distributions.CategoricalDistribution([0.0, 0.2, 0.5])}
+    for value, params in ((0.97, {"optimizer.lr": 1e-3, "encoder": "direct", "timesteps": 8,
+                                  "model.dropout": 0.0}),
+                          (0.98, {"optimizer.lr": 3e-3, "encoder": "rate", "timesteps": 12,
+                                  "model.dropout": 0.2})):
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, value=value))
     assert recipes.main([str(tmp_path), "csnn"]) == 0
     text = (conf / "recipe" / "csnn.yaml").read_text()
@@ -33,6 +36,7 @@ def test_best_trial_becomes_the_recipe(tmp_path, monkeypatch):
         cfg = compose("config", overrides=["recipe=csnn"])
     assert (cfg.model.name, cfg.encoder.name, cfg.timesteps) == ("csnn", "rate", 12)
     assert cfg.optimizer.lr == 3e-3 and cfg.trainer.epochs == 8
+    assert cfg.model.dropout == 0.2 and cfg.model.channels == [12, 64]
 
 
 def test_missing_study_is_one_line(tmp_path):
@@ -47,3 +51,5 @@ def test_tuning_budget_overrides_the_recipe():
             cfg = compose("config", overrides=[f"recipe={recipe}", "hparams_search=recipe"],
                           return_hydra_config=True)
             assert cfg.trainer.epochs == 4 and cfg.hydra.sweeper.n_trials == 8
+            assert cfg.hydra.sweeper.sampler.n_startup_trials == 4
+            assert "model.dropout" in cfg.hydra.sweeper.params

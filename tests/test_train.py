@@ -96,6 +96,32 @@ def test_learns_on_the_tiny_data(make_cfg, tmp_path):
     assert res["test_acc"] > 0.5  # chance is 0.1
 
 
+@pytest.mark.parametrize("model", ["ann", "snn", "cnn", "csnn"])
+def test_dropout_acts_only_while_training(make_cfg, model):
+    """model.dropout drops hidden activations or spikes in training mode; evaluation is the
+    model without it (same weights, same output)."""
+    x = torch.rand(8, 1, 28, 28)
+    if model in ("snn", "csnn"):
+        x = (x.unsqueeze(0).expand(4, *x.shape) < 0.5).float()
+    out = {}
+    for p in (0.0, 0.5):
+        cfg = make_cfg(f"model={model}", f"model.dropout={p}")
+        torch.manual_seed(0)
+        net = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+        assert any(isinstance(m, torch.nn.Dropout) for m in net.modules()) == (p > 0)
+        with torch.no_grad():
+            out[p, "eval"] = net.eval()(x)[1]
+            out[p, "train"] = net.train()(x)[1]
+    torch.testing.assert_close(out[0.0, "eval"], out[0.5, "eval"])
+    torch.testing.assert_close(out[0.0, "train"], out[0.0, "eval"])
+    assert not torch.allclose(out[0.5, "train"], out[0.5, "eval"])
+
+
+def test_learns_with_dropout(make_cfg, tmp_path):
+    res, _ = run(make_cfg, tmp_path, "trainer.epochs=3", "optimizer.lr=2e-3", "model.dropout=0.3")
+    assert res["test_acc"] > 0.5 and res["dropout"] == 0.3
+
+
 def test_no_neurons_leak_between_runs(make_cfg, tmp_path):
     run(make_cfg, tmp_path / "a")
     run(make_cfg, tmp_path / "b")
