@@ -36,7 +36,7 @@ from .optuna_trial import JOURNAL, experimental_ok, open_storage, public_storage
 
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
 SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
-            "optimizer", "lr", "batch_size", "dataset", "seed", "optimized_metric",
+            "dropout", "optimizer", "lr", "batch_size", "dataset", "seed", "optimized_metric",
             "pareto_metric")
 TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")
 # repeats of a setting, and what the model name already says: not settings to group by

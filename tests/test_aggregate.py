@@ -131,6 +131,16 @@ def test_output_defaults_to_first_dir_and_metric_option(tree, capsys):
     assert "--metric val_acc_typo" in str(e.value.code) and "test_acc" in str(e.value.code)
 
 
+def test_dropout_is_a_setting_to_group_by(tmp_path):
+    """Jobs that differ only in model.dropout (result.json's dropout) are two rows."""
+    sweep = tmp_path / "sweep"
+    for i, (p, seed) in enumerate(((0.0, 0), (0.0, 1), (0.5, 0), (0.5, 1))):
+        write_job(sweep / str(i), 5, seed, {**done(0.8 + p / 10, 0.8), "dropout": p}, curve(1, 0.8))
+    main([str(sweep)])
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert list(summary["dropout"]) == [0.0, 0.5] and list(summary["val_acc_mean"]) == pytest.approx([0.8, 0.85])
+
+
 def test_single_run_dir(tmp_path, capsys):
     run = write_job(tmp_path / "outputs" / "run", 5, 0, done(0.8, 0.8), curve(1, 0.8))
     main([str(run)])
