@@ -33,8 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/include.py README.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST
-# and the aggregator: ~7 min on 2 cores, then the recipe studies and the comparison (below; over
-# an hour). Job dirs go to multirun/results/ (not committed).
+# and the aggregator: ~7 min on 2 cores, then the recipe studies and the comparison (below; about
+# 100 minutes). Job dirs go to multirun/results/ (not committed).
 RUN := $(BIN)/python -m snn_sweep data.root=$(DATA) trainer.progress=false
 AGG := $(BIN)/python -m snn_sweep.aggregate
 SWEEPS := multirun/results
@@ -76,14 +76,10 @@ tuning: $(STAMP)
 	$(AGG) $(SWEEPS)/pareto --out docs/results/pareto --study sqlite:///$(SWEEPS)/pareto.db
 	$(BIN)/python scripts/include.py README.md
 
-# requirements.txt from the venv the suite passed in: its exact versions (pip freeze) resolved
-# by uv for every platform at once, so what only one platform needs (torch's CUDA wheels on
-# Linux, colorama on Windows) carries its marker and the same file installs on Linux, macOS
-# and Windows (tests/test_lock.py checks the three).
 # Each model's recipe study (conf/hparams_search/recipe.yaml) on full MNIST, the same budget
-# for every model: 8 TPE trials of 4 epochs, median pruning; csnn also searches its encoder and
-# timesteps. One study file per recipe; docs/results/recipes/ gets each study's trials and
-# studies.md their best trials; scripts/recipes.py writes those into conf/recipe/*.yaml.
+# for every model: 8 trials of 4 epochs (4 random, then TPE), median pruning; csnn also searches
+# its encoder and timesteps. One study file per recipe; docs/results/recipes/ gets each study's
+# trials and studies.md their best trials; scripts/recipes.py writes those into conf/recipe/.
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn
 TUNE := $(RUN) -m hparams_search=recipe
 tune-recipes: $(STAMP)
@@ -105,6 +101,10 @@ comparison: $(STAMP)
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
 	$(BIN)/python scripts/include.py README.md
 
+# requirements.txt from the venv the suite passed in: its exact versions (pip freeze) resolved
+# by uv for every platform at once, so what only one platform needs (torch's CUDA wheels on
+# Linux, colorama on Windows) carries its marker and the same file installs on Linux, macOS
+# and Windows (tests/test_lock.py checks the three).
 lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable > $(VENV)/freeze.txt
 	$(BIN)/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
