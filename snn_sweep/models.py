@@ -62,8 +62,10 @@ def spiking_layers(synapses: List[Synapses], neuron_cfg, dropout: float = 0.0
     for n, s in zip(neurons[:-1], synapses[1:]):
         if dropout:
             layers += [n, nn.Dropout(dropout), s]
+        elif fusable_pair(n, s):
+            layers.append(LeakyLinear(n, s))
         else:
-            layers += [LeakyLinear(n, s)] if fusable_pair(n, s) else [n, s]
+            layers += [n, s]
     return layers + [neurons[-1]]
 
 

@@ -138,7 +138,8 @@ def test_dropout_is_a_setting_to_group_by(tmp_path):
         write_job(sweep / str(i), 5, seed, {**done(0.8 + p / 10, 0.8), "dropout": p}, curve(1, 0.8))
     main([str(sweep)])
     summary = pd.read_csv(sweep / "summary.csv")
-    assert list(summary["dropout"]) == [0.0, 0.5] and list(summary["val_acc_mean"]) == pytest.approx([0.8, 0.85])
+    assert list(summary["dropout"]) == [0.0, 0.5]
+    assert list(summary["val_acc_mean"]) == pytest.approx([0.8, 0.85])
 
 
 def test_single_run_dir(tmp_path, capsys):
