@@ -1,4 +1,4 @@
-"""Write each model's recipe (conf/recipe/<name>.yaml) from the best trial of its tuning study.
+"""Write each model's recipe (snn_sweep/conf/recipe/<name>.yaml) from the best trial of its tuning study.
 
     python scripts/recipes.py multirun/results/recipes [NAME ...]
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-RECIPES = Path(__file__).resolve().parents[1] / "conf" / "recipe"
-GROUPS = ("encoder", "neuron", "optimizer")
+RECIPES = Path(__file__).resolve().parents[1] / "snn_sweep" / "conf" / "recipe"
+GROUPS = ("encoder", "neuron", "optimizer", "scheduler")
 
 
 def update(name: str, params: dict, source: str) -> Path:

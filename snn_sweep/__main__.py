@@ -1,4 +1,6 @@
-"""`python -m snn_sweep [overrides]`: compose the config and train one run (or a sweep with -m)."""
+"""`python -m snn_sweep [overrides]` (or `snn-sweep`): compose the config and train one run (or a
+sweep with -m). The configs ship in the package (snn_sweep/conf); a user's own options join them
+from a folder on Hydra's search path: `--config-dir conf` or `hydra.searchpath=[file://conf]`."""
 import os
 import sys
 from typing import Dict, List, Optional, Tuple, Union
@@ -6,8 +8,9 @@ from typing import Dict, List, Optional, Tuple, Union
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
+from .build import launch_dir_importable
 from .config import InputError, register_configs
 from .loggers import Loggers
 from .optuna_trial import reporter_from_hydra, trial_info
@@ -16,12 +19,16 @@ from .train import NonFiniteLossError, RunPruned, train_result
 register_configs()
 
 
-@hydra.main(config_path="../conf", config_name="config")
+@hydra.main(config_path="conf", config_name="config")
 def main(cfg) -> Union[float, Tuple[float, float]]:
     hc = HydraConfig.get()
     out_dir = hc.runtime.output_dir
     if cfg.trainer.threads is None:
         cfg.trainer.threads = launcher_threads(hc)
+    with open_dict(cfg):  # a user's option without a name is called by its file's name
+        for group in ("model", "encoder", "optimizer"):
+            if cfg[group].get("name") is None and hc.runtime.choices.get(group):
+                cfg[group].name = hc.runtime.choices[group]
     multirun = hc.mode == RunMode.MULTIRUN
     loggers = Loggers(cfg, out_dir, name=os.path.basename(out_dir) if multirun else out_dir,
                       sweep_dir=hc.sweep.dir if multirun else None)
@@ -79,6 +86,12 @@ def flags_first(argv: List[str]) -> List[str]:
     return argv[:1] + flags + [a for a in argv[1:] if a not in flags]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The console script `snn-sweep`, the same as `python -m snn_sweep`."""
+    launch_dir_importable()
     sys.argv = flags_first(sys.argv)
     main()
+
+
+if __name__ == "__main__":
+    cli()

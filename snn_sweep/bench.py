@@ -49,12 +49,13 @@ from torchvision import datasets, transforms
 
 from . import encoders
 from . import train as train_module
+from .build import build_model, build_optimizer, resolve
 from .config import InputError, effective_timesteps, register_configs
 from .data import load_splits
-from .models import build_model, readout_loss
-from .train import Runner, build_optimizer, keep_freed_memory, write_csv
+from .models import readout_loss
+from .train import Runner, keep_freed_memory, write_csv
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 BATCH = 128
 
 
@@ -107,7 +108,7 @@ def compose_cfg(case: Case, data_root: str):
     if case.model != "ann":
         overrides += [f"encoder={case.encoder}", f"timesteps={case.steps}"]
     with initialize_config_dir(config_dir=CONF_DIR):
-        cfg = compose("config", overrides=overrides)
+        cfg = resolve(compose("config", overrides=overrides))
     if case.model != "ann" and effective_timesteps(cfg) != case.steps:
         raise ValueError(f"case {case.name}: model={case.model} runs "
                          f"{effective_timesteps(cfg)} steps, the case says {case.steps}")
@@ -125,7 +126,8 @@ def spike_trains(case: Case, enc, images: torch.Tensor) -> torch.Tensor:
         return spikegen.latency(images, num_steps=t, tau=enc.tau, threshold=enc.threshold,
                                 linear=enc.linear, normalize=enc.normalize, clip=True)
     if case.encoder == "delta":
-        return encoders.encode(images, t, enc)
+        return encoders.delta(images, t, threshold=enc.threshold, off_spike=enc.off_spike,
+                              saccade_px=enc.saccade_px)
     return images.unsqueeze(0).repeat(t, 1, 1, 1, 1)  # tutorial 5 feeds the image every step
 
 
@@ -139,11 +141,12 @@ def per_step_ce(mem: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def arch(cfg, in_shape) -> SimpleNamespace:
     """The sizes every side builds from, taken from the config ours is built from."""
-    c1, c2 = cfg.model.channels
-    k = cfg.model.kernel_size
+    c1, c2 = cfg.model.get("channels", (0, 0))  # an MLP has none, a conv net no hidden widths
+    k = cfg.model.get("kernel_size", 1)
     side = ((in_shape[1] - k + 1) // 2 - k + 1) // 2  # two (conv k, no padding) -> pool 2
     return SimpleNamespace(inputs=in_shape[0] * in_shape[1] * in_shape[2],
-                           hidden=cfg.model.hidden[0], channels=(in_shape[0], c1, c2), k=k,
+                           hidden=cfg.model.get("hidden", [0])[0],
+                           channels=(in_shape[0], c1, c2), k=k,
                            flat=c2 * side * side, beta=cfg.neuron.beta,
                            threshold=cfg.neuron.threshold)
 
@@ -475,12 +478,11 @@ class Ours:
         # get the same allocator (only the memory check runs each side in its own process)
         keep_freed_memory()
         self.cfg = compose_cfg(case, data_root)
-        self.data = data if data is not None else load_splits(self.cfg.data)
+        self.data = data if data is not None else load_splits(self.cfg)
         torch.manual_seed(self.cfg.seed)
-        self.model = build_model(self.cfg.model, self.cfg.neuron,
-                                 tuple(self.data.train_x.shape[1:]), self.data.num_classes)
+        self.model = build_model(self.cfg)
         self.runner = Runner(self.cfg, self.model, torch.device("cpu"))
-        self.opt, _ = build_optimizer(self.cfg, self.model.parameters(), 1)
+        self.opt = build_optimizer(self.cfg, self.model.parameters())
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
         self.perm = torch.randperm(len(self.data.train_x), generator=self.gen)
         self.pos = 0
@@ -781,7 +783,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     batches, rounds = (4, 2) if args.quick else (args.batches, args.rounds)
     try:
-        data = load_splits(compose_cfg(CASES["rate25"], args.data_root).data)
+        data = load_splits(compose_cfg(CASES["rate25"], args.data_root))
     except InputError as e:  # a wrong --data-root: one line, no traceback
         sys.exit(f"error: --data-root {args.data_root}: {e}")
     peers, notes = ({}, ["peers left out (--no-peers)"]) if args.no_peers else find_peers()

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import CompactHydraException
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class InputError(CompactHydraException):
@@ -29,25 +29,47 @@ class Reset(Enum):
 
 
 @dataclass
-class ModelConfig:
-    name: str = MISSING
-    arch: str = "mlp"  # mlp | conv
-    spiking: bool = True
-    hidden: List[int] = field(default_factory=lambda: [1000])  # mlp hidden widths
-    channels: List[int] = field(default_factory=lambda: [12, 64])  # conv channels
-    kernel_size: int = 5
+class ModelSettings:
+    """What the pipeline reads from the `model` node. Every other key of the node is an argument
+    of `_target_`'s constructor, so a model YAML may hold only `_target_` and those."""
+    _target_: str = MISSING
+    name: Optional[str] = None  # null: the `model` group option (or the class name)
+    spiking: Optional[bool] = None  # null: inferred, spiking iff the model holds snnTorch neurons
     readout: Readout = Readout.membrane_ce
-    # Dropout on every hidden layer's output while training (ReLU activations, or spikes on
-    # each step); 0 turns it off.
-    dropout: float = 0.0
     # Fixes the number of steps for this model whatever the top-level `timesteps` says
     # (the 1-step SNN baseline); null means use `timesteps`.
     timesteps: Optional[int] = None
 
 
 @dataclass
+class MLPConfig(ModelSettings):
+    """snn_sweep.models.MLP's arguments (conf/model/ann.yaml, snn.yaml, snn_single_step.yaml)."""
+    in_shape: List[int] = MISSING
+    num_classes: int = MISSING
+    hidden: List[int] = MISSING
+    neuron: Any = None  # the `neuron` node (${neuron}) for an SNN, null for an ANN
+    # Dropout on every hidden layer's output while training (ReLU activations, or spikes on
+    # each step); 0 turns it off.
+    dropout: float = 0.0
+
+
+@dataclass
+class ConvConfig(ModelSettings):
+    """snn_sweep.models.ConvNet's arguments (conf/model/cnn.yaml, csnn.yaml)."""
+    in_shape: List[int] = MISSING
+    num_classes: int = MISSING
+    channels: List[int] = MISSING
+    kernel_size: int = 5
+    neuron: Any = None
+    dropout: float = 0.0
+
+
+@dataclass
 class EncoderConfig:
-    name: str = MISSING
+    """A function (x [B, C, H, W] in [0, 1], num_steps, **args) -> [T, B, C, H, W]; `name`
+    is the pipeline's, the other keys are the function's arguments."""
+    _target_: str = MISSING
+    name: Optional[str] = None  # null: the `encoder` group option (or the function name)
 
 
 @dataclass
@@ -89,18 +111,13 @@ class SynapticNeuronConfig(NeuronConfig):
 
 
 @dataclass
-class OptimizerConfig:
-    name: str = MISSING  # adam | adamw | sgd
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
-    scheduler: Optional[str] = None  # null (or constant: the same, nameable in a search) | cosine
-
-
-@dataclass
 class DataConfig:
     name: str = "mnist"  # set by the `dataset` group: mnist | fashion_mnist
+    # A torchvision-style dataset class, called (root=, train=, download=), whose instance has
+    # .data (uint8 [N, H, W]), .targets and .classes (set by the `dataset` group).
+    dataset: Any = field(default_factory=lambda: {"_target_": "torchvision.datasets.MNIST"})
+    shape: List[int] = field(default_factory=lambda: [1, 28, 28])  # one image, [C, H, W]
+    num_classes: int = 10
     root: str = "data"
     download: bool = True
     val_size: int = 5000
@@ -128,6 +145,7 @@ class Config:
     encoder: Any = MISSING
     neuron: Any = MISSING
     optimizer: Any = MISSING
+    scheduler: Any = None  # a torch.optim.lr_scheduler class, stepped after every batch
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     timesteps: int = 25
@@ -137,17 +155,18 @@ class Config:
     pareto_metric: Optional[str] = None  # the second objective of a two-direction study
     # Set by the `logger` group: {csv: {}, tensorboard: {...}, mlflow: {...}} (snn_sweep/loggers.py)
     logger: Dict[str, Any] = field(default_factory=dict)
+    # Module prefixes whose _target_s a config may name, besides TRUSTED and the modules in the
+    # folder a run is launched from (build.py).
+    trusted_modules: List[str] = field(default_factory=list)
 
 
-MODELS = ("ann", "snn", "snn_single_step", "cnn", "csnn")
-ENCODERS = ("rate", "latency", "delta", "direct")
-NEURONS = ("leaky", "synaptic", "lapicque", "alpha")
-OPTIMIZERS = ("adam", "adamw", "sgd")
-DATASETS = ("mnist", "fashion_mnist")
+NEURONS = ("leaky", "synaptic", "lapicque", "alpha")  # the built-in models' snnTorch neurons
 SURROGATES = ("atan", "fast_sigmoid", "sigmoid", "triangular", "straight_through_estimator",
               "spike_rate_escape")
 METRICS = ("val_acc", "val_loss")  # never the test set
 PARETO_METRICS = ("val_energy_pj_per_sample", "val_spikes_per_sample", "val_synops_per_sample")
+# The model node's keys that are the pipeline's, not the constructor's (ModelSettings).
+MODEL_SETTINGS = ("name", "spiking", "readout", "timesteps")
 
 
 def register_configs() -> None:
@@ -155,16 +174,17 @@ def register_configs() -> None:
     # replace=True: the entrypoint and the tests both register, in one process.
     cs.store(name="config_schema", node=Config, replace=True)
     # Kept out of the option groups themselves so `model=...` lists only real options;
-    # each option's YAML names its schema: `- /schema/model@_here_: model`.
+    # each option's YAML names its schema: `- /schema/model@_here_: mlp`.
     for group, name, node in [
-        ("model", "model", ModelConfig),
+        ("model", "settings", ModelSettings),
+        ("model", "mlp", MLPConfig),
+        ("model", "conv", ConvConfig),
+        ("encoder", "encoder", EncoderConfig),
         ("encoder", "rate", RateEncoderConfig),
         ("encoder", "latency", LatencyEncoderConfig),
         ("encoder", "delta", DeltaEncoderConfig),
-        ("encoder", "direct", EncoderConfig),
         ("neuron", "neuron", NeuronConfig),
         ("neuron", "synaptic", SynapticNeuronConfig),
-        ("optimizer", "optimizer", OptimizerConfig),
     ]:
         cs.store(group=f"schema/{group}", name=name, node=node, replace=True)
 
@@ -175,57 +195,81 @@ def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def _in_unit(cfg, key: str) -> None:
-    v = cfg[key.split(".")[0]][key.split(".")[1]]
-    _check(0.0 <= v <= 1.0, key, v, "expected a number in [0, 1]")
+    v = OmegaConf.select(cfg, key)
+    _check(0.0 <= v <= 1.0, key, v, "a number in [0, 1]")
+
+
+def _positive(cfg, key: str) -> None:
+    v = OmegaConf.select(cfg, key)
+    _check(v > 0, key, v, "a number > 0")
+
+
+def model_settings(model_cfg) -> ModelSettings:
+    """The pipeline's keys of a model node, typed, with ModelSettings' defaults for those it
+    leaves out (a user's model YAML may hold only _target_ and its constructor's arguments)."""
+    given = {k: model_cfg[k] for k in MODEL_SETTINGS if k in model_cfg}
+    if "readout" in given and not isinstance(given["readout"], Readout):
+        readouts = [r.value for r in Readout]
+        _check(given["readout"] in readouts, "model.readout", given["readout"],
+               f"one of {', '.join(readouts)}")
+        given["readout"] = Readout(given["readout"])
+    return ModelSettings(_target_=model_cfg.get("_target_"), **given)
+
+
+def uses_neuron(cfg) -> bool:
+    """Whether the model is built from the `neuron` group (the built-ins pass it as ${neuron})."""
+    return "neuron" in cfg.model and cfg.model.neuron is not None
 
 
 def validate(cfg) -> None:
-    """Reject values the schema's types cannot rule out, naming the key and what is allowed."""
-    _check(cfg.model.name in MODELS, "model.name", cfg.model.name, f"one of {', '.join(MODELS)}")
-    _check(cfg.model.arch in ("mlp", "conv"), "model.arch", cfg.model.arch, "mlp or conv")
+    """Reject values the schema's types cannot rule out, naming the key and what is allowed.
+    A user's model, encoder or optimizer checks its own arguments when it is built (build.py);
+    here are the built-ins' ranges, by the keys they have."""
+    for node in ("model", "encoder", "optimizer"):
+        _check(isinstance(cfg[node].get("_target_"), str), f"{node}._target_",
+               cfg[node].get("_target_"), "a dotted path to a class or function")
+    m = model_settings(cfg.model)
     _check(cfg.timesteps >= 1, "timesteps", cfg.timesteps, "an integer >= 1")
-    _check(cfg.model.timesteps is None or cfg.model.timesteps >= 1,
-           "model.timesteps", cfg.model.timesteps, "null or an integer >= 1")
-    _check(all(h >= 1 for h in cfg.model.hidden) and len(cfg.model.hidden) >= 1,
-           "model.hidden", list(cfg.model.hidden), "a non-empty list of integers >= 1")
-    _check(len(cfg.model.channels) == 2 and all(c >= 1 for c in cfg.model.channels),
-           "model.channels", list(cfg.model.channels), "two integers >= 1")
-    _check(cfg.model.kernel_size in (3, 5), "model.kernel_size", cfg.model.kernel_size, "3 or 5")
-    _check(0.0 <= cfg.model.dropout < 1.0, "model.dropout", cfg.model.dropout,
-           "a number in [0, 1)")
-    _check(cfg.model.spiking or cfg.model.readout == Readout.membrane_ce, "model.readout",
-           cfg.model.readout.value, "membrane_ce for a non-spiking model")
-    _check(cfg.encoder.name in ENCODERS, "encoder.name", cfg.encoder.name,
-           f"one of {', '.join(ENCODERS)}")
-    _check(cfg.neuron.name in NEURONS, "neuron.name", cfg.neuron.name,
-           f"one of {', '.join(NEURONS)}")
-    _in_unit(cfg, "neuron.beta")
-    if "alpha" in cfg.neuron:
-        _in_unit(cfg, "neuron.alpha")
-        if cfg.neuron.name == "alpha":
-            _check(cfg.neuron.alpha > cfg.neuron.beta, "neuron.alpha", cfg.neuron.alpha,
-                   f"the alpha neuron needs alpha > neuron.beta ({cfg.neuron.beta})")
-    _check(cfg.neuron.threshold > 0, "neuron.threshold", cfg.neuron.threshold, "a number > 0")
-    _check(cfg.neuron.surrogate in SURROGATES, "neuron.surrogate", cfg.neuron.surrogate,
-           f"one of {', '.join(SURROGATES)}")
-    if cfg.encoder.name == "rate":
-        _check(cfg.encoder.gain > 0, "encoder.gain", cfg.encoder.gain, "a number > 0")
-    if cfg.encoder.name == "latency":
-        _check(cfg.encoder.tau > 0, "encoder.tau", cfg.encoder.tau, "a number > 0")
-    if cfg.encoder.name == "delta":
-        _check(cfg.encoder.threshold > 0, "encoder.threshold", cfg.encoder.threshold, "a number > 0")
+    _check(m.timesteps is None or m.timesteps >= 1,
+           "model.timesteps", m.timesteps, "null or an integer >= 1")
+    model = cfg.model
+    if "hidden" in model:
+        _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden),
+               "model.hidden", list(model.hidden), "a non-empty list of integers >= 1")
+    if "channels" in model:
+        _check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
+               "model.channels", list(model.channels), "two integers >= 1")
+    if "kernel_size" in model:
+        _check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size, "3 or 5")
+    if "dropout" in model:
+        _check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout, "a number in [0, 1)")
+    _check(m.spiking is not False or m.readout == Readout.membrane_ce, "model.readout",
+           m.readout.value, "membrane_ce for a non-spiking model")
+    if uses_neuron(cfg):
+        _check(cfg.neuron.name in NEURONS, "neuron.name", cfg.neuron.name,
+               f"one of {', '.join(NEURONS)}")
+        _in_unit(cfg, "neuron.beta")
+        if "alpha" in cfg.neuron:
+            _in_unit(cfg, "neuron.alpha")
+            if cfg.neuron.name == "alpha":
+                _check(cfg.neuron.alpha > cfg.neuron.beta, "neuron.alpha", cfg.neuron.alpha,
+                       f"the alpha neuron needs alpha > neuron.beta ({cfg.neuron.beta})")
+        _positive(cfg, "neuron.threshold")
+        _check(cfg.neuron.surrogate in SURROGATES, "neuron.surrogate", cfg.neuron.surrogate,
+               f"one of {', '.join(SURROGATES)}")
+    for key in ("encoder.gain", "encoder.tau", "optimizer.lr"):
+        if OmegaConf.select(cfg, key) is not None:
+            _positive(cfg, key)
+    if cfg.encoder.get("_target_") == "snn_sweep.encoders.delta":
+        _positive(cfg, "encoder.threshold")
         _check(cfg.encoder.saccade_px >= 0, "encoder.saccade_px", cfg.encoder.saccade_px,
                "an integer >= 0")
-    _check(cfg.optimizer.name in OPTIMIZERS, "optimizer.name", cfg.optimizer.name,
-           f"one of {', '.join(OPTIMIZERS)}")
-    _check(cfg.optimizer.lr > 0, "optimizer.lr", cfg.optimizer.lr, "a number > 0")
-    _check(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay", cfg.optimizer.weight_decay,
-           "a number >= 0")
-    _check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
-           "a number in [0, 1)")
-    _check(cfg.optimizer.scheduler in (None, "constant", "cosine"), "optimizer.scheduler",
-           cfg.optimizer.scheduler, "null, constant or cosine")
-    _check(cfg.data.name in DATASETS, "data.name", cfg.data.name, f"one of {', '.join(DATASETS)}")
+    if "weight_decay" in cfg.optimizer:
+        _check(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay",
+               cfg.optimizer.weight_decay, "a number >= 0")
+    if "momentum" in cfg.optimizer:
+        _check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
+               "a number in [0, 1)")
     _check(cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "an integer >= 1")
     _check(cfg.data.eval_batch_size >= 1, "data.eval_batch_size", cfg.data.eval_batch_size,
            "an integer >= 1")
@@ -244,13 +288,15 @@ def validate(cfg) -> None:
     _check(cfg.pareto_metric is None or cfg.pareto_metric in PARETO_METRICS, "pareto_metric",
            cfg.pareto_metric, f"null or one of {', '.join(PARETO_METRICS)}")
     _check(cfg.repeats >= 1, "repeats", cfg.repeats, "an integer >= 1")
-    steps = effective_timesteps(cfg)
-    if cfg.model.spiking and cfg.model.readout == Readout.count_mse:
+    steps = m.timesteps if m.timesteps is not None else cfg.timesteps
+    if m.spiking is not False and m.readout == Readout.count_mse:
         _check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")
 
 
 def effective_timesteps(cfg) -> Optional[int]:
-    """Steps the model runs for: None for an ANN, the model's own count when it fixes one."""
-    if not cfg.model.spiking:
+    """Steps the model runs for: None for an ANN, the model's own count when it fixes one.
+    cfg.model.spiking must be known (build.resolve sets it when the config leaves it null)."""
+    m = model_settings(cfg.model)
+    if not m.spiking:
         return None
-    return cfg.model.timesteps if cfg.model.timesteps is not None else cfg.timesteps
+    return m.timesteps if m.timesteps is not None else cfg.timesteps

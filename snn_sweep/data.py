@@ -1,16 +1,17 @@
 """Datasets as tensors: torchvision reads the IDX files once, batches are index slices.
 
-Avoids a per-sample PIL transform every epoch; images are float32 in [0, 1], shape [N, 1, 28, 28].
+Avoids a per-sample PIL transform every epoch; images are float32 in [0, 1], shape [N, C, H, W].
+The dataset class is data.dataset's `_target_` (the `dataset` group: torchvision's MNIST,
+FashionMNIST), called (root=, train=, download=); its instance's .data (uint8 [N, H, W]),
+.targets and .classes are what is read.
 """
 import os
 from dataclasses import dataclass
 
 import torch
-from torchvision import datasets
 
+from .build import build
 from .config import InputError
-
-DATASETS = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}
 
 
 @dataclass
@@ -24,21 +25,23 @@ class Splits:
     num_classes: int
 
 
-def _read(cls, root: str, train: bool, download: bool):
+def _read(factory, root: str, train: bool, download: bool):
+    cls = factory.func
     raw = os.path.join(root, cls.__name__, "raw")
     files = " / ".join(os.path.join(raw, f"{'train' if train else 't10k'}-{kind}-ubyte")
                        for kind in ("images-idx3", "labels-idx1"))
     try:
-        ds = cls(root=root, train=train, download=download)
+        ds = factory(root=root, train=train, download=download)
     except Exception as e:  # torchvision raises assorted errors on a missing or corrupt file
         reason = " ".join(f"{type(e).__name__}: {e}".split())  # keep the message on one line
-        present = [os.path.exists(os.path.join(raw, os.path.splitext(k)[0])) for k, _ in cls.resources]
+        resources = getattr(cls, "resources", [])
+        present = [os.path.exists(os.path.join(raw, os.path.splitext(k)[0])) for k, _ in resources]
         if download and not all(present):
             raise InputError(f"data.root={root!r}: could not download {cls.__name__} into {raw} "
                              f"({reason[:200]}); without internet, point data.root at a folder "
                              "that holds the IDX files and set data.download=false") from None
         if not all(present):
-            names = ", ".join(os.path.splitext(k)[0] for k, _ in cls.resources)
+            names = ", ".join(os.path.splitext(k)[0] for k, _ in resources)
             raise InputError(f"data.root={root!r}: no {cls.__name__} in {raw} (expected {names}); "
                              "set data.download=true or point data.root at a folder that "
                              "holds them") from None
@@ -53,16 +56,22 @@ def _read(cls, root: str, train: bool, download: bool):
     return x, y, len(ds.classes)
 
 
-def load_splits(data_cfg) -> Splits:
+def load_splits(cfg) -> Splits:
     """Train/val/test tensors. The val split is drawn with data.split_seed, not the run's seed,
     so every run of a sweep is selected on the same images."""
-    cls = DATASETS[data_cfg.name]
+    data_cfg = cfg.data
+    factory = build(cfg, "data.dataset", partial=True, call=False)
     if not data_cfg.download and not os.path.isdir(data_cfg.root):
         raise InputError(f"data.root={data_cfg.root!r} does not exist (data.download=false): "
                          "point it at a folder that holds <root>/"
-                         f"{cls.__name__}/raw or set data.download=true")
-    tx, ty, n_classes = _read(cls, data_cfg.root, True, data_cfg.download)
-    ex, ey, _ = _read(cls, data_cfg.root, False, data_cfg.download)
+                         f"{factory.func.__name__}/raw or set data.download=true")
+    tx, ty, n_classes = _read(factory, data_cfg.root, True, data_cfg.download)
+    ex, ey, _ = _read(factory, data_cfg.root, False, data_cfg.download)
+    shape = [1, *tx.shape[1:]]
+    if list(data_cfg.shape) != shape or data_cfg.num_classes != n_classes:
+        raise InputError(f"data.shape={list(data_cfg.shape)}, data.num_classes="
+                         f"{data_cfg.num_classes}: {factory.func.__name__} in {data_cfg.root} "
+                         f"holds {shape} images of {n_classes} classes; set those")
     if data_cfg.val_size >= len(tx):
         raise InputError(f"data.val_size={data_cfg.val_size} must be smaller than the "
                          f"{len(tx)} training images")

@@ -1,5 +1,8 @@
 """Spike encoders: an image batch [B, C, H, W] in [0, 1] becomes a sequence [T, B, C, H, W].
 
+Each is a function (x, num_steps, **settings), the `_target_` of a conf/encoder/ option, the
+signature of snntorch.spikegen's; a user's encoder is any such function.
+
 Each gives snntorch.spikegen's spike trains (rate: the same distribution, latency and delta:
 the same bits) with less work; `direct` returns a zero-copy view that is constant over time
 (stride 0 along T), which the model uses to compute a time-invariant first layer only once.
@@ -8,13 +11,14 @@ import torch
 from snntorch import spikegen
 
 
-def rate(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    """The same distribution as spikegen.rate(x, num_steps=steps, gain=gain): every step and
+def rate(x: torch.Tensor, num_steps: int, gain: float = 1.0) -> torch.Tensor:
+    """The same distribution as spikegen.rate(x, num_steps=num_steps, gain=gain): every step and
     element an independent Bernoulli(clamp(gain * x, 0, 1)) draw. Elements with probability 0
     never fire, so only the others are drawn (MNIST: ~19% of pixels), ~4x less work than
     drawing all of them; the draws differ from snnTorch's for the same seed, the statistics do
     not (tests/test_encoders_rate.py)."""
-    p = (x * cfg.gain).clamp(0, 1).reshape(-1)
+    steps = num_steps
+    p = (x * gain).clamp(0, 1).reshape(-1)
     live = p.nonzero().squeeze(1)
     out = torch.zeros(steps, p.numel(), dtype=x.dtype, device=x.device)
     out[:, live] = (torch.rand(steps, len(live), dtype=x.dtype, device=x.device) < p[live]
@@ -22,18 +26,19 @@ def rate(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
     return out.view(steps, *x.shape)
 
 
-def latency(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    """spikegen.latency(x, num_steps=steps, ..., clip=True), bit for bit: the spike times come
+def latency(x: torch.Tensor, num_steps: int, tau: float = 5.0, threshold: float = 0.01,
+            linear: bool = True, normalize: bool = True) -> torch.Tensor:
+    """spikegen.latency(x, num_steps=num_steps, ..., clip=True), bit for bit: the spike times come
     from snnTorch's latency_code, but each pixel fires at most once, so the train is written
     by one scatter into zeros instead of spikegen's several passes over [T, ...]."""
+    steps = num_steps
     lo, hi = torch.aminmax(x)
     if lo < 0 or hi > 1:
         raise ValueError(f"Elements of ``data`` must be between [0, 1], but input is [{lo}, {hi}]")
-    if cfg.threshold < 0 or cfg.threshold > 1:
-        raise ValueError(f"``threshold`` [{cfg.threshold}] must be between [0, 1]")
-    spike_time, dark = spikegen.latency_code(x, num_steps=steps, threshold=cfg.threshold,
-                                             tau=cfg.tau, normalize=cfg.normalize,
-                                             linear=cfg.linear)
+    if threshold < 0 or threshold > 1:
+        raise ValueError(f"``threshold`` [{threshold}] must be between [0, 1]")
+    spike_time, dark = spikegen.latency_code(x, num_steps=steps, threshold=threshold, tau=tau,
+                                             normalize=normalize, linear=linear)
     late = torch.round(spike_time).long()
     if late.max() > steps - 1:
         raise ValueError(f"The maximum value in ``spike_time`` [{late.max()}] is out of bounds "
@@ -58,29 +63,24 @@ def saccade(x: torch.Tensor, steps: int, px: int) -> torch.Tensor:
 PERIOD = 4
 
 
-def delta(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    """spikegen.delta(saccade(x, steps), padding=False, ...), bit for bit, computing only the
+def delta(x: torch.Tensor, num_steps: int, threshold: float = 0.1, off_spike: bool = True,
+          saccade_px: int = 1) -> torch.Tensor:
+    """spikegen.delta(saccade(x, num_steps), padding=False, ...), bit for bit, computing only the
     first PERIOD + 1 distinct steps and repeating them. padding=False: step 0 is compared with
     a blank frame, so the whole image spikes once."""
+    steps = num_steps
     n = min(steps, PERIOD + 1)
-    frames = saccade(x, n, cfg.saccade_px)
+    frames = saccade(x, n, saccade_px)
     change = frames.clone()
     change[1:] -= frames[:-1]
-    events = (change >= cfg.threshold).to(x.dtype)
-    if cfg.off_spike:
-        events -= (change <= -cfg.threshold).to(x.dtype)
+    events = (change >= threshold).to(x.dtype)
+    if off_spike:
+        events -= (change <= -threshold).to(x.dtype)
     if steps == n:
         return events
     t = torch.arange(steps, device=x.device)
     return events.index_select(0, torch.where(t <= PERIOD, t, 1 + (t - 1) % PERIOD))
 
 
-def direct(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    return x.unsqueeze(0).expand(steps, *x.shape)
-
-
-ENCODERS = {"rate": rate, "latency": latency, "delta": delta, "direct": direct}
-
-
-def encode(x: torch.Tensor, steps: int, cfg) -> torch.Tensor:
-    return ENCODERS[cfg.name](x, steps, cfg)
+def direct(x: torch.Tensor, num_steps: int) -> torch.Tensor:
+    return x.unsqueeze(0).expand(num_steps, *x.shape)

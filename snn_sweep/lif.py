@@ -23,6 +23,7 @@ as the compiled loops of lif_cpu.py instead; LeakyLinearFunction goes on to fuse
 the spikes feed, forward and backward. tests/test_lif.py checks outputs and gradients (input, beta,
 threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain autograd.
 """
+import inspect
 import logging
 import math
 import os
@@ -283,7 +284,7 @@ def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor,
                    derivative: Optional["Derivative"] = None, steps: Optional[int] = None,
                    keep_mem: bool = True) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Spikes and membrane [T, B, ...] of `neuron` driven from rest by cur [T, B, ...], or by
-    cur [B, ...] at each of `steps` steps. `derivative` (from `surrogate_derivative`) must be
+    cur [B, ...] at each of `steps` steps. `derivative` (from `derivative_of`) must be
     that of the neuron's spike_grad; without it the backward differentiates spike_grad by
     autograd. With keep_mem=False the membrane is not returned (None): a hidden layer's is
     not needed, and the compiled path then never writes it."""
@@ -321,7 +322,16 @@ DERIVATIVES: Dict[str, Callable[..., Derivative]] = {
 }
 
 
-def surrogate_derivative(name: str, args: Dict) -> Optional[Derivative]:
-    """An in-place function x -> d spike_grad(x)/dx for snntorch.surrogate.<name>(**args),
-    or None when it is not written out here."""
-    return DERIVATIVES[name](**args) if name in DERIVATIVES else None
+def derivative_of(spike_grad: Callable) -> Optional[Derivative]:
+    """The written-out derivative of a neuron's spike_grad when it is one of snnTorch's
+    surrogates in DERIVATIVES (snntorch.surrogate.atan(alpha=2.0) ...), read off the closure
+    snnTorch returns: its factory's name and arguments. None for any other function."""
+    if getattr(spike_grad, "__module__", None) != "snntorch.surrogate":
+        return None
+    name = getattr(spike_grad, "__qualname__", "").split(".")[0]
+    if name not in DERIVATIVES:
+        return None
+    try:
+        return DERIVATIVES[name](**inspect.getclosurevars(spike_grad).nonlocals)
+    except TypeError:  # another closure than the factory's (a future snnTorch)
+        return None

@@ -7,6 +7,11 @@ with the final metrics for the HParams tab); `mlflow` logs one MLflow run per jo
 per-epoch metrics, result.json and the checkpoint as artifacts), the jobs of a sweep in one
 experiment. Several at once: `logger=[csv,tensorboard,mlflow]`. A logger that fails says so in
 one warning line and is dropped; the run goes on.
+
+Each entry of the `logger` node with a `_target_` is built by build.py, called with the run's
+out_dir and sweep_dir (None for a single run) besides its own settings; a user's logger is any
+class with that constructor and the methods start(cfg, name), epoch(step, row) and
+finish(cfg, result, out_dir).
 """
 import logging
 import os
@@ -14,6 +19,8 @@ import time
 from typing import Any, Dict, Optional
 
 from omegaconf import OmegaConf
+
+from .build import build
 
 log = logging.getLogger(__name__)
 FINAL = ("objective", "val_acc", "val_loss", "test_acc", "test_loss", "train_time_s",
@@ -35,7 +42,8 @@ def flat(cfg: Any) -> Dict[str, Any]:
 
 
 class TensorBoard:
-    def __init__(self, out_dir: str, log_dir: str = "tensorboard") -> None:
+    def __init__(self, out_dir: str, sweep_dir: Optional[str] = None,
+                 log_dir: str = "tensorboard") -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(os.path.join(out_dir, log_dir))
@@ -58,9 +66,9 @@ class TensorBoard:
 
 
 class MLflow:
-    def __init__(self, out_dir: str, tracking_uri: str = "sqlite:///mlflow.db",
-                 experiment_name: Optional[str] = None, artifact_location: Optional[str] = None,
-                 sweep_dir: Optional[str] = None) -> None:
+    def __init__(self, out_dir: str, sweep_dir: Optional[str] = None,
+                 tracking_uri: str = "sqlite:///mlflow.db", experiment_name: Optional[str] = None,
+                 artifact_location: Optional[str] = None) -> None:
         import mlflow
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no table-creation chatter
@@ -95,19 +103,16 @@ class MLflow:
         self.client.set_terminated(self.run, state)
 
 
-KINDS = {"tensorboard": TensorBoard, "mlflow": MLflow}
-
-
 class Loggers:
     """The configured loggers behind one guard: a logger that raises is reported and dropped."""
 
     def __init__(self, cfg: Any, out_dir: str, name: str, sweep_dir: Optional[str]) -> None:
         self.cfg, self.out_dir, self.live = cfg, out_dir, []
         for kind, options in (cfg.get("logger") or {}).items():
-            if kind == "csv":
-                continue  # the run-dir files, written by the trainer
-            extra = {"sweep_dir": sweep_dir} if kind == "mlflow" else {}
-            made = self._call(kind, lambda: KINDS[kind](out_dir, **options, **extra))
+            if not options or "_target_" not in options:
+                continue  # csv: the run-dir files, written by the trainer
+            made = self._call(kind, lambda: build(cfg, f"logger.{kind}", partial=True,
+                                                  out_dir=out_dir, sweep_dir=sweep_dir))
             if made is not None:
                 self.live.append((kind, made))
         self._each("start", cfg, name)

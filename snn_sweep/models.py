@@ -1,11 +1,13 @@
-"""The networks, in plain PyTorch with snnTorch neurons.
+"""The built-in networks, in plain PyTorch with snnTorch neurons, and the readouts.
 
-Spiking models take a sequence [T, B, C, H, W] and return output spikes and membrane [T, B, K];
-their layers (layers.py) are chosen here, when the model is built. ANNs take [B, C, H, W] and
-return logits as a 1-step "membrane" [1, B, K], so one readout/loss code path serves every
-model.
+`mlp` and `conv_net` are the `_target_`s of conf/model/: with a `neuron` they build a spiking
+network from snn_sweep.nn's layers, without one its ANN twin. A spiking model takes [T, B, C, H, W]
+and returns output spikes and membrane [T, B, K]; an ANN takes [B, C, H, W] and returns logits
+[B, K]. Any model keeping that contract trains here, a user's own included (README).
 """
-from typing import List, Tuple
+import math
+from dataclasses import fields
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import snntorch as snn
 import torch
@@ -14,64 +16,25 @@ from snntorch import functional as SF
 from snntorch import surrogate
 from torch import nn
 
-from .config import Readout
-from .layers import (ConvPool, InputConvPool, InputLinear, LeakyLinear, Linear, Neurons,
-                     Synapses, fusable_pair)
-from .lif import surrogate_derivative
+from . import nn as fast
+from .config import NeuronConfig, Readout, SynapticNeuronConfig
+
+NEURON_CLASSES = {"leaky": snn.Leaky, "lapicque": snn.Lapicque, "synaptic": snn.Synaptic,
+                  "alpha": snn.Alpha}
 
 
-def make_neuron(cfg) -> nn.Module:
-    spike_grad = getattr(surrogate, cfg.surrogate)(**cfg.surrogate_args)
-    common = dict(threshold=cfg.threshold, spike_grad=spike_grad,
+def make_neuron(spec: Mapping) -> nn.Module:
+    """An snnTorch neuron from a `neuron` group node (conf/neuron/; NeuronConfig's fields, with
+    its defaults for those left out)."""
+    schema = SynapticNeuronConfig if "alpha" in spec else NeuronConfig
+    cfg = schema(**{f.name: spec[f.name] for f in fields(schema) if f.name in spec})
+    common = dict(threshold=cfg.threshold,
+                  spike_grad=getattr(surrogate, cfg.surrogate)(**cfg.surrogate_args),
                   learn_beta=cfg.learn_beta, learn_threshold=cfg.learn_threshold,
-                  reset_mechanism=cfg.reset_mechanism.value)
-    if cfg.name == "leaky":
-        return snn.Leaky(beta=cfg.beta, **common)
-    if cfg.name == "lapicque":
-        return snn.Lapicque(beta=cfg.beta, **common)
-    if cfg.name == "synaptic":
-        return snn.Synaptic(alpha=cfg.alpha, beta=cfg.beta, learn_alpha=cfg.learn_alpha, **common)
-    if cfg.name == "alpha":
-        return snn.Alpha(alpha=cfg.alpha, beta=cfg.beta, learn_alpha=cfg.learn_alpha, **common)
-    raise ValueError(f"unknown neuron {cfg.name}")
-
-
-class SpikingNet(nn.Module):
-    """Layers (layers.py) applied in turn to x [T, B, ...]; the last, the readout neurons,
-    returns output spikes and membrane [T, B, K]."""
-
-    def __init__(self, layers: List[nn.Module]):
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: torch.Tensor):
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-def spiking_layers(synapses: List[Synapses], neuron_cfg, dropout: float = 0.0
-                   ) -> List[nn.Module]:
-    """synapses[i] -> neurons -> synapses[i + 1] ... -> readout neurons. Neurons whose spikes
-    only feed a Linear are fused with it (layers.LeakyLinear); with dropout, their spikes go
-    through nn.Dropout first, unfused."""
-    derivative = surrogate_derivative(neuron_cfg.surrogate, neuron_cfg.surrogate_args)
-    neurons = [Neurons(make_neuron(neuron_cfg), derivative, readout=i == len(synapses) - 1)
-               for i in range(len(synapses))]
-    layers: List[nn.Module] = [synapses[0]]
-    for n, s in zip(neurons[:-1], synapses[1:]):
-        if dropout:
-            layers += [n, nn.Dropout(dropout), s]
-        elif fusable_pair(n, s):
-            layers.append(LeakyLinear(n, s))
-        else:
-            layers += [n, s]
-    return layers + [neurons[-1]]
-
-
-def hidden(layers: List[nn.Module], dropout: float) -> List[nn.Module]:
-    """An ANN's hidden activation, then dropout if any."""
-    return layers + [nn.Dropout(dropout)] if dropout else layers
+                  reset_mechanism=getattr(cfg.reset_mechanism, "value", cfg.reset_mechanism))
+    if isinstance(cfg, SynapticNeuronConfig):
+        common.update(alpha=cfg.alpha, learn_alpha=cfg.learn_alpha)
+    return NEURON_CLASSES[cfg.name](beta=cfg.beta, **common)
 
 
 class ANN(nn.Module):
@@ -79,8 +42,37 @@ class ANN(nn.Module):
         super().__init__()
         self.body = body
 
-    def forward(self, x: torch.Tensor):
-        return None, self.body(x).unsqueeze(0)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def spiking(synapses: List[fast.Synapses], neuron: Mapping, dropout: float) -> fast.Sequential:
+    """synapses[i] -> neurons (-> dropout) -> synapses[i + 1] ... -> readout neurons."""
+    layers: List[nn.Module] = []
+    for i, s in enumerate(synapses):
+        layers += [s, fast.Neurons(make_neuron(neuron))]
+        if dropout and i < len(synapses) - 1:
+            layers.append(nn.Dropout(dropout))
+    return fast.Sequential(*layers)
+
+
+def with_dropout(layers: List[nn.Module], dropout: float) -> List[nn.Module]:
+    """An ANN's hidden activation, then dropout if any."""
+    return layers + [nn.Dropout(dropout)] if dropout else layers
+
+
+def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (1000,),
+        neuron: Optional[Mapping] = None, dropout: float = 0.0) -> nn.Module:
+    """in -> hidden... -> num_classes: LIF layers with a neuron (784-1000-10 as snnTorch
+    tutorial 5), ReLU without; dropout on every hidden layer's output while training."""
+    sizes = [math.prod(in_shape), *hidden, num_classes]
+    linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    if neuron is None:
+        layers: List[nn.Module] = [nn.Flatten()]
+        for lin in linears[:-1]:
+            layers += with_dropout([lin, nn.ReLU()], dropout)
+        return ANN(nn.Sequential(*layers, linears[-1]))
+    return spiking([fast.Linear(lin) for lin in linears], neuron, dropout)
 
 
 def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
@@ -92,28 +84,21 @@ def conv_out_shape(channels, k: int, in_shape) -> Tuple[int, int, int]:
     return tuple(body(torch.zeros(1, *in_shape)).shape[1:])
 
 
-def build_model(model_cfg, neuron_cfg, in_shape, num_classes: int) -> nn.Module:
-    p = model_cfg.dropout
-    if model_cfg.arch == "mlp":
-        sizes = [int(torch.tensor(in_shape).prod()), *model_cfg.hidden, num_classes]
-        linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
-        if not model_cfg.spiking:
-            layers: List[nn.Module] = [nn.Flatten()]
-            for lin in linears[:-1]:
-                layers += hidden([lin, nn.ReLU()], p)
-            return ANN(nn.Sequential(*layers, linears[-1]))
-        return SpikingNet(spiking_layers(
-            [InputLinear(linears[0]), *(Linear(lin) for lin in linears[1:])], neuron_cfg, p))
-    c1, c2 = model_cfg.channels
-    k = model_cfg.kernel_size
+def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (12, 64),
+             kernel_size: int = 5, neuron: Optional[Mapping] = None,
+             dropout: float = 0.0) -> nn.Module:
+    """c1 C k - MP2 - c2 C k - MP2 - num_classes (snnTorch tutorial 6's 12C5-MP2-64C5-MP2-10):
+    LIF after each block with a neuron, ReLU without."""
+    c1, c2 = channels
+    k = kernel_size
     out_shape = conv_out_shape((c1, c2), k, in_shape)
-    fc = nn.Linear(int(torch.tensor(out_shape).prod()), num_classes)
-    if not model_cfg.spiking:
-        return ANN(nn.Sequential(*hidden([conv_block(in_shape[0], c1, k), nn.ReLU()], p),
-                                 *hidden([conv_block(c1, c2, k), nn.ReLU()], p), nn.Flatten(), fc))
-    return SpikingNet(spiking_layers(
-        [InputConvPool(nn.Conv2d(in_shape[0], c1, k)), ConvPool(nn.Conv2d(c1, c2, k)),
-         Linear(fc, channels_last=out_shape)], neuron_cfg, p))
+    fc = nn.Linear(math.prod(out_shape), num_classes)
+    if neuron is None:
+        return ANN(nn.Sequential(*with_dropout([conv_block(in_shape[0], c1, k), nn.ReLU()], dropout),
+                                 *with_dropout([conv_block(c1, c2, k), nn.ReLU()], dropout),
+                                 nn.Flatten(), fc))
+    return spiking([fast.ConvPool(nn.Conv2d(in_shape[0], c1, k)),
+                    fast.ConvPool(nn.Conv2d(c1, c2, k)), fast.Linear(fc)], neuron, dropout)
 
 
 _RATE_CE = SF.ce_rate_loss()

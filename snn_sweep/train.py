@@ -1,5 +1,8 @@
 """One training job: config -> data -> encoder -> model -> metrics.csv, result.json, checkpoint.pt.
 
+The model, encoder, optimizer and scheduler are whatever the config's `_target_`s name
+(build.py); they are built and checked once before any data is read.
+
 `train` returns the optimized metric as a float (for Hydra's sweepers); on failure it records
 `status: failed` with the reason in result.json and raises, so a sweep sees a failed job. With
 `repeats=K` a job trains K seeds in sub-dirs seed_<seed>/ and its own result.json holds their
@@ -28,11 +31,13 @@ import torch
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from . import encoders
-from .config import InputError, effective_timesteps, validate
+from . import __version__
+from .build import build_encoder, build_model, build_optimizer, build_scheduler, resolve
+from .config import (InputError, effective_timesteps, model_settings, uses_neuron,
+                     validate)
 from .data import load_splits
 from .energy import PJ_PER_MAC, Recorder, dense_macs
-from .models import build_model, predict, readout_loss
+from .models import predict, readout_loss
 from .optuna_trial import direction_for
 
 log = logging.getLogger(__name__)
@@ -114,39 +119,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds CUDA
 
 
-def build_optimizer(cfg, params, steps_total: int):
-    o = cfg.optimizer
-    params = list(params)
-    # The fused kernels (CPU and CUDA) update all parameters in one pass: ~10x faster steps
-    # than the default for-each implementation, the same update rule.
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    if o.name == "adam":
-        opt = torch.optim.Adam(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay,
-                               fused=fused)
-    elif o.name == "adamw":
-        opt = torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas),
-                                weight_decay=o.weight_decay, fused=fused)
-    else:
-        opt = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
-                              fused=fused)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps_total) \
-        if o.scheduler == "cosine" else None
-    return opt, sched
-
-
 class Runner:
-    """Feeds batches through encoder and model; owns nothing but the wiring."""
+    """Feeds batches through encoder and model; owns nothing but the wiring. An ANN's logits
+    [B, K] become a 1-step "membrane" [1, B, K], so one readout/loss code path serves every
+    model."""
 
     def __init__(self, cfg, model, device):
         self.cfg, self.model, self.device = cfg, model, device
         self.steps = effective_timesteps(cfg)
-        self.readout = cfg.model.readout
+        self.readout = model_settings(cfg.model).readout
+        self.encode = build_encoder(cfg) if self.steps is not None else None
 
     def forward(self, x):
         x = x.to(self.device, non_blocking=True)
-        if self.steps is not None:
-            x = encoders.encode(x, self.steps, self.cfg.encoder)
-        return self.model(x)
+        if self.steps is None:
+            return None, self.model(x).unsqueeze(0)
+        return self.model(self.encode(x, num_steps=self.steps))
+
+    def example(self, x: torch.Tensor) -> torch.Tensor:
+        """One dense step of one sample x [1, C, H, W], for counting MACs."""
+        x = x.to(self.device)
+        return x.unsqueeze(0) if self.steps is not None else x
 
     @torch.no_grad()
     def evaluate(self, xs, ys):
@@ -164,9 +157,9 @@ class Runner:
             correct += int((predict(self.readout, spk, mem) == y).sum())
         return total_loss / n, correct / n
 
-    def evaluate_spiking(self, xs, ys):
+    def evaluate_spiking(self, xs, ys, macs: List[int]):
         """evaluate, and the spiking statistics of the run (energy.Recorder.stats)."""
-        with Recorder(self.model) as rec:
+        with Recorder(self.model, macs) as rec:
             loss, acc = self.evaluate(xs, ys)
         return loss, acc, rec
 
@@ -182,6 +175,9 @@ def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
                  on_epoch: Optional[EpochCallback] = None) -> Dict:
     """train, returning the whole result.json."""
     validate(cfg)
+    if cfg.trainer.threads:  # before anything computes: the whole job runs on these threads
+        torch.set_num_threads(cfg.trainer.threads)
+    cfg = resolve(cfg)
     if cfg.repeats == 1:
         return _train_seed(cfg, out_dir, extra, on_epoch)
     os.makedirs(out_dir, exist_ok=True)
@@ -223,7 +219,7 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
                 ) -> Dict:
     os.makedirs(out_dir, exist_ok=True)
     result: Dict = {"status": "running", **settings(cfg), **(extra or {}),
-                    "config_sha": config_sha(cfg)}
+                    "config_sha": config_sha(cfg), "snn_sweep_version": __version__}
     result_path = os.path.join(out_dir, "result.json")
     done = _completed(result_path, result["config_sha"])
     if done is not None:  # a relaunched sweep finishes only what is missing
@@ -265,19 +261,21 @@ def _finish(out_dir: str, result: Dict) -> None:
 
 
 def settings(cfg) -> Dict:
-    spiking = cfg.model.spiking
+    """The run's settings as result.json records them (cfg resolved by build.resolve)."""
+    spiking = bool(cfg.model.spiking)
+    neuron = spiking and uses_neuron(cfg)
     out = {
         "model": cfg.model.name,
-        "arch": cfg.model.arch,
-        "spiking": cfg.model.spiking,
+        "arch": cfg.model._target_,
+        "spiking": spiking,
         "encoder": cfg.encoder.name if spiking else None,
-        "neuron": cfg.neuron.name if spiking else None,
+        "neuron": cfg.neuron.name if neuron else None,
         "timesteps": effective_timesteps(cfg),
-        "beta": cfg.neuron.beta if spiking else None,
-        "readout": cfg.model.readout.value,
-        "dropout": cfg.model.dropout,
+        "beta": cfg.neuron.beta if neuron else None,
+        "readout": model_settings(cfg.model).readout.value,
+        "dropout": cfg.model.get("dropout"),
         "optimizer": cfg.optimizer.name,
-        "lr": cfg.optimizer.lr,
+        "lr": cfg.optimizer.get("lr"),
         "batch_size": cfg.data.batch_size,
         "dataset": cfg.data.name,
         "seed": cfg.seed,
@@ -290,13 +288,17 @@ def settings(cfg) -> Dict:
 
 def config_sha(cfg) -> str:
     """What identifies a run: its resolved config, less how it is watched and resumed and what
-    its model ignores (an ANN's encoder, neuron and timesteps; the timesteps of a model that
-    fixes its own), so that two jobs training the same thing have the same sha."""
+    its model ignores (an ANN's encoder, neuron and timesteps; the neuron group of a model not
+    built from it; the timesteps of a model that fixes its own), so that two jobs training the
+    same thing have the same sha."""
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
-    c.pop("logger", None)
+    for key in ("logger", "trusted_modules"):
+        c.pop(key, None)
     if cfg.model.spiking:
         c["timesteps"] = effective_timesteps(cfg)
+        if not uses_neuron(cfg):
+            c.pop("neuron", None)
     else:
         for key in ("encoder", "neuron", "timesteps"):
             c.pop(key, None)
@@ -357,22 +359,21 @@ SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
 
 
 def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
-    if cfg.trainer.threads:
-        torch.set_num_threads(cfg.trainer.threads)
     result["threads"] = torch.get_num_threads()  # part of what makes a run reproducible
     device = resolve_device(cfg.trainer.device)
     if device.type == "cpu":
         keep_freed_memory()
-    data = load_splits(cfg.data)
+    data = load_splits(cfg)
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.neuron, tuple(data.train_x.shape[1:]), data.num_classes)
+    model = build_model(cfg)
     model.to(device)
     runner = Runner(cfg, model, device)
     steps = runner.steps
-    macs = dense_macs(model, runner_example(runner, data.train_x[:1]))
+    macs = dense_macs(model, runner.example(data.train_x[:1]))
     n_train, bs = len(data.train_x), cfg.data.batch_size
     batches = math.ceil(n_train / bs)
-    opt, sched = build_optimizer(cfg, model.parameters(), cfg.trainer.epochs * batches)
+    opt = build_optimizer(cfg, model.parameters())
+    sched = build_scheduler(cfg, opt, cfg.trainer.epochs * batches)
     gen = torch.Generator().manual_seed(cfg.seed)
     rows: List[Dict] = []
     train_time = 0.0
@@ -423,12 +424,12 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
                 bar.set_postfix(loss=f"{loss.item():.3f}")
         epoch_time = time.perf_counter() - t0
         train_time += epoch_time
-        val_loss, val_acc, rec = runner.evaluate_spiking(data.val_x, data.val_y)
+        val_loss, val_acc, rec = runner.evaluate_spiking(data.val_x, data.val_y, macs)
         row = {"epoch": epoch, "train_loss": loss_sum / n_train, "train_acc": correct / n_train,
                "val_loss": val_loss, "val_acc": val_acc, "epoch_time_s": epoch_time}
         if steps is not None:
             # On the validation set, so that tuning for energy never looks at the test set.
-            rates = rec.stats(len(data.val_x), steps, macs, cfg.encoder.name == "direct")
+            rates = rec.stats(len(data.val_x), steps)
             row.update({("" if k.startswith("firing_rate") else "val_") + k: v
                         for k, v in rates.items()})
         else:
@@ -461,7 +462,7 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
 
     model.load_state_dict(best["model"])  # the test set sees the selected weights only
     t0 = time.perf_counter()
-    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y)
+    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y, macs)
     eval_time = time.perf_counter() - t0
     result.update(
         status="completed",
@@ -478,7 +479,7 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         ann_energy_pj_per_sample=sum(macs) * PJ_PER_MAC,
     )
     if steps is not None:
-        result.update(rec.stats(len(data.test_x), steps, macs, cfg.encoder.name == "direct"))
+        result.update(rec.stats(len(data.test_x), steps))
     else:
         result["energy_pj_per_sample"] = result["ann_energy_pj_per_sample"]
     if cfg.trainer.checkpoint:
@@ -501,15 +502,5 @@ def _val_fields(cfg, row: Dict) -> Dict:
             **{k: v for k, v in row.items() if k.startswith("val_")}}
 
 
-def runner_example(runner: Runner, x: torch.Tensor):
-    """One dense step of one sample, for counting MACs."""
-    x = x.to(runner.device)
-    return x.unsqueeze(0) if runner.steps is not None else x
-
-
 def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def config_yaml(cfg) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)

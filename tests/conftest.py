@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from snn_sweep.config import register_configs
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "snn_sweep" / "conf")
 register_configs()
 
 
@@ -51,19 +51,33 @@ def data_root(tmp_path_factory) -> str:
     return str(root)
 
 
-def small_overrides(data_root: str) -> List[str]:
-    """Shrinks any config to a run of a second or two on the tiny data."""
+CONV = ("cnn", "csnn")  # the built-in models with channels; the others have hidden widths
+
+
+def small_overrides(data_root: str, model: str = "snn") -> List[str]:
+    """Shrinks a config of a built-in model to a run of a second or two on the tiny data."""
+    size = "model.channels=[4,8]" if model in CONV else "model.hidden=[64]"
     return [f"data.root={data_root}", "data.download=false", "data.val_size=100",
-            "data.batch_size=50", "data.eval_batch_size=100", "timesteps=4",
-            "model.hidden=[64]", "model.channels=[4,8]", "trainer.progress=false",
-            "trainer.threads=1"]
+            "data.batch_size=50", "data.eval_batch_size=100", "timesteps=4", size,
+            "trainer.progress=false", "trainer.threads=1"]
+
+
+def model_of(overrides: List[str]) -> str:
+    """The built-in model a list of overrides selects (model=... or recipe=...)."""
+    for o in overrides:
+        for key in ("model=", "recipe="):
+            if o.startswith(key):
+                return o[len(key):].split("_")[0] if key == "recipe=" else o[len(key):]
+    return "snn"
 
 
 @pytest.fixture
 def make_cfg(data_root):
     def _make(*overrides: str):
+        base = [o for o in small_overrides(data_root, model_of(list(overrides)))
+                if o.split("=")[0] not in {x.split("=")[0] for x in overrides}]
         with initialize_config_dir(config_dir=CONF_DIR):
-            return compose("config", overrides=small_overrides(data_root) + list(overrides))
+            return compose("config", overrides=base + list(overrides))
     return _make
 
 
@@ -74,7 +88,7 @@ def plain_forward(model, x):
     import torch.nn.functional as F
     from torch import nn
 
-    from snn_sweep.layers import Neurons, Synapses
+    from snn_sweep.nn import Neurons, Synapses
     synapses = [m.layer for m in model.modules() if isinstance(m, Synapses)]
     neurons = [m.neuron for m in model.modules() if isinstance(m, Neurons)]
     for n in neurons:

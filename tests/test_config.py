@@ -7,8 +7,9 @@ from hydra.errors import ConfigCompositionException
 
 from snn_sweep.train import train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-OPTIONS = [(group, p.stem) for group in ("model", "encoder", "neuron", "optimizer", "dataset")
+CONF = Path(__file__).resolve().parents[1] / "snn_sweep" / "conf"
+OPTIONS = [(group, p.stem) for group in ("model", "encoder", "neuron", "optimizer", "scheduler",
+                                         "dataset")
            for p in sorted((CONF / group).glob("*.yaml"))]
 
 
@@ -19,12 +20,16 @@ def test_every_group_has_its_options():
     assert names["neuron"] == {"leaky", "synaptic", "lapicque", "alpha"}
     assert names["optimizer"] == {"adam", "adamw", "sgd"}
     assert names["dataset"] == {"mnist", "fashion_mnist"}
+    assert names["scheduler"] == {"constant", "cosine"}
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
 def test_option_composes_and_trains(make_cfg, tmp_path, group, option):
     cfg = make_cfg(f"{group}={option}", "data.train_subset=100")
-    assert cfg[group if group != "dataset" else "data"].name == option
+    if group == "scheduler":
+        assert cfg.scheduler._target_.startswith("torch.optim.lr_scheduler.")
+    else:
+        assert cfg[group if group != "dataset" else "data"].name == option
     obj = train(cfg, str(tmp_path))
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["status"] == "completed"
@@ -42,7 +47,7 @@ def test_conv_snn_with_every_encoder_and_second_order_neurons(make_cfg, tmp_path
 @pytest.mark.parametrize("readout", ["membrane_ce", "rate_ce", "count_mse"])
 @pytest.mark.parametrize("extra", [[], ["neuron.reset_mechanism=zero", "neuron.learn_beta=true",
                                         "neuron.learn_threshold=true", "neuron.surrogate=sigmoid",
-                                        "optimizer.scheduler=cosine"]])
+                                        "scheduler=cosine"]])
 def test_readouts_and_neuron_options(make_cfg, tmp_path, readout, extra):
     cfg = make_cfg(f"model.readout={readout}", "data.train_subset=100", *extra)
     train(cfg, str(tmp_path))

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from conftest import against_plain
 
 from snn_sweep import conv, lif
-from snn_sweep.layers import InputConvPool
-from snn_sweep.models import build_model
+from snn_sweep.nn import ConvPool
+from snn_sweep.build import build_model
 
 
 @pytest.fixture(params=["compiled", "pytorch"])
@@ -36,9 +36,16 @@ def reference_conv_pool(layer, x_nchw):
     return nhwc_of(y.view(steps, batch, *y.shape[1:]))
 
 
+def input_conv_pool(layer):
+    """ConvPool as a Sequential's first layer: the model's input, spike trains split."""
+    first = ConvPool(layer)
+    first.first = True
+    return first
+
+
 def check_input_layer(layer, x):
-    """InputConvPool(layer) against conv then pool: output and weight gradients."""
-    y = InputConvPool(layer)(x)
+    """The input ConvPool against conv then pool: output and weight gradients."""
+    y = input_conv_pool(layer)(x)
     g = torch.randn(y.shape)
     y.backward(g)
     grads = [p.grad.clone() for p in layer.parameters()]
@@ -111,7 +118,7 @@ def test_csnn_matches_plain_snntorch(make_cfg, monkeypatch, inputs, lif_path, co
     cfg = make_cfg("model=csnn", "model.channels=[6,8]", "neuron.learn_beta=true",
                    "neuron.learn_threshold=true", "neuron.threshold=0.5")
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+    model = build_model(cfg)
     if inputs == "spikes":
         x = rate_coded(5, 12, (1, 28, 28))
     else:

@@ -19,7 +19,7 @@ def cli(tmp_path, *overrides):
 @pytest.mark.parametrize("override,expected", [
     ("timesteps=0", "timesteps=0 is not allowed: an integer >= 1"),
     ("timesteps=-3", "timesteps=-3 is not allowed"),
-    ("neuron.beta=1.5", "neuron.beta=1.5 is not allowed: expected a number in [0, 1]"),
+    ("neuron.beta=1.5", "neuron.beta=1.5 is not allowed: a number in [0, 1]"),
     ("neuron.beta=-0.1", "neuron.beta=-0.1 is not allowed"),
     ("optimizer.lr=0", "optimizer.lr=0.0 is not allowed: a number > 0"),
     ("optimizer.lr=-1e-3", "optimizer.lr=-0.001 is not allowed"),

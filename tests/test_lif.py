@@ -10,8 +10,8 @@ from snntorch import surrogate
 
 from snn_sweep import lif, lif_cpu
 from snn_sweep.layers import run_neuron
-from snn_sweep.lif import fusable, leaky_linear, leaky_sequence, surrogate_derivative
-from snn_sweep.models import build_model
+from snn_sweep.lif import derivative_of, fusable, leaky_linear, leaky_sequence
+from snn_sweep.build import build_model
 
 SURROGATE_ARGS = {"atan": {}, "fast_sigmoid": {"slope": 10}, "sigmoid": {"slope": 5}}
 SURROGATES = {name: getattr(surrogate, name)(**args) for name, args in SURROGATE_ARGS.items()}
@@ -68,7 +68,7 @@ def test_fused_matches_stepped_snntorch(reset, surr, beta, derivative, learn, cp
     cur = torch.randn(steps, batch, n) * 0.8 + 0.4
     w_spk, w_mem = torch.randn(steps, batch, n), torch.randn(steps, batch, n)
     s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
-    d = surrogate_derivative(surr, SURROGATE_ARGS[surr]) if derivative == "hand_written" else None
+    d = derivative_of(SURROGATES[surr]) if derivative == "hand_written" else None
     assert (d is None) == (derivative == "autograd")
     s_fus, m_fus, g_fus, p_fus = grads(fused, cur, lambda n, c: leaky_sequence(n, c, d),
                                        w_spk, w_mem)
@@ -97,11 +97,12 @@ def test_gradient_only_through_spikes_or_membrane(cpu_path):
 
 
 def test_surrogate_derivative_written_out_only_where_known():
-    assert surrogate_derivative("triangular", {}) is None
+    assert derivative_of(lambda x: x) is None
+    assert derivative_of(surrogate.triangular()) is None
     x = torch.linspace(-1, 1, 11)
     leaf = x.clone().requires_grad_()
     surrogate.atan(alpha=3.0)(leaf).sum().backward()
-    torch.testing.assert_close(surrogate_derivative("atan", {"alpha": 3.0})(x.clone()), leaf.grad)
+    torch.testing.assert_close(derivative_of(surrogate.atan(alpha=3.0))(x.clone()), leaf.grad)
 
 
 def test_fusable_only_for_plain_leaky():
@@ -118,7 +119,7 @@ def test_model_matches_plain_snntorch(make_cfg, inputs, cpu_path):
     and grads, for spike input and for a time-constant (direct-coded) input."""
     cfg = make_cfg("neuron.learn_beta=true", "neuron.learn_threshold=true")
     torch.manual_seed(0)
-    model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+    model = build_model(cfg)
     if inputs == "spikes":
         x = (torch.rand(6, 16, 1, 28, 28) < 0.3).float()
     else:
@@ -146,7 +147,7 @@ def test_negative_learned_threshold_resets_at_first_step(cpu_path):
     cur = torch.randn(5, 3, 4)
     w_spk, w_mem = torch.randn(5, 3, 4), torch.randn(5, 3, 4)
     s_ref, m_ref, g_ref, p_ref = grads(ref, cur, stepped, w_spk, w_mem)
-    d = surrogate_derivative("atan", {})
+    d = derivative_of(surrogate.atan())
     s_fus, m_fus, g_fus, p_fus = grads(fused, cur, lambda n, c: leaky_sequence(n, c, d),
                                        w_spk, w_mem)
     assert torch.equal(s_fus, s_ref)
@@ -169,7 +170,7 @@ def test_constant_current_matches_stepping_its_expansion(reset, size, cpu_path):
     s_ref, m_ref, g_ref, p_ref = grads(
         ref, base, lambda nrn, c: stepped(nrn, c.unsqueeze(0).expand(steps, *c.shape)),
         w_spk, w_mem)
-    d = surrogate_derivative("atan", {})
+    d = derivative_of(surrogate.atan())
     s_fus, m_fus, g_fus, p_fus = grads(
         fused, base, lambda nrn, c: leaky_sequence(nrn, c, d, steps), w_spk, w_mem)
     assert s_ref.sum() > 0 and (s_ref == 0).any()
@@ -188,7 +189,7 @@ def test_compiled_path_is_taken_where_it_applies(monkeypatch):
         kernel = getattr(lif_cpu, name)
         monkeypatch.setattr(lif_cpu, name,
                             lambda *a, _k=kernel, _n=name: calls.append(_n) or _k(*a))
-    d = surrogate_derivative("atan", {})
+    d = derivative_of(surrogate.atan())
     cur = torch.randn(4, 3, 5, requires_grad=True)
     spk, mem = leaky_sequence(snn.Leaky(beta=0.9), cur, d)
     (spk.sum() + mem.sum()).backward()
@@ -214,7 +215,7 @@ def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, l
     base = torch.randn(batch, hidden) * 0.6 + 0.4 if constant else \
         torch.randn(steps, batch, hidden) * 0.6 + 0.4
     w_out = torch.randn(steps, batch, out)
-    d = surrogate_derivative(surr, SURROGATE_ARGS[surr])
+    d = derivative_of(SURROGATES[surr])
     results = []
     for fused in (True, False):
         torch.manual_seed(5)
@@ -248,7 +249,7 @@ def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, l
 
 def test_leaky_linear_spikes_only_when_kept():
     torch.manual_seed(7)
-    d = surrogate_derivative("atan", {})
+    d = derivative_of(surrogate.atan())
     cur, linear = torch.randn(5, 3, 8) + 0.5, torch.nn.Linear(8, 2)
     y, spk = leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d)
     y_none, none = leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d,
@@ -259,7 +260,7 @@ def test_leaky_linear_spikes_only_when_kept():
 
 
 def test_leaky_linear_only_where_it_applies():
-    d = surrogate_derivative("atan", {})
+    d = derivative_of(surrogate.atan())
     cur = torch.randn(5, 3, 8)
     linear = torch.nn.Linear(8, 2)
     assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d) is not None
@@ -267,7 +268,7 @@ def test_leaky_linear_only_where_it_applies():
     assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, None) is None
     with torch.no_grad():  # nothing to fuse in a backward; the Linear's own forward runs
         assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, d) is None
-    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, surrogate_derivative("sigmoid", {}))\
+    assert leaky_linear(snn.Leaky(beta=0.9), cur, linear.weight, linear.bias, derivative_of(surrogate.sigmoid()))\
         is None  # no compiled derivative
     assert leaky_linear(snn.Leaky(beta=0.9), cur.double(), linear.double().weight, linear.bias, d) is None
     assert leaky_linear(snn.Synaptic(alpha=0.8, beta=0.9), cur, linear.weight, linear.bias, d) is None
@@ -278,7 +279,7 @@ def test_leaky_linear_only_where_it_applies():
 def test_non_contiguous_current(cpu_path):
     """A current that is a strided view (e.g. a transposed matmul result) gets its gradient."""
     torch.manual_seed(6)
-    d = surrogate_derivative("atan", {})
+    d = derivative_of(surrogate.atan())
     base = torch.randn(4, 5, 3) * 0.8 + 0.5
     grads_ = []
     for view in (False, True):

@@ -15,7 +15,7 @@ spec.loader.exec_module(recipes)
 
 def test_best_trial_becomes_the_recipe(tmp_path, monkeypatch):
     conf = tmp_path / "conf"
-    shutil.copytree(ROOT / "conf", conf)
+    shutil.copytree(ROOT / "snn_sweep" / "conf", conf)
     monkeypatch.setattr(recipes, "RECIPES", conf / "recipe")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="recipe_csnn", direction="maximize",
@@ -46,7 +46,7 @@ def test_missing_study_is_one_line(tmp_path):
 
 def test_tuning_budget_overrides_the_recipe():
     """hparams_search=recipe tunes every recipe with the same 8 trials of 4 epochs."""
-    with initialize_config_dir(config_dir=str(ROOT / "conf")):
+    with initialize_config_dir(config_dir=str(ROOT / "snn_sweep" / "conf")):
         for recipe in ("ann", "csnn"):
             cfg = compose("config", overrides=[f"recipe={recipe}", "hparams_search=recipe"],
                           return_hydra_config=True)

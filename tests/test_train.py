@@ -8,7 +8,7 @@ import snntorch as snn
 import torch
 
 from snn_sweep.config import InputError
-from snn_sweep.models import build_model
+from snn_sweep.build import build_model
 from snn_sweep.train import NonFiniteLossError, RunPruned, train
 
 RESULT_KEYS = {"status", "objective", "val_acc", "val_loss", "test_acc", "test_loss", "epochs",
@@ -51,7 +51,7 @@ def test_checkpoint_loads_with_weights_only(make_cfg, tmp_path):
     cfg = make_cfg()
     train(cfg, str(tmp_path))
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
-    model = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+    model = build_model(cfg)
     model.load_state_dict(state)
 
 
@@ -97,6 +97,11 @@ def test_learns_on_the_tiny_data(make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["ann", "snn", "cnn", "csnn"])
+def membrane(out):
+    """A spiking model's output membrane, an ANN's logits."""
+    return out[1] if isinstance(out, tuple) else out
+
+
 def test_dropout_acts_only_while_training(make_cfg, model):
     """model.dropout drops hidden activations or spikes in training mode; evaluation is the
     model without it (same weights, same output)."""
@@ -107,11 +112,11 @@ def test_dropout_acts_only_while_training(make_cfg, model):
     for p in (0.0, 0.5):
         cfg = make_cfg(f"model={model}", f"model.dropout={p}")
         torch.manual_seed(0)
-        net = build_model(cfg.model, cfg.neuron, (1, 28, 28), 10)
+        net = build_model(cfg)
         assert any(isinstance(m, torch.nn.Dropout) for m in net.modules()) == (p > 0)
         with torch.no_grad():
-            out[p, "eval"] = net.eval()(x)[1]
-            out[p, "train"] = net.train()(x)[1]
+            out[p, "eval"] = membrane(net.eval()(x))
+            out[p, "train"] = membrane(net.train()(x))
     torch.testing.assert_close(out[0.0, "eval"], out[0.5, "eval"])
     torch.testing.assert_close(out[0.0, "train"], out[0.0, "eval"])
     assert not torch.allclose(out[0.5, "train"], out[0.5, "eval"])

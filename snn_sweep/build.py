@@ -1,0 +1,202 @@
+"""Config nodes with `_target_` -> objects: the model, encoder, optimizer, scheduler, dataset and
+loggers, each built by `hydra.utils.instantiate` with an execution whitelist.
+
+A config may only name targets in trusted modules: this package and the libraries it builds
+from (TRUSTED), the modules in the folder a run is launched from (the user's own code), and the
+module prefixes listed in the config's `trusted_modules`. Anything else is refused in one line
+naming the key and how to allow it, as is a target that cannot be imported, takes other
+arguments, or returns the wrong thing. `resolve` builds everything once before training, so a
+bad `_target_` fails before any work starts, and fills in what a config may leave out (a model's
+`spiking` and `name`).
+"""
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf, open_dict
+
+from .config import MODEL_SETTINGS, InputError, effective_timesteps, model_settings
+
+# The package and the libraries whose classes and functions its configs name.
+TRUSTED = ("snn_sweep", "torch.optim", "torch.nn", "torchvision.datasets", "snntorch",
+           "optuna.pruners")
+# Keys of a scheduler left `???` that resolve fills with the run's number of optimizer steps.
+STEP_COUNTS = ("T_max", "total_iters", "total_steps")
+LAUNCH_DIR = os.getcwd()  # where the run was launched (Hydra may change into the run dir)
+
+
+def local_modules(folder: str) -> List[str]:
+    """Top-level modules in folder: its .py files and its packages."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    return sorted({n[:-3] for n in names if n.endswith(".py") and n[:-3].isidentifier()} |
+                  {n for n in names if n.isidentifier()
+                   and os.path.isfile(os.path.join(folder, n, "__init__.py"))})
+
+
+def whitelist(cfg) -> List[str]:
+    """Hydra's execution whitelist for this run: prefix.* of every trusted module."""
+    extra = list(OmegaConf.select(cfg, "trusted_modules", default=None) or [])
+    return [f"{m}.*" for m in (*TRUSTED, *local_modules(LAUNCH_DIR), *extra)]
+
+
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    cause = e.__cause__ or e.__context__
+    if isinstance(e, InstantiationException) and "Error locating target" in text and cause:
+        text = f"cannot be imported ({type(cause).__name__}: {' '.join(str(cause).split())})"
+    return text[:300]
+
+
+def build(cfg, key: str, *args: Any, partial: bool = False, call: bool = True,
+          drop: tuple = ("name",), **kwargs: Any) -> Any:
+    """instantiate(cfg.<key>) with the run's whitelist, less the pipeline's own keys (drop);
+    with partial, that partial called with *args, **kwargs (or returned, with call=False).
+    Any failure is one InputError line naming the key."""
+    node = OmegaConf.select(cfg, key)
+    spec = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+    target = spec.get("_target_")
+    for k in drop:
+        spec.pop(k, None)
+    allowed = whitelist(cfg)
+    try:
+        made = instantiate(spec, _partial_=partial, _convert_="all",
+                           _execution_whitelist_=allowed)
+        return made(*args, **kwargs) if partial and call else made
+    except InputError:
+        raise
+    except InstantiationException as e:
+        text = _reason(e)
+        if "not in the Hydra execution whitelist" in text:
+            top = str(target).split(".")[0]
+            raise InputError(f"{key}._target_={target!r} is not in a trusted module: add "
+                             f"trusted_modules=[{top}] (or run from the folder that holds "
+                             f"{top}); trusted now: {', '.join(a[:-2] for a in allowed)}"
+                             ) from None
+        raise InputError(f"{key}._target_={target!r}: {text}") from None
+    except Exception as e:  # the target's own complaint: a wrong argument, a bad value
+        raise InputError(f"{key} ({target}): {type(e).__name__}: {_reason(e)}") from None
+
+
+def build_model(cfg) -> torch.nn.Module:
+    model = build(cfg, "model", drop=MODEL_SETTINGS)
+    if not isinstance(model, torch.nn.Module):
+        raise InputError(f"model._target_={cfg.model._target_!r} returned a "
+                         f"{type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def build_encoder(cfg) -> Callable[..., torch.Tensor]:
+    """The encoder as a function (x, num_steps) -> [T, B, ...]."""
+    return build(cfg, "encoder", partial=True, call=False)
+
+
+def build_optimizer(cfg, params) -> torch.optim.Optimizer:
+    opt = build(cfg, "optimizer", list(params), partial=True)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise InputError(f"optimizer._target_={cfg.optimizer._target_!r} made a "
+                         f"{type(opt).__name__}, not a torch.optim.Optimizer")
+    return opt
+
+
+def build_scheduler(cfg, opt: torch.optim.Optimizer, steps_total: int) -> Optional[Any]:
+    """The learning-rate scheduler (None without one), stepped after every batch: keys left
+    `???` among STEP_COUNTS get steps_total."""
+    if cfg.get("scheduler") is None:
+        return None
+    keys = list(cfg.scheduler.keys())  # `in` would skip the missing ones
+    fill = {k: steps_total for k in STEP_COUNTS
+            if k in keys and OmegaConf.is_missing(cfg.scheduler, k)}
+    sched_cfg = OmegaConf.merge(cfg.scheduler, fill)
+    missing = [k for k in keys if OmegaConf.is_missing(sched_cfg, k)]
+    if missing:
+        raise InputError(f"scheduler.{missing[0]} is missing (???): give it a value; only "
+                         f"{', '.join(STEP_COUNTS)} are filled with the run's optimizer steps")
+    holder = OmegaConf.create({"scheduler": sched_cfg,
+                               "trusted_modules": cfg.get("trusted_modules", [])})
+    return build(holder, "scheduler", opt, partial=True)
+
+
+def is_spiking(model: torch.nn.Module) -> bool:
+    """A model that holds snnTorch neurons (directly or in snn_sweep.nn layers)."""
+    import snntorch as snn
+
+    return any(isinstance(m, snn.SpikingNeuron) for m in model.modules())
+
+
+def name_of(target: str) -> str:
+    return str(target).rsplit(".", 1)[-1]
+
+
+def resolve(cfg):
+    """A copy of cfg with model.spiking and the nodes' names filled in, after building the
+    model, encoder, optimizer and scheduler once and checking what they return on a batch of
+    two blank images. Raises InputError (one line, naming the key) on any failure."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        model = build_model(cfg)
+        if model_settings(cfg.model).spiking is None:
+            cfg.model.spiking = is_spiking(model)
+        for key in ("model", "encoder", "optimizer"):
+            if cfg[key].get("name") is None:
+                cfg[key].name = name_of(cfg[key]._target_)
+    steps = effective_timesteps(cfg)
+    shape = tuple(cfg.data.shape)
+    x = torch.zeros(2, *shape)
+    k = cfg.data.num_classes
+    model.eval()
+    with torch.no_grad():
+        if steps is not None:
+            seq = build_encoder(cfg)(x, num_steps=steps)
+            want = (steps, 2, *shape)
+            if not isinstance(seq, torch.Tensor) or tuple(seq.shape) != want:
+                got = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
+                raise InputError(f"encoder ({cfg.encoder._target_}) returned {got} for "
+                                 f"2 images and num_steps={steps}; expected [T, B, C, H, W] = "
+                                 f"{list(want)}")
+            out = _call(model, seq)
+            ok = (isinstance(out, (tuple, list)) and len(out) == 2
+                  and all(isinstance(o, torch.Tensor) and tuple(o.shape) == (steps, 2, k)
+                          for o in out))
+            expected = f"(spk, mem), each [T, B, num_classes] = {[steps, 2, k]}"
+        else:
+            out = _call(model, x)
+            ok = isinstance(out, torch.Tensor) and tuple(out.shape) == (2, k)
+            expected = f"logits [B, num_classes] = {[2, k]}"
+        if not ok:
+            raise InputError(f"model ({cfg.model._target_}) returned {_shapes(out)} for 2 "
+                             f"images; a {'spiking' if steps else 'non-spiking'} model must "
+                             f"return {expected} (set model.spiking if that was inferred "
+                             f"wrongly)")
+    opt = build_optimizer(cfg, model.parameters())
+    build_scheduler(cfg, opt, 1)
+    return cfg
+
+
+def _call(model: torch.nn.Module, x: torch.Tensor) -> Any:
+    try:
+        return model(x)
+    except Exception as e:
+        raise InputError(f"model ({model.__class__.__module__}.{model.__class__.__name__}) "
+                         f"failed on input {list(x.shape)}: {type(e).__name__}: "
+                         f"{_reason(e)}") from None
+
+
+def _shapes(out: Any) -> str:
+    if isinstance(out, torch.Tensor):
+        return f"a tensor {list(out.shape)}"
+    if isinstance(out, (tuple, list)):
+        return "(" + ", ".join(_shapes(o) for o in out) + ")"
+    return type(out).__name__
+
+
+def launch_dir_importable() -> None:
+    """The user's modules in the launch folder import by name, also from a console script
+    (whose sys.path starts at its own bin folder, not the working directory)."""
+    if LAUNCH_DIR not in sys.path and "" not in sys.path:
+        sys.path.insert(0, LAUNCH_DIR)

@@ -1,0 +1,199 @@
+"""Spiking layers that run a whole sequence [T, B, ...] at once: the fast path, as a public API.
+
+    import snntorch as snn
+    from torch import nn
+    from snn_sweep import nn as fast
+
+    net = fast.Sequential(                      # x [T, B, 1, 28, 28] -> (spk, mem) [T, B, 10]
+        fast.Linear(nn.Linear(784, 1000)),
+        fast.Neurons(snn.Leaky(beta=0.95)),
+        fast.Linear(nn.Linear(1000, 10)),
+        fast.Neurons(snn.Leaky(beta=0.95)))
+
+Weight layers (Linear, ConvPool: an nn.Linear or nn.Conv2d on every step) and neuron layers
+(Neurons: an snnTorch neuron, the recurrence over time) alternate. A weight layer runs as one
+large matmul/conv over T*B rows. A sequence constant over time (a stride-0 view along T, as direct
+coding gives) is computed once by a weight layer, stays a stride-0 view, and a neuron integrates
+it without copying it T times. Conv layers pass channels-last sequences [T, B, H, W, C] (conv.py).
+Sequential wires them: its first weight layer takes the model's input (a spike train enters
+through the sparse paths of sparse.py and conv.py), a Linear after conv layers reads their
+channels-last output, a plain snn.Leaky followed by a Linear is fused with it (LeakyLinear), and
+the last Neurons is the readout, returning (spikes, membrane).
+"""
+from typing import List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .conv import conv_pool, input_conv_pool
+from .lif import Derivative, derivative_of, fusable, leaky_linear, leaky_sequence
+from .sparse import sparse_input_linear
+
+
+def constant(x: torch.Tensor) -> bool:
+    """x [T, B, ...] is one tensor repeated over time (a stride-0 view)."""
+    return x.shape[0] > 1 and x.stride(0) == 0
+
+
+def repeat(y: torch.Tensor, steps: int) -> torch.Tensor:
+    """y [1, B, ...] as a stride-0 view [steps, B, ...]."""
+    return y.expand(steps, *y.shape[1:])
+
+
+class Synapses(nn.Module):
+    """A weight layer on every step of a sequence; `layer` holds the weights (nn.Linear or
+    nn.Conv2d; energy.py counts synaptic operations by it). Subclasses define over_time."""
+    layer: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if constant(x):
+            return repeat(self.over_time(x[:1]), x.shape[0])
+        return self.over_time(x)
+
+    def over_time(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Linear(Synapses):
+    """nn.Linear on every step of x [T, B, ...] (features flattened from dim 2). As the first
+    layer of a Sequential it takes the model's input: a spike train goes through sparse.py,
+    which computes only what changes over time. After conv layers (channels_last, set by
+    Sequential) the input is [T, B, H, W, C] while the weight's columns stay in PyTorch's
+    (C, H, W) flatten order, so checkpoints match the step-by-step model's."""
+
+    def __init__(self, layer: nn.Linear):
+        super().__init__()
+        self.layer, self.first, self.channels_last = layer, False, False
+
+    def affine(self, x_shape: Tuple[int, ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Weight [K, F] (columns in the flatten order of an input of x_shape) and bias."""
+        w = self.layer.weight
+        if self.channels_last:
+            h, wd, c = x_shape[-3:]
+            w = w.view(-1, c, h, wd).permute(0, 2, 3, 1).reshape(w.shape[0], -1)
+        return w, self.layer.bias
+
+    def over_time(self, x: torch.Tensor) -> torch.Tensor:
+        if self.first:
+            y = sparse_input_linear(self.layer, x.flatten(2))
+            if y is not None:
+                return y
+        if not self.channels_last:  # the module itself: hooks see it run
+            return self.layer(x.flatten(2))
+        return F.linear(x.flatten(2), *self.affine(x.shape))
+
+
+class ConvPool(Synapses):
+    """nn.Conv2d then 2x2 max pooling on every step of x [T, B, H, W, C] (conv.py). As the
+    first layer of a Sequential it takes the model's input [T, B, C, H, W], a spike train
+    through the majority split (conv.py); it returns [T, B, H', W', C']."""
+
+    def __init__(self, layer: nn.Conv2d):
+        super().__init__()
+        self.layer, self.first = layer, False
+
+    def over_time(self, x: torch.Tensor) -> torch.Tensor:
+        return input_conv_pool(self.layer, x) if self.first else conv_pool(self.layer, x)
+
+
+def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative: Optional[Derivative] = None,
+               steps: Optional[int] = None, keep_mem: bool = True
+               ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Run a neuron from rest through cur [T, B, ...], or through cur [B, ...] repeated for
+    `steps` steps; returns spikes and membrane [T, B, ...] (the membrane may be None if not
+    keep_mem).
+
+    A plain snn.Leaky runs as our fused recurrence (lif.py: one autograd node for the whole
+    sequence); other neurons are stepped with snnTorch itself, which keeps the state on the
+    module: reset_mem() zeroes it so nothing carries over from the previous batch.
+    """
+    if fusable(neuron):
+        return leaky_sequence(neuron, cur, derivative, steps, keep_mem)
+    if steps is not None:
+        cur = cur.unsqueeze(0).expand(steps, *cur.shape)
+    neuron.reset_mem()
+    spk, mem = [], []
+    for t in range(cur.shape[0]):
+        out = neuron(cur[t])  # (spk, [syn...], mem)
+        spk.append(out[0])
+        mem.append(out[-1])
+    return torch.stack(spk), torch.stack(mem)
+
+
+class Neurons(nn.Module):
+    """An snnTorch neuron over a sequence of input currents [T, B, ...]: returns the spikes,
+    or (spikes, membrane) for the readout (the last Neurons of a Sequential). The fused
+    backward uses the neuron's surrogate derivative written out (lif.derivative_of) where
+    snnTorch's surrogate is one lif.py knows, else autograd through spike_grad."""
+
+    def __init__(self, neuron: nn.Module, readout: bool = False):
+        super().__init__()
+        self.neuron, self.readout = neuron, readout
+        self.derivative: Optional[Derivative] = derivative_of(neuron.spike_grad)
+
+    def forward(self, cur: torch.Tensor):
+        steps = cur.shape[0] if constant(cur) else None
+        spk, mem = run_neuron(self.neuron, cur[0] if steps else cur, self.derivative, steps,
+                              keep_mem=self.readout)
+        return (spk, mem) if self.readout else spk
+
+
+class LeakyLinear(nn.Module):
+    """Leaky neurons and the Linear their spikes feed, as one layer when training on the
+    compiled CPU path (lif.LeakyLinearFunction: the spikes never leave the cache); otherwise
+    the two in turn: without a gradient to take (evaluation, where energy.Recorder's hooks
+    see both), or off that path (a GPU, float64)."""
+
+    def __init__(self, neurons: Neurons, synapses: Linear):
+        super().__init__()
+        self.neurons, self.synapses = neurons, synapses
+
+    def forward(self, cur: torch.Tensor) -> torch.Tensor:
+        steps = cur.shape[0] if constant(cur) else None
+        flat = cur[0].flatten(1) if steps else cur.flatten(2)
+        fused = leaky_linear(self.neurons.neuron, flat, *self.synapses.affine(cur.shape),
+                             self.neurons.derivative, steps, keep_spikes=False)
+        if fused is not None:
+            return fused[0]
+        return self.synapses(self.neurons(cur))
+
+
+def fusable_pair(neurons: nn.Module, synapses: nn.Module) -> bool:
+    """Whether LeakyLinear can run these two as one."""
+    return (isinstance(neurons, Neurons) and isinstance(synapses, Linear)
+            and fusable(neurons.neuron))
+
+
+class Sequential(nn.Module):
+    """Layers applied in turn to x [T, B, ...], wired as the module docstring says; the last
+    must be Neurons, the readout, and the whole returns (spikes, membrane) [T, B, K]."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__()
+        if not layers or not isinstance(layers[-1], Neurons):
+            raise ValueError("the last layer of a Sequential must be Neurons (the readout)")
+        weights = [m for m in layers if isinstance(m, Synapses)]
+        if weights:
+            weights[0].first = True
+        after_conv = False
+        for m in layers:
+            if isinstance(m, Linear):
+                m.channels_last = after_conv
+            after_conv = after_conv or isinstance(m, ConvPool)
+        layers[-1].readout = True
+        fused: List[nn.Module] = []
+        i = 0
+        while i < len(layers):
+            if i + 1 < len(layers) and fusable_pair(layers[i], layers[i + 1]):
+                fused.append(LeakyLinear(layers[i], layers[i + 1]))
+                i += 2
+            else:
+                fused.append(layers[i])
+                i += 1
+        self.layers = nn.ModuleList(fused)
+
+    def forward(self, x: torch.Tensor):
+        for layer in self.layers:
+            x = layer(x)
+        return x
