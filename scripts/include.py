@@ -5,7 +5,8 @@
     <!-- end include -->
 
 Every table and figure reference in the README comes from a file that a run wrote
-(`make results`, `make bench`); this copies them in, so no number is ever typed by hand.
+(`make results`, `make bench`); this copies them in, so no number is ever typed by hand. A file
+that is not Markdown (the example a test runs: .py, .yaml) comes in as a fenced code block.
 Paths are relative to the Markdown file. Usage: python scripts/include.py [README.md ...]
 """
 import os
@@ -13,6 +14,7 @@ import re
 import sys
 import tempfile
 
+FENCED = {".py": "python", ".yaml": "yaml", ".sh": "bash"}  # extension -> code block language
 BLOCK = re.compile(r"(<!-- include (\S+) -->\n)(.*?)(<!-- end include -->)", re.S)
 
 
@@ -29,6 +31,9 @@ def fill(path: str) -> int:
             return match.group(0)
         with open(src) as f:
             content = f.read().rstrip("\n") + "\n"
+        lang = FENCED.get(os.path.splitext(src)[1])
+        if lang is not None:
+            content = f"```{lang}\n{content}```\n"
         return match.group(1) + content + match.group(4)
 
     new, count = BLOCK.subn(body, text)

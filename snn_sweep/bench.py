@@ -5,17 +5,19 @@ other SNN libraries, on this machine.
 
 Every case trains and evaluates the same network (784-1000-10 MLP, or tutorial 6's
 12C5-MP2-64C5-MP2-10 conv SNN; LIF with beta 0.95, threshold 1, subtract reset) with Adam at
-the config's learning rate, batch 128, in up to five ways:
+the config's learning rate, batch 128, in up to six ways:
 
-- ours: built through the training code path (config composition, build_model, encoders,
-  readout_loss, build_optimizer, Runner.evaluate), fed the in-memory MNIST tensors;
+- ours: built through the training code path (config composition, build.py's model, encoder
+  and optimizer, readout_loss, Runner.evaluate), fed the in-memory MNIST tensors;
 - ref: what snnTorch tutorials 5 and 6 teach, what users write: a DataLoader over torchvision
   MNIST with a per-sample transform, spikegen per batch, a Python loop over timesteps calling
   layer -> snn.Leaky, the CE loss on the membrane summed over steps;
 - tensor: the same tutorial loop fed the same tensors as ours (no DataLoader), so that
   ours / tensor measures the SNN machinery alone;
 - spikingjelly, norse (when importable, `pip install -e ".[bench]"`): the same networks in each
-  library's own idiom, fed the same spike trains as `tensor`.
+  library's own idiom, fed the same spike trains as `tensor`;
+- byo (spiking cases): the same network written by a user from snn_sweep.nn's layers, trained
+  by the same calls as ours.
 
 Timings alternate between the sides in rounds within one process, so that load on the machine
 hits all of them; each round is timed separately and a ratio is the median of the per-round
@@ -48,6 +50,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from . import encoders
+from . import nn as fast
 from . import train as train_module
 from .build import build_model, build_optimizer, resolve
 from .config import InputError, effective_timesteps, register_configs
@@ -96,9 +99,10 @@ MEMORY_CASE = Case("rate100", "snn", "rate", 100)
 MEMORY_LIMIT_MIB = 2048
 PEAK_REPEATS = 5  # torch.mm calls per peak measurement
 PEER_NAMES = ("spikingjelly", "norse")
-SIDES = ("ours", "ref", "tensor", *PEER_NAMES)
+SIDES = ("ours", "ref", "tensor", *PEER_NAMES, "byo")
 # ratio column suffix per side compared with ours; "peer" is the fastest peer of each round
-RATIO_SUFFIX = {"ref": "", "tensor": "_tensor", **{p: f"_{p}" for p in PEER_NAMES}, "peer": "_peer"}
+RATIO_SUFFIX = {"ref": "", "tensor": "_tensor", **{p: f"_{p}" for p in PEER_NAMES}, "peer": "_peer",
+                "byo": "_byo"}
 
 
 def compose_cfg(case: Case, data_root: str):
@@ -506,6 +510,32 @@ class Ours:
         return n
 
 
+def user_network(case: Case, a: SimpleNamespace) -> nn.Module:
+    """The case's network as a user writes it with snn_sweep.nn (README, Bring your own
+    network), instead of through models.py."""
+    def leaky() -> fast.Neurons:
+        return fast.Neurons(snn.Leaky(beta=a.beta, threshold=a.threshold))
+    if case.conv:
+        c_in, c1, c2 = a.channels
+        return fast.Sequential(fast.ConvPool(nn.Conv2d(c_in, c1, a.k)), leaky(),
+                               fast.ConvPool(nn.Conv2d(c1, c2, a.k)), leaky(),
+                               fast.Linear(nn.Linear(a.flat, 10)), leaky())
+    return fast.Sequential(fast.Linear(nn.Linear(a.inputs, a.hidden)), leaky(),
+                           fast.Linear(nn.Linear(a.hidden, 10)), leaky())
+
+
+class UserBuilt(Ours):
+    """byo: a user's network built from snn_sweep.nn's layers, trained by the same calls as
+    ours; train_ratio_byo near 1 says such a network gets the built-ins' speed."""
+
+    def __init__(self, case: Case, data_root: str, data=None):
+        super().__init__(case, data_root, data)
+        torch.manual_seed(self.cfg.seed)
+        self.model = user_network(case, arch(self.cfg, tuple(self.data.train_x.shape[1:])))
+        self.runner = Runner(self.cfg, self.model, torch.device("cpu"))
+        self.opt = build_optimizer(self.cfg, self.model.parameters())
+
+
 # ------------------------------------------------------------------- FLOPs and the peak
 def matmul_peak_gflops(n: int = 2048) -> float:
     """This machine's fp32 peak as torch reaches it: the best of a few n x n matmuls."""
@@ -559,6 +589,7 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
     if case.model != "ann":  # the peers are SNN libraries
         for name, lib in peers.items():
             sides[name] = PEERS[name][1](case, cfg, data, lib)
+        sides["byo"] = UserBuilt(case, data_root, data)
     for side in sides.values():  # warm-up: allocator, first-call costs
         side.train_batch()
         side.evaluate(min(eval_n, BATCH))
@@ -584,7 +615,8 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
             row[f"{kind}_{name}"] = round(statistics.median(rates[name, kind]), 1) \
                 if name in sides else ""
         ours = rates["ours", kind]
-        others = {name: rates[name, kind] for name in ("ref", "tensor", *present)}
+        others = {name: rates[name, kind] for name in ("ref", "tensor", *present, "byo")
+                  if name in sides}
         if present:  # per round, the fastest peer of that round
             others["peer"] = [max(r) for r in zip(*(rates[p, kind] for p in present))]
         for name, suffix in RATIO_SUFFIX.items():
@@ -750,7 +782,7 @@ def print_table(rows: List[Dict]) -> None:
 LEGEND = ("Throughput in samples/s, the median over rounds. Sides: ours; ref, the snnTorch "
           "tutorial loop with its DataLoader; tensor, the same loop fed the tensors ours reads; "
           "spikingjelly and norse, the same network in each library's idiom, fed the tensor "
-          "loop's spike trains. Ratios: ours / that side (ratio alone: ours / ref; peer: "
+          "loop's spike trains; byo, the same network written by a user with snn_sweep.nn. Ratios: ours / that side (ratio alone: ours / ref; peer: "
           "ours / the fastest peer), the median of per-round ratios. train_gflops_ours: dense "
           "training FLOPs per sample x our samples/s; peak_frac: that / the fp32 matmul peak "
           "(above 1 where ours skips work the dense count includes: zeros in spike trains, a "

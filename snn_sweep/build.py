@@ -152,20 +152,20 @@ def resolve(cfg):
     model.eval()
     with torch.no_grad():
         if steps is not None:
-            seq = build_encoder(cfg)(x, num_steps=steps)
+            seq = _call(build_encoder(cfg), x, "encoder", cfg.encoder._target_, steps)
             want = (steps, 2, *shape)
             if not isinstance(seq, torch.Tensor) or tuple(seq.shape) != want:
                 got = tuple(seq.shape) if isinstance(seq, torch.Tensor) else type(seq).__name__
                 raise InputError(f"encoder ({cfg.encoder._target_}) returned {got} for "
                                  f"2 images and num_steps={steps}; expected [T, B, C, H, W] = "
                                  f"{list(want)}")
-            out = _call(model, seq)
+            out = _call(model, seq, "model", cfg.model._target_)
             ok = (isinstance(out, (tuple, list)) and len(out) == 2
                   and all(isinstance(o, torch.Tensor) and tuple(o.shape) == (steps, 2, k)
                           for o in out))
             expected = f"(spk, mem), each [T, B, num_classes] = {[steps, 2, k]}"
         else:
-            out = _call(model, x)
+            out = _call(model, x, "model", cfg.model._target_)
             ok = isinstance(out, torch.Tensor) and tuple(out.shape) == (2, k)
             expected = f"logits [B, num_classes] = {[2, k]}"
         if not ok:
@@ -178,13 +178,14 @@ def resolve(cfg):
     return cfg
 
 
-def _call(model: torch.nn.Module, x: torch.Tensor) -> Any:
+def _call(fn: Callable, x: torch.Tensor, key: str, target: str,
+          steps: Optional[int] = None) -> Any:
+    """fn(x) (an encoder: fn(x, num_steps=steps)), any failure one line naming the key."""
     try:
-        return model(x)
+        return fn(x) if steps is None else fn(x, num_steps=steps)
     except Exception as e:
-        raise InputError(f"model ({model.__class__.__module__}.{model.__class__.__name__}) "
-                         f"failed on input {list(x.shape)}: {type(e).__name__}: "
-                         f"{_reason(e)}") from None
+        raise InputError(f"{key} ({target}) failed on input {list(x.shape)}: "
+                         f"{type(e).__name__}: {_reason(e)}") from None
 
 
 def _shapes(out: Any) -> str:

@@ -244,9 +244,14 @@ def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset
 
 
 def threads() -> int:
-    """Numba's threads follow torch's setting (torch.set_num_threads)."""
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    """Numba's threads follow torch's setting (torch.set_num_threads). Launching Numba's
+    OpenMP layer resets the process's OpenMP thread count, which is torch's too: it is put
+    back, so trainer.threads=1 stays one thread."""
+    want = torch.get_num_threads()
+    n = max(1, min(want, numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
     return n
 
 

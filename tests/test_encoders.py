@@ -3,7 +3,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from snn_sweep.encoders import encode
+from snn_sweep import encoders
+
+
+def encode(x, steps, cfg):
+    """The encoder a config names, as the pipeline calls it: (x, num_steps, **settings)."""
+    return getattr(encoders, cfg.name)(x, steps, **{k: v for k, v in cfg.items() if k != "name"})
 
 CFG = {
     "rate": {"name": "rate", "gain": 1.0},

@@ -10,6 +10,11 @@ from snntorch import spikegen
 from snn_sweep.encoders import delta, latency
 
 
+def settings(cfg):
+    """An encoder config's settings: the encoder function's keyword arguments."""
+    return {k: v for k, v in cfg.items() if k != "name"}
+
+
 def reference_delta(x, steps, cfg):
     corners = [(0, 0), (cfg.saccade_px, 0), (cfg.saccade_px, cfg.saccade_px), (0, cfg.saccade_px)]
     frames = torch.stack([torch.roll(x, shifts=corners[t % 4], dims=(-2, -1))
@@ -50,7 +55,7 @@ def test_delta_same_bits_as_spikegen(name, x, steps):
     for px, thr, off in itertools.product([0, 1, 2, 8], [0.1, 0.5], [True, False]):
         cfg = OmegaConf.create({"name": "delta", "threshold": thr, "off_spike": off,
                                 "saccade_px": px})
-        same_bits(delta(x, steps, cfg), reference_delta(x, steps, cfg))
+        same_bits(delta(x, steps, **settings(cfg)), reference_delta(x, steps, cfg))
 
 
 @pytest.mark.parametrize("name,x", list(batches()))
@@ -64,9 +69,9 @@ def test_latency_same_bits_as_spikegen(name, x, steps):
             ref = reference_latency(x, steps, cfg)
         except Exception:  # spike times past the window: ours refuses too
             with pytest.raises(Exception):
-                latency(x, steps, cfg)
+                latency(x, steps, **settings(cfg))
             continue
-        same_bits(latency(x, steps, cfg), ref)
+        same_bits(latency(x, steps, **settings(cfg)), ref)
 
 
 def test_latency_rejects_what_spikegen_rejects():
@@ -74,9 +79,9 @@ def test_latency_rejects_what_spikegen_rejects():
                             "normalize": True})
     for bad in (torch.full((2, 3), 1.5), torch.full((2, 3), -0.1)):
         with pytest.raises(Exception):
-            reference_latency(bad, 5, cfg)
+            reference_latency(bad, 5, **settings(cfg))
         with pytest.raises(Exception, match="between"):
-            latency(bad, 5, cfg)
+            latency(bad, 5, **settings(cfg))
 
 
 def test_delta_repeats_with_the_saccade_period():
@@ -84,5 +89,5 @@ def test_delta_repeats_with_the_saccade_period():
     x = torch.rand(3, 1, 10, 10)
     cfg = OmegaConf.create({"name": "delta", "threshold": 0.1, "off_spike": True,
                             "saccade_px": 1})
-    s = delta(x, 25, cfg)
+    s = delta(x, 25, **settings(cfg))
     assert torch.equal(s[5:], s[1:-4]) and not torch.equal(s[1], s[2])

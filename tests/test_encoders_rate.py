@@ -1,18 +1,15 @@
 """The rate encoder draws only live pixels; its spikes must be distributed as spikegen.rate's."""
 import torch
-from omegaconf import OmegaConf
 from snntorch import spikegen
 
 from snn_sweep.encoders import rate
-
-CFG = OmegaConf.create({"name": "rate", "gain": 1.0})
 
 
 def test_same_statistics_as_spikegen_rate():
     torch.manual_seed(0)
     p = torch.tensor([0.0, 0.03, 0.2, 0.5, 0.77, 0.97, 1.0]).repeat(3000, 1)  # [3000, 7]
     steps = 20
-    ours, ref = rate(p, steps, CFG), spikegen.rate(p, num_steps=steps)
+    ours, ref = rate(p, steps), spikegen.rate(p, num_steps=steps)
     assert ours.shape == ref.shape and ours.dtype == ref.dtype
     assert set(torch.unique(ours).tolist()) <= {0.0, 1.0}
     # per-element firing probability: p (60k draws per value)
@@ -32,11 +29,10 @@ def test_same_statistics_as_spikegen_rate():
 def test_gain_clamps_like_spikegen():
     torch.manual_seed(0)
     p = torch.tensor([0.1, 0.3, 0.6]).repeat(4000, 1)
-    cfg = OmegaConf.create({"name": "rate", "gain": 2.0})
-    freq = rate(p, 10, cfg).mean((0, 1))
+    freq = rate(p, 10, gain=2.0).mean((0, 1))
     torch.testing.assert_close(freq, torch.tensor([0.2, 0.6, 1.0]), atol=0.01, rtol=0)
 
 
 def test_image_shape_kept():
     x = torch.rand(4, 1, 28, 28)
-    assert rate(x, 3, CFG).shape == (3, 4, 1, 28, 28)
+    assert rate(x, 3).shape == (3, 4, 1, 28, 28)

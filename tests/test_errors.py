@@ -21,7 +21,7 @@ def cli(tmp_path, *overrides):
     ("timesteps=-3", "timesteps=-3 is not allowed"),
     ("neuron.beta=1.5", "neuron.beta=1.5 is not allowed: a number in [0, 1]"),
     ("neuron.beta=-0.1", "neuron.beta=-0.1 is not allowed"),
-    ("optimizer.lr=0", "optimizer.lr=0.0 is not allowed: a number > 0"),
+    ("optimizer.lr=0", "optimizer.lr=0 is not allowed: a number > 0"),
     ("optimizer.lr=-1e-3", "optimizer.lr=-0.001 is not allowed"),
     ("trainer.epochs=0", "trainer.epochs=0 is not allowed: an integer >= 1"),
     ("data.batch_size=0", "data.batch_size=0 is not allowed: an integer >= 1"),

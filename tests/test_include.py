@@ -28,3 +28,13 @@ def test_missing_file_is_one_line_and_leaves_readme(tmp_path):
     assert out.returncode == 1
     assert "nope/summary.md" in out.stderr and "Traceback" not in out.stderr
     assert md.read_text() == text
+
+
+def test_code_file_comes_in_fenced(tmp_path):
+    (tmp_path / "net.py").write_text("import torch\n")
+    md = tmp_path / "README.md"
+    md.write_text("<!-- include net.py -->\n<!-- end include -->\n")
+    assert run(md).returncode == 0
+    assert md.read_text() == "<!-- include net.py -->\n```python\nimport torch\n```\n" \
+        "<!-- end include -->\n"
+    assert run(md).returncode == 0 and md.read_text().count("```python") == 1  # idempotent

@@ -9,7 +9,7 @@ from conftest import against_plain
 from snntorch import surrogate
 
 from snn_sweep import lif, lif_cpu
-from snn_sweep.layers import run_neuron
+from snn_sweep.nn import run_neuron
 from snn_sweep.lif import derivative_of, fusable, leaky_linear, leaky_sequence
 from snn_sweep.build import build_model
 

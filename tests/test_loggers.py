@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import small_overrides
 from snn_sweep import loggers
@@ -103,25 +104,31 @@ def test_a_failing_logger_is_one_warning_and_the_run_goes_on(data_root, tmp_path
     assert json.loads((out / "result.json").read_text())["status"] == "completed"
 
 
-def test_a_logger_that_fails_mid_run_is_dropped(monkeypatch, caplog):
-    calls = []
+CALLS = []
 
-    class Flaky:
-        def __init__(self, out_dir, **options):
-            pass
 
-        def start(self, cfg, name):
-            calls.append("start")
+class Flaky:
+    """A user's logger (by _target_) that fails at its first epoch."""
 
-        def epoch(self, step, row):
-            calls.append(step)
-            raise OSError("disk full")
+    def __init__(self, out_dir, sweep_dir=None):
+        pass
 
-        def finish(self, cfg, result, out_dir):
-            calls.append("finish")
+    def start(self, cfg, name):
+        CALLS.append("start")
 
-    monkeypatch.setitem(loggers.KINDS, "flaky", Flaky)
-    group = loggers.Loggers({"logger": {"flaky": {}}}, "/tmp", "run", None)
+    def epoch(self, step, row):
+        CALLS.append(step)
+        raise OSError("disk full")
+
+    def finish(self, cfg, result, out_dir):
+        CALLS.append("finish")
+
+
+def test_a_logger_that_fails_mid_run_is_dropped(caplog):
+    calls = CALLS
+    cfg = OmegaConf.create({"logger": {"flaky": {"_target_": "test_loggers.Flaky"}},
+                            "trusted_modules": ["test_loggers"]})
+    group = loggers.Loggers(cfg, "/tmp", "run", None)
     assert group.epoch(1, {"val_acc": 0.5}) is False
     group.epoch(2, {"val_acc": 0.6})
     group.finish({"status": "completed"})

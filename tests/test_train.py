@@ -96,12 +96,12 @@ def test_learns_on_the_tiny_data(make_cfg, tmp_path):
     assert res["test_acc"] > 0.5  # chance is 0.1
 
 
-@pytest.mark.parametrize("model", ["ann", "snn", "cnn", "csnn"])
 def membrane(out):
     """A spiking model's output membrane, an ANN's logits."""
     return out[1] if isinstance(out, tuple) else out
 
 
+@pytest.mark.parametrize("model", ["ann", "snn", "cnn", "csnn"])
 def test_dropout_acts_only_while_training(make_cfg, model):
     """model.dropout drops hidden activations or spikes in training mode; evaluation is the
     model without it (same weights, same output)."""
@@ -192,7 +192,7 @@ def test_repeats_steps_count_epochs_over_seeds_and_a_pruned_job_says_which_seed(
 
 def test_a_run_killed_after_epoch_1_resumes_to_the_same_end(make_cfg, tmp_path):
     full, full_rows = run(make_cfg, tmp_path / "full", "trainer.epochs=3",
-                          "optimizer.scheduler=cosine")
+                          "scheduler=cosine")
 
     def killed(step, row):
         if step == 1:  # dies once epoch 1 and its resume.pt are written
@@ -200,10 +200,10 @@ def test_a_run_killed_after_epoch_1_resumes_to_the_same_end(make_cfg, tmp_path):
 
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
-        train(make_cfg("trainer.epochs=3", "optimizer.scheduler=cosine"), str(cut),
+        train(make_cfg("trainer.epochs=3", "scheduler=cosine"), str(cut),
               on_epoch=killed)
     assert (cut / "resume.pt").is_file()
-    res, rows = run(make_cfg, cut, "trainer.epochs=3", "optimizer.scheduler=cosine",
+    res, rows = run(make_cfg, cut, "trainer.epochs=3", "scheduler=cosine",
                     "trainer.resume=true")
     keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
     assert [[r[k] for k in keys] for r in rows] == [[r[k] for k in keys] for r in full_rows]
@@ -228,3 +228,12 @@ def test_a_completed_run_of_the_same_config_is_not_trained_again(make_cfg, tmp_p
     assert (tmp_path / "metrics.csv").stat().st_mtime_ns == stamp
     train(make_cfg("seed=1"), str(tmp_path))  # another config: trained
     assert (tmp_path / "metrics.csv").stat().st_mtime_ns != stamp
+
+
+def test_threads_stay_as_set_after_the_compiled_kernels_start(make_cfg, tmp_path):
+    """Numba's OpenMP layer resets the process's thread count when it starts; trainer.threads
+    must hold for the whole run, and result.json must say what ran."""
+    cfg = make_cfg("trainer.threads=1", "encoder=rate")
+    train(cfg, str(tmp_path))
+    assert torch.get_num_threads() == 1
+    assert json.loads((tmp_path / "result.json").read_text())["threads"] == 1

@@ -1,0 +1,97 @@
+"""snn_sweep.nn as a user's API: a network written with its layers computes what snnTorch's
+step-by-step loop computes (outputs and gradients), is fused where it can be, and its spikes,
+synops and energy, counted by hooks, equal those of the same network written in plain snnTorch."""
+import pytest
+import snntorch as snn
+import torch
+from conftest import against_plain
+from torch import nn
+
+from snn_sweep import nn as fast
+from snn_sweep.config import Readout
+from snn_sweep.energy import Recorder, dense_macs
+
+
+def mlp(beta=0.9):
+    torch.manual_seed(0)
+    return fast.Sequential(fast.Linear(nn.Linear(784, 32)), fast.Neurons(snn.Leaky(beta=beta)),
+                           fast.Linear(nn.Linear(32, 10)), fast.Neurons(snn.Leaky(beta=beta)))
+
+
+def conv_net():
+    torch.manual_seed(0)
+    return fast.Sequential(fast.ConvPool(nn.Conv2d(1, 4, 5)), fast.Neurons(snn.Leaky(beta=0.9)),
+                           fast.ConvPool(nn.Conv2d(4, 8, 5)), fast.Neurons(snn.Leaky(beta=0.9)),
+                           fast.Linear(nn.Linear(8 * 4 * 4, 10)),
+                           fast.Neurons(snn.Leaky(beta=0.9)))
+
+
+def spikes(steps=5, batch=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(steps, batch, 1, 28, 28, generator=g) < 0.2).float()
+
+
+@pytest.mark.parametrize("make", [mlp, conv_net])
+def test_users_network_matches_snntorch_step_by_step(make):
+    net, x, y = make(), spikes(), torch.arange(6) % 10
+    (spk, loss, grads), (spk_ref, loss_ref, grads_ref) = against_plain(
+        net, Readout.membrane_ce, x, y)
+    torch.testing.assert_close(spk, spk_ref)
+    torch.testing.assert_close(loss, loss_ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_sequential_wires_the_layers():
+    net = mlp()
+    kinds = [type(m).__name__ for m in net.layers]
+    assert kinds == ["Linear", "LeakyLinear", "Neurons"]  # hidden neurons fused with the Linear
+    assert net.layers[0].first and net.layers[-1].readout
+    assert net.layers[1].neurons.derivative.name == "atan"  # read off snn.Leaky's default
+    convs = conv_net()
+    assert convs.layers[0].first and not convs.layers[2].first
+    assert [type(m).__name__ for m in convs.layers] == ["ConvPool", "Neurons", "ConvPool",
+                                                       "LeakyLinear", "Neurons"]
+    assert convs.layers[3].synapses.channels_last  # the Linear after the convs reads NHWC
+    with pytest.raises(ValueError, match="last layer of a Sequential must be Neurons"):
+        fast.Sequential(fast.Linear(nn.Linear(4, 2)))
+
+
+class PlainNet(nn.Module):
+    """mlp() as snnTorch's tutorial 5 writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.lif1 = nn.Linear(784, 32), snn.Leaky(beta=0.9)
+        self.fc2, self.lif2 = nn.Linear(32, 10), snn.Leaky(beta=0.9)
+
+    def forward(self, x):
+        mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
+        spk_rec, mem_rec = [], []
+        for step in range(x.shape[0]):
+            spk1, mem1 = self.lif1(self.fc1(x[step].flatten(1)), mem1)
+            spk2, mem2 = self.lif2(self.fc2(spk1), mem2)
+            spk_rec.append(spk2)
+            mem_rec.append(mem2)
+        return torch.stack(spk_rec), torch.stack(mem_rec)
+
+
+@pytest.mark.parametrize("analog", [False, True])
+def test_energy_hooks_count_a_plain_snntorch_network_as_ours(analog):
+    fast_net, plain = mlp(), PlainNet()
+    plain.fc1.load_state_dict(fast_net.layers[0].layer.state_dict())
+    plain.fc2.load_state_dict(fast_net.layers[1].synapses.layer.state_dict())
+    x = torch.rand(1, 6, 1, 28, 28).expand(5, 6, 1, 28, 28) if analog else spikes()
+    stats = []
+    for net in (fast_net, plain):
+        macs = dense_macs(net, x[:1, :1])
+        assert macs == [784 * 32, 32 * 10]
+        with torch.no_grad(), Recorder(net, macs) as rec:
+            net.eval()(x)
+        stats.append(rec.stats(n_samples=6, steps=5))
+    assert stats[0].keys() == stats[1].keys()
+    for key in stats[0]:
+        assert stats[0][key] == pytest.approx(stats[1][key]), key
+    assert stats[0]["spikes_per_sample"] > 0
+    if analog:  # the first layer multiplies analog input at every step: dense MACs
+        assert stats[0]["energy_pj_per_sample"] > 5 * 784 * 32 * 4.6
