@@ -76,10 +76,11 @@ tuning: $(STAMP)
 	$(AGG) $(SWEEPS)/pareto --out docs/results/pareto --study sqlite:///$(SWEEPS)/pareto.db
 	$(BIN)/python scripts/include.py README.md
 
-# Each model's recipe study (conf/hparams_search/recipe.yaml) on full MNIST, the same budget
-# for every model: 8 trials of 4 epochs (4 random, then TPE), median pruning; csnn also searches
-# its encoder and timesteps. One study file per recipe; docs/results/recipes/ gets each study's
-# trials and studies.md their best trials; scripts/recipes.py writes those into conf/recipe/.
+# Each model's recipe study (snn_sweep/conf/hparams_search/recipe.yaml) on full MNIST, the same
+# budget for every model: 8 trials of 4 epochs (4 random, then TPE), median pruning; csnn also
+# searches its encoder and timesteps. One study file per recipe; docs/results/recipes/ gets each
+# study's trials and studies.md their best trials; scripts/recipes.py writes those into
+# snn_sweep/conf/recipe/.
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn
 TUNE := $(RUN) -m hparams_search=recipe
 tune-recipes: $(STAMP)

@@ -1,4 +1,5 @@
-"""Config schema: dataclasses registered in Hydra's ConfigStore back the YAML in conf/.
+"""Config schema: dataclasses registered in Hydra's ConfigStore back the YAML in conf/ (the
+built-in options; a user's own options need none).
 
 A misspelt key or a wrong type therefore fails at composition; value ranges that a type
 cannot express (beta in [0, 1], lr > 0, ...) are checked by `validate` before any work starts.
@@ -43,7 +44,7 @@ class ModelSettings:
 
 @dataclass
 class MLPConfig(ModelSettings):
-    """snn_sweep.models.MLP's arguments (conf/model/ann.yaml, snn.yaml, snn_single_step.yaml)."""
+    """snn_sweep.models.mlp's arguments (conf/model/ann.yaml, snn.yaml, snn_single_step.yaml)."""
     in_shape: List[int] = MISSING
     num_classes: int = MISSING
     hidden: List[int] = MISSING
@@ -55,7 +56,7 @@ class MLPConfig(ModelSettings):
 
 @dataclass
 class ConvConfig(ModelSettings):
-    """snn_sweep.models.ConvNet's arguments (conf/model/cnn.yaml, csnn.yaml)."""
+    """snn_sweep.models.conv_net's arguments (conf/model/cnn.yaml, csnn.yaml)."""
     in_shape: List[int] = MISSING
     num_classes: int = MISSING
     channels: List[int] = MISSING

@@ -1,7 +1,8 @@
 """Hydra's Optuna sweeper (hydra-optuna-sweeper 1.4) with what a sweep pipeline needs added.
 
-Selected by `override /hydra/sweeper: optuna_trials` in conf/hparams_search/*.yaml; the sampler,
-storage, study_name, n_trials, params, ... are configured exactly as upstream, plus `pruner`.
+Selected by `override /hydra/sweeper: optuna_trials` in snn_sweep/conf/hparams_search/*.yaml; the
+sampler, storage, study_name, n_trials, params, ... are configured exactly as upstream, plus
+`pruner`.
 
 Why a subclass: the trial only exists inside the sweeper (`study.ask()`), so the sweeper is the
 one place that can hand each job its trial number without guessing. The number travels as
@@ -10,8 +11,8 @@ launcher (local, joblib, submitit) applies them to the job. A job that knows its
 its per-epoch validation metric to it through the storage and asks the pruner
 (snn_sweep/optuna_trial.py); a pruned job raises optuna.TrialPruned, which upstream's loop would
 record as FAIL, so this sweeper runs its own ask/launch/tell loop (_impl.py). It adds:
-- `pruner` (conf/hydra/sweeper/pruner/: median, hyperband, wilcoxon; none by default): the
-  jobs instantiate it; a pruned job's trial is told PRUNED and the sweep goes on;
+- `pruner` (snn_sweep/conf/hydra/sweeper/pruner/: median, hyperband, wilcoxon; none by default):
+  the jobs instantiate it; a pruned job's trial is told PRUNED and the sweep goes on;
 - two directions: the jobs return (optimized_metric, pareto_metric), the study is given those
   metric names, and optimization_results.yaml lists the Pareto front (as upstream);
 - each job gets SNN_SWEEP_OPTUNA_{TRIAL,STUDY,STORAGE} (storage without password) and its job
@@ -45,7 +46,7 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
     # _self_ first: the pruner option chosen in the group must override `pruner: null` below.
     defaults: List[Any] = field(
         default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": None}])
-    # An optuna.pruners.* config with _target_ (conf/hydra/sweeper/pruner/); null: no pruning.
+    # An optuna.pruners.* config with _target_ (snn_sweep/conf/hydra/sweeper/pruner/); null: none.
     pruner: Any = None
     # While a job runs its sweeper records a heartbeat for its trial every heartbeat_interval
     # seconds; a RUNNING trial not heard of for grace_period (default 2 intervals: its worker
@@ -56,7 +57,8 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
     retry_failed_trials: int = 0
 
 
-# The schema behind conf/hydra/sweeper/optuna_trials.yaml, so a misspelt key fails at composition.
+# The schema behind snn_sweep/conf/hydra/sweeper/optuna_trials.yaml: a misspelt key fails at
+# composition.
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna_trials_schema",
                              node=OptunaTrialSweeperConf, provider="snn_sweep")
 
