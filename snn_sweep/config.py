@@ -63,6 +63,9 @@ class ConvConfig(ModelSettings):
     kernel_size: int = 5
     neuron: Any = None
     dropout: float = 0.0
+    # 2x2 pooling after each conv: max (tutorial 6), or avg / sum (what NIR can express; the
+    # conv nets export to NIR with these only, snn_sweep.export)
+    pool: str = "max"
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Conv -> 2x2 max pool over every step of a sequence, channels-last.
+"""Conv -> 2x2 pool (max by default; avg or sum, which NIR can express) over every step of a
+sequence, channels-last.
 
 Sequences here are [T, B, H, W, C] (channels last, contiguous): oneDNN's convolutions run
 faster on that layout than on [N, C, H, W], and a neuron, being elementwise, does not mind
@@ -100,17 +101,32 @@ class SparseConvPool(torch.autograd.Function):
         return None, g_base, g_w.sum(0).permute(3, 2, 0, 1)
 
 
-def conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """conv then 2x2 max pool on every step of x [T, B, H, W, C] -> [T, B, H', W', C']."""
+POOLS = ("max", "avg", "sum")  # 2x2, stride 2: max (the default), average, sum
+
+
+def pool_as(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
+    """2x2 pooling of x [N, H, W, C] (stride 2, floor): max (pool2), average or sum."""
+    if pool == "max":
+        return pool2(x)
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r}: one of {', '.join(POOLS)}")
+    return to_nhwc(F.avg_pool2d(to_nchw(x), 2, divisor_override=1 if pool == "sum" else None))
+
+
+def conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max") -> torch.Tensor:
+    """conv then 2x2 pool on every step of x [T, B, H, W, C] -> [T, B, H', W', C']."""
     steps, batch = x.shape[:2]
-    y = pool2(to_nhwc(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))))
+    y = pool_as(to_nhwc(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))), pool)
     return y.view(steps, batch, *y.shape[1:])
 
 
-def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """conv then 2x2 max pool on every step of the model's input x [T, B, C, H, W] ->
-    [T, B, H', W', C']; a sparse spike train goes through the majority split, and steps that
-    repeat an earlier one (delta coding of a periodic saccade) are computed once."""
+def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max") -> torch.Tensor:
+    """conv then 2x2 pool on every step of the model's input x [T, B, C, H, W] ->
+    [T, B, H', W', C']; with max pooling a sparse spike train goes through the majority split,
+    and steps that repeat an earlier one (delta coding of a periodic saccade) are computed
+    once (avg and sum pooling take the dense path)."""
+    if pool != "max":
+        return conv_pool(conv, x.permute(0, 1, 3, 4, 2).contiguous(), pool)
     if x.shape[0] > 1 and _compiled(x):
         repeated = on_distinct_steps(lambda xs: _split_conv_pool(conv, xs), x)
         return repeated if repeated is not None else _split_conv_pool(conv, x)

@@ -18,6 +18,7 @@ from torch import nn
 
 from . import nn as fast
 from .config import NeuronConfig, Readout, SynapticNeuronConfig
+from .conv import POOLS
 
 NEURON_CLASSES = {"leaky": snn.Leaky, "lapicque": snn.Lapicque, "synaptic": snn.Synaptic,
                   "alpha": snn.Alpha}
@@ -75,8 +76,17 @@ def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (1000
     return spiking([fast.Linear(lin) for lin in linears], neuron, dropout)
 
 
-def conv_block(c_in: int, c_out: int, k: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k), nn.MaxPool2d(2))
+def pool_layer(pool: str) -> nn.Module:
+    """The ANN's 2x2 pooling: max, avg or sum (conv.POOLS)."""
+    if pool not in POOLS:
+        raise ValueError(f"pool={pool!r}: one of {', '.join(POOLS)}")
+    if pool == "max":
+        return nn.MaxPool2d(2)
+    return nn.AvgPool2d(2, divisor_override=1 if pool == "sum" else None)
+
+
+def conv_block(c_in: int, c_out: int, k: int, pool: str = "max") -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, k), pool_layer(pool))
 
 
 def conv_out_shape(channels, k: int, in_shape) -> Tuple[int, int, int]:
@@ -86,19 +96,21 @@ def conv_out_shape(channels, k: int, in_shape) -> Tuple[int, int, int]:
 
 def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (12, 64),
              kernel_size: int = 5, neuron: Optional[Mapping] = None,
-             dropout: float = 0.0) -> nn.Module:
-    """c1 C k - MP2 - c2 C k - MP2 - num_classes (snnTorch tutorial 6's 12C5-MP2-64C5-MP2-10):
-    LIF after each block with a neuron, ReLU without."""
+             dropout: float = 0.0, pool: str = "max") -> nn.Module:
+    """c1 C k - P2 - c2 C k - P2 - num_classes (snnTorch tutorial 6's 12C5-MP2-64C5-MP2-10):
+    LIF after each block with a neuron, ReLU without. `pool`: 2x2 max pooling (MP2, the
+    default), avg or sum (NIR has average and sum pooling, no max: snn_sweep.export)."""
     c1, c2 = channels
     k = kernel_size
     out_shape = conv_out_shape((c1, c2), k, in_shape)
     fc = nn.Linear(math.prod(out_shape), num_classes)
     if neuron is None:
-        return ANN(nn.Sequential(*with_dropout([conv_block(in_shape[0], c1, k), nn.ReLU()], dropout),
-                                 *with_dropout([conv_block(c1, c2, k), nn.ReLU()], dropout),
-                                 nn.Flatten(), fc))
-    return spiking([fast.ConvPool(nn.Conv2d(in_shape[0], c1, k)),
-                    fast.ConvPool(nn.Conv2d(c1, c2, k)), fast.Linear(fc)], neuron, dropout)
+        return ANN(nn.Sequential(
+            *with_dropout([conv_block(in_shape[0], c1, k, pool), nn.ReLU()], dropout),
+            *with_dropout([conv_block(c1, c2, k, pool), nn.ReLU()], dropout),
+            nn.Flatten(), fc))
+    return spiking([fast.ConvPool(nn.Conv2d(in_shape[0], c1, k), pool),
+                    fast.ConvPool(nn.Conv2d(c1, c2, k), pool), fast.Linear(fc)], neuron, dropout)
 
 
 _RATE_CE = SF.ce_rate_loss()

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import conv_pool, input_conv_pool
+from .conv import POOLS, conv_pool, input_conv_pool
 from .lif import Derivative, derivative_of, fusable, leaky_linear, leaky_sequence
 from .sparse import sparse_input_linear
 
@@ -85,16 +85,21 @@ class Linear(Synapses):
 
 
 class ConvPool(Synapses):
-    """nn.Conv2d then 2x2 max pooling on every step of x [T, B, H, W, C] (conv.py). As the
-    first layer of a Sequential it takes the model's input [T, B, C, H, W], a spike train
-    through the majority split (conv.py); it returns [T, B, H', W', C']."""
+    """nn.Conv2d then 2x2 pooling on every step of x [T, B, H, W, C] (conv.py): `pool` max
+    (the default), avg or sum (the two NIR can express). As the first layer of a Sequential
+    it takes the model's input [T, B, C, H, W], a spike train through the majority split
+    (conv.py); it returns [T, B, H', W', C']."""
 
-    def __init__(self, layer: nn.Conv2d):
+    def __init__(self, layer: nn.Conv2d, pool: str = "max"):
         super().__init__()
-        self.layer, self.first = layer, False
+        if pool not in POOLS:
+            raise ValueError(f"pool={pool!r}: one of {', '.join(POOLS)}")
+        self.layer, self.first, self.pool = layer, False, pool
 
     def over_time(self, x: torch.Tensor) -> torch.Tensor:
-        return input_conv_pool(self.layer, x) if self.first else conv_pool(self.layer, x)
+        if self.first:
+            return input_conv_pool(self.layer, x, self.pool)
+        return conv_pool(self.layer, x, self.pool)
 
 
 def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative: Optional[Derivative] = None,

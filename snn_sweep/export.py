@@ -1,0 +1,489 @@
+"""`python -m snn_sweep.export RUN_DIR [--out FILE]`: a run's best-epoch network as a NIR graph
+(the Neuromorphic Intermediate Representation, `nir`), checked by re-importing it.
+
+What is written: the run's checkpoint.pt (the weights of its best validation epoch) as
+Input -> [Flatten] -> Affine | Conv2d -> [AvgPool2d | SumPool2d] -> LIF ... -> Output, built here
+from nir's node classes (snnTorch's export_to_nir is not used: with nir 1.0.8 it fails on its
+own example, and it writes a dt it does not state). The encoder stays outside the graph: the
+graph's input is one step of the encoded image, [C, H, W]; the encoder's name, settings and T
+and the readout the run's accuracy assumes go into the graph's metadata and into
+FILE.json beside it, with the agreement measured by re-importing the file.
+
+Semantics, stated so that a simulator computes what the run trained:
+
+- An snn.Leaky with beta b and threshold thr (learnt ones included) steps
+  mem_t = b*mem_{t-1}*(1 - s_{t-1}) + I_t, s_t = H(mem_t - thr) (snnTorch's zero reset, one
+  step late). Its spikes are exactly those of an LIF that resets to 0 at once, which is what a
+  NIR LIF is: tau dv/dt = (v_leak - v) + r*I, spike and v <- v_reset when v > v_threshold.
+  Forward Euler at dt = DT (the step snnTorch's importer assumes; stated in the metadata) gives
+  v_t = (1 - dt/tau) v_{t-1} + (dt/tau) r I_t, so the graph has tau = dt / (1 - b), r = 1,
+  v_leak = 0, v_reset = 0, v_threshold = thr, and the factor 1 / (1 - b) = tau / dt folded into
+  the weights and bias of the layer that feeds the neurons (NIR's r would do the same, but Norse
+  ignores r, while snnTorch handles both).
+- Settings NIR cannot express are refused with one line naming the setting and the fix:
+  subtract or no reset (`neuron.reset_mechanism=zero`), max pooling (`model.pool=avg` or
+  `sum`), other neurons than Leaky, a beta of 1, and layers that are not snn_sweep.nn's.
+- The readout: membrane_ce predicts the argmax over classes of the output neurons' membrane
+  before their reset, averaged over the T steps; rate_ce and count_mse the argmax of output
+  spike counts, ties broken by that membrane.
+
+The check (`verify`): the test slice is encoded once with the run's encoder (seed 0); our model
+and the re-imported graph (snnTorch's import_from_nir; Norse's from_nir where it imports every
+node) run on the same spikes, the latter step by step, one image at a time (a NIR Flatten has
+no batch dimension); their output spikes per (image, step, neuron) and predicted classes are
+compared.
+"""
+import argparse
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import warnings
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from .config import InputError, Readout, effective_timesteps, model_settings
+
+DT = 1e-4  # seconds per step: what snntorch.import_nir assumes (stated in the metadata)
+RUN_FILES = ("checkpoint.pt", ".hydra/config.yaml")
+FIX_RESET = "train with neuron.reset_mechanism=zero (experiment=nir_ready)"
+
+
+def _need_nir():
+    try:
+        import nir  # noqa: F401
+    except ImportError:
+        raise InputError("the NIR export needs the nir package: pip install 'snn_sweep[nir]'"
+                         ) from None
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def load_run(run_dir: str, data_root: Optional[str] = None):
+    """(config, model with the checkpoint's weights) of a run dir; InputError if it is not one."""
+    from .build import build_model, resolve
+    for name in RUN_FILES:
+        if not os.path.isfile(os.path.join(run_dir, name)):
+            raise InputError(f"{run_dir}: no {name} (a run dir of `python -m snn_sweep` with "
+                             f"trainer.checkpoint=true holds checkpoint.pt and .hydra/config.yaml)")
+    cfg = OmegaConf.load(os.path.join(run_dir, ".hydra", "config.yaml"))
+    if data_root is not None:
+        cfg.data.root, cfg.data.download = data_root, False
+    cfg = resolve(cfg)
+    if not cfg.model.spiking:
+        raise InputError(f"{run_dir}: model={cfg.model.name} is not spiking; only spiking "
+                         f"models export to NIR")
+    model = build_model(cfg)
+    try:
+        state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:
+        raise InputError(f"{run_dir}/checkpoint.pt: does not load into the run's model "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+    model.eval()
+    return cfg, model
+
+
+# --- graph -----------------------------------------------------------------------------------
+
+def _layers(model) -> List[torch.nn.Module]:
+    """The model's layers in order, fused pairs split, dropout (identity in evaluation) left
+    out; InputError for a model not built from snn_sweep.nn's layers."""
+    from . import nn as fast
+    if not isinstance(model, fast.Sequential):
+        raise InputError(f"model ({type(model).__module__}.{type(model).__name__}) is not an "
+                         f"snn_sweep.nn.Sequential: the NIR export takes networks built from "
+                         f"snn_sweep.nn's Linear, ConvPool and Neurons (snn.Leaky)")
+    out: List[torch.nn.Module] = []
+    for m in model.layers:
+        if isinstance(m, fast.LeakyLinear):
+            out += [m.neurons, m.synapses]
+        elif isinstance(m, torch.nn.Dropout):
+            continue
+        elif isinstance(m, (fast.Linear, fast.ConvPool, fast.Neurons)):
+            out.append(m)
+        else:
+            raise InputError(f"model: layer {type(m).__name__} has no NIR export; allowed: "
+                             f"snn_sweep.nn.Linear, ConvPool, Neurons, torch.nn.Dropout")
+    return out
+
+
+def neuron_params(neuron) -> Tuple[float, float]:
+    """(beta, threshold) of an exportable neuron; InputError naming the setting otherwise."""
+    import snntorch as snn
+    name = type(neuron).__name__
+    if type(neuron) is not snn.Leaky:
+        raise InputError(f"neuron.name: {name} has no exact NIR export; use neuron=leaky "
+                         f"(snn.Leaky, NIR's LIF)")
+    reset = neuron.reset_mechanism
+    if reset != "zero":
+        raise InputError(f"neuron.reset_mechanism={reset}: NIR's LIF resets to v_reset "
+                         f"(subtract and none are not expressible); {FIX_RESET}")
+    if neuron.inhibition or neuron.state_quant or float(neuron.graded_spikes_factor) != 1.0:
+        raise InputError("neuron: inhibition, state_quant and graded spikes have no NIR export")
+    if not neuron.reset_delay:
+        raise InputError("neuron: reset_delay=False is not a setting of the built-in neurons")
+    beta = float(neuron.beta.detach().clamp(0, 1))
+    threshold = float(neuron.threshold.detach())
+    if beta >= 1.0:
+        raise InputError(f"neuron.beta={beta}: a LIF with beta 1 has no leak (tau infinite); "
+                         f"use neuron.beta < 1")
+    if not threshold > 0:
+        raise InputError(f"neuron.threshold={threshold}: NIR's LIF needs a threshold > 0")
+    return beta, threshold
+
+
+def _lif(shape, beta: float, threshold: float):
+    import nir
+    full = lambda v: np.full(tuple(shape), v, dtype=np.float64)  # noqa: E731
+    return nir.LIF(tau=full(DT / (1.0 - beta)), r=full(1.0), v_leak=full(0.0),
+                   v_threshold=full(threshold), v_reset=full(0.0))
+
+
+def to_nir(cfg, model, metadata: Optional[Dict] = None):
+    """The NIR graph of a spiking model built from snn_sweep.nn's layers (see the module
+    docstring); InputError naming the setting for anything NIR cannot express exactly."""
+    _need_nir()
+    import nir
+    from . import nn as fast
+    layers = _layers(model)
+    shape = list(cfg.data.shape)  # [C, H, W] of one encoded step
+    nodes: Dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
+    order = ["input"]
+    pending: List[Tuple[str, Any]] = []  # weight-layer nodes whose scale the next LIF fixes
+    weights: List[torch.nn.Module] = []
+    count = {"affine": 0, "conv": 0, "pool": 0, "lif": 0, "flatten": 0}
+
+    def add(kind: str, node) -> str:
+        name = f"{kind}{count[kind]}"
+        count[kind] += 1
+        nodes[name] = node
+        order.append(name)
+        return name
+
+    i = 0
+    while i < len(layers):
+        m = layers[i]
+        if isinstance(m, fast.Neurons):
+            raise InputError("model: a Neurons layer without a weight layer before it has no "
+                             "NIR export")
+        if not (i + 1 < len(layers) and isinstance(layers[i + 1], fast.Neurons)):
+            raise InputError(f"model: {type(m).__name__} not followed by Neurons has no NIR "
+                             f"export")
+        beta, thr = neuron_params(layers[i + 1].neuron)
+        gain = 1.0 / (1.0 - beta)  # tau / dt: NIR's LIF at dt scales its input by dt / tau
+        w = m.layer.weight.detach().double()
+        b = (m.layer.bias.detach().double() if m.layer.bias is not None
+             else torch.zeros(w.shape[0], dtype=torch.float64))
+        if isinstance(m, fast.ConvPool):
+            conv = m.layer
+            if m.pool == "max":
+                raise InputError("model.pool=max: NIR has no max pooling; train with "
+                                 "model.pool=avg or model.pool=sum (experiment=nir_ready)")
+            if (tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation), conv.groups) != (
+                    (1, 1), (0, 0), (1, 1), 1) or conv.padding_mode != "zeros":
+                raise InputError("model: only the built-in convolutions (stride 1, no padding) "
+                                 "have a NIR export here")
+            # Average pooling is written as sum pooling of a conv scaled by 1/4 (exact in
+            # floating point): both importers read SumPool2d, Norse no AvgPool2d.
+            if m.pool == "avg":
+                w, b = w / 4, b / 4
+            add("conv", nir.Conv2d(input_shape=tuple(shape[1:]), weight=(w * gain).numpy(),
+                                   stride=1, padding=0, dilation=1, groups=1,
+                                   bias=(b * gain).numpy()))
+            c, h, wd = conv.out_channels, shape[1] - conv.kernel_size[0] + 1, \
+                shape[2] - conv.kernel_size[1] + 1
+            add("pool", nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                      padding=np.array([0, 0])))
+            shape = [c, h // 2, wd // 2]
+        elif isinstance(m, fast.Linear):
+            if len(shape) > 1:
+                add("flatten", nir.Flatten(input_type={"input": np.array(shape)},
+                                           start_dim=0, end_dim=-1))
+                # our channels-last path keeps PyTorch's (C, H, W) column order (nn.Linear)
+                shape = [int(np.prod(shape))]
+            if w.shape[1] != shape[0]:
+                raise InputError(f"model: Linear of {w.shape[1]} inputs after a layer of "
+                                 f"{shape[0]} outputs")
+            add("affine", nir.Affine(weight=(w * gain).numpy(), bias=(b * gain).numpy()))
+            shape = [w.shape[0]]
+        else:
+            raise InputError(f"model: layer {type(m).__name__} has no NIR export")
+        add("lif", _lif(shape, beta, thr))
+        weights.append(m.layer)
+        i += 2
+    nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
+    order.append("output")
+    edges = list(zip(order[:-1], order[1:]))
+    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(metadata or {}))
+    return graph
+
+
+def describe(cfg) -> Dict[str, Any]:
+    """What the graph leaves out and the run's accuracy assumes: the encoder and the readout."""
+    enc = OmegaConf.to_container(cfg.encoder, resolve=True, enum_to_str=True)
+    readout = model_settings(cfg.model).readout
+    predict = ("argmax over classes of the output neurons' membrane before reset, averaged "
+               "over the T steps" if readout == Readout.membrane_ce else
+               "argmax over classes of the output spike count over the T steps, ties broken "
+               "by the mean membrane before reset")
+    return {
+        "format": "snn_sweep NIR export 1",
+        "dt": DT,
+        "timesteps": effective_timesteps(cfg),
+        "encoder": {"name": enc.pop("name", None), "target": enc.pop("_target_", None),
+                    "settings": enc},
+        "input": "one step of the encoder's output for one image, [C, H, W], in [0, 1] "
+                 "(spikes) or analog (direct); the graph is stepped T times from rest",
+        "readout": readout.value,
+        "predict": predict,
+        "neuron": "LIF, forward Euler at dt: v <- (1 - dt/tau) v + (dt/tau) r I, spike and "
+                  "v <- v_reset when v > v_threshold (weights carry the factor tau/dt)",
+        "model": cfg.model.name,
+        "data": {"name": cfg.data.name, "shape": list(cfg.data.shape)},
+    }
+
+
+def _metadata_for_nir(meta: Dict) -> Dict:
+    """NIR's HDF5 writer stores metadata values as strings or numbers: nested ones as JSON."""
+    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
+            for k, v in meta.items() if v is not None}
+
+
+# --- re-import and compare -------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _quiet():
+    """The importers print and warn about deprecations and their rescaling: kept off the
+    command's output (their outcome is measured instead)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        level = logging.root.level
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+            logging.root.setLevel(level)
+
+
+class _Membrane:
+    """The output neuron's membrane before its reset, recorded by a hook on the imported
+    module: beta * v_{t-1} + I_t (snnTorch's Leaky) or v_{t-1} + dt/tau (I_t - v_{t-1})
+    (Norse's LIFBoxCell), from the module's own parameters and state."""
+
+    def __init__(self, module, kind: str, scale: float = 1.0):
+        self.kind, self.values, self.scale = kind, [], scale
+        self.handle = module.register_forward_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs, out):
+        x = args[0] if args else kwargs["input_tensor"]
+        if self.kind == "snntorch":
+            prev = self.prev if self.prev is not None else torch.zeros_like(x)
+            v = module.beta.clamp(0, 1) * prev + x
+            self.prev = module.mem.detach().clone()
+        else:
+            state = args[1] if len(args) > 1 else kwargs.get("state")
+            prev = state.v if state is not None else torch.zeros_like(x)
+            v = prev + module.dt * module.p.tau_mem_inv * (x + module.p.v_leak - prev)
+        self.values.append(v.detach() * self.scale)
+
+    def start(self):
+        self.prev, self.values = None, []
+
+
+def import_snntorch(graph):
+    from snntorch import utils
+    from snntorch.import_nir import import_from_nir
+    with _quiet():
+        net = import_from_nir(graph)
+    neurons = [m for m in net.modules() if hasattr(m, "reset_mem")]
+
+    def reset():
+        for n in neurons:
+            n.reset_mem()
+        utils.reset(net)
+    return net, neurons[-1], reset
+
+
+def import_norse(graph):
+    import nir
+    supported = (nir.Input, nir.Output, nir.Affine, nir.Conv2d, nir.Flatten, nir.LIF,
+                 nir.SumPool2d, nir.Linear, nir.IF, nir.CubaLIF)
+    missing = sorted({type(n).__name__ for n in graph.nodes.values()
+                      if not isinstance(n, supported)})
+    if missing:
+        return None, f"Norse 1.1's from_nir has no {', '.join(missing)}"
+    from norse.torch import from_nir
+    with _quiet():
+        net = from_nir(graph, dt=DT)
+    lifs = [m for m in net.modules() if type(m).__name__ == "LIFBoxCell"]
+    return (net, lifs[-1]), None
+
+
+def run_imported(kind: str, imported, seq: torch.Tensor, out_thr: float
+                 ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Output spikes and membranes [T, B, K] (our scale: out_thr is the graph's output
+    threshold) of an imported graph stepped through seq [T, B, C, H, W], one image at a time,
+    from rest."""
+    steps, batch = seq.shape[:2]
+    spk = []
+    mem = []
+    if kind == "snntorch":
+        net, out_neuron, reset = imported
+        # snnTorch's importer divides the threshold by r*dt/tau = 1 - beta: its membrane is ours
+        # times 1/(1 - beta); the tie-break of the count readouts reads ours
+        rec = _Membrane(out_neuron, "snntorch", float(out_thr / out_neuron.threshold))
+    else:
+        net, out_neuron = imported
+        rec = _Membrane(out_neuron, "norse")
+    try:
+        with torch.no_grad(), _quiet():
+            for b in range(batch):
+                rec.start()
+                if kind == "snntorch":
+                    reset()
+                state = None
+                outs = []
+                for t in range(steps):
+                    out, state = net(seq[t, b], state) if kind == "norse" else net(seq[t, b])
+                    outs.append(out.detach())
+                spk.append(torch.stack(outs))
+                mem.append(torch.stack(rec.values))
+    finally:
+        rec.handle.remove()
+    return torch.stack(spk, 1), torch.stack(mem, 1)
+
+
+def _last_lif(graph) -> str:
+    import nir
+    return [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)][-1]
+
+
+def encoded_slice(cfg, images: int, seed: int = 0):
+    """The first `images` test images and labels, encoded once by the run's encoder."""
+    from .build import build_encoder
+    from .data import load_splits
+    data = load_splits(cfg)
+    x, y = data.test_x[:images], data.test_y[:images]
+    torch.manual_seed(seed)
+    seq = build_encoder(cfg)(x, num_steps=effective_timesteps(cfg))
+    return seq.contiguous(), y
+
+
+def verify(cfg, model, graph, seq: torch.Tensor, y: torch.Tensor,
+           importers=("snntorch", "norse")) -> Dict[str, Any]:
+    """Agreement of the re-imported graph with our model on the encoded inputs seq."""
+    from .models import predict
+    readout = model_settings(cfg.model).readout
+    with torch.no_grad():
+        spk, mem = model(seq)
+    ours = predict(readout, spk, mem)
+    report: Dict[str, Any] = {"images": int(seq.shape[1]), "timesteps": int(seq.shape[0]),
+                              "ours_acc": float((ours == y).float().mean())}
+    for kind in importers:
+        if kind == "snntorch":
+            imported, why = import_snntorch(graph), None
+        else:
+            imported, why = import_norse(graph)
+        if imported is None:
+            report[kind] = {"supported": False, "why": why}
+            continue
+        out_thr = float(np.unique(graph.nodes[_last_lif(graph)].v_threshold)[0])
+        ispk, imem = run_imported(kind, imported, seq, out_thr)
+        theirs = predict(readout, ispk, imem)
+        differ = int((ispk != spk).sum())
+        report[kind] = {
+            "supported": True,
+            "spikes_equal": 1.0 - differ / spk.numel(),
+            "spike_entries": int(spk.numel()),
+            "spike_entries_differing": differ,
+            "class_equal": float((theirs == ours).float().mean()),
+            "images_differing": int((theirs != ours).sum()),
+            "acc": float((theirs == y).float().mean()),
+            "output_spikes_ours": int(spk.sum()),
+            "output_spikes_imported": int(ispk.sum()),
+        }
+    return report
+
+
+# --- the command -----------------------------------------------------------------------------
+
+def export_run(run_dir: str, out: Optional[str] = None, images: int = 1000,
+               importers=("snntorch", "norse"), log: Callable[[str], None] = print,
+               data_root: Optional[str] = None) -> Dict[str, Any]:
+    """Write RUN_DIR's NIR graph (default RUN_DIR/model.nir) and FILE.json beside it, and
+    record the agreement in RUN_DIR/export.json; returns that record."""
+    _need_nir()
+    import nir
+    from .train import write_json
+    cfg, model = load_run(run_dir, data_root)
+    meta = describe(cfg)
+    graph = to_nir(cfg, model, _metadata_for_nir(meta))
+    out = out or os.path.join(run_dir, "model.nir")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    nir.write(out, graph)
+    record: Dict[str, Any] = {"run_dir": os.path.abspath(run_dir), "nir": os.path.abspath(out),
+                              **meta, "nodes": {k: type(v).__name__ for k, v in graph.nodes.items()}}
+    if images > 0:
+        seq, y = encoded_slice(cfg, images)
+        back = nir.read(out)  # what is checked is the file, not the graph in memory
+        record["agreement"] = verify(cfg, model, back, seq, y, importers)
+    write_json(os.path.splitext(out)[0] + ".json", record)
+    write_json(os.path.join(run_dir, "export.json"), record)
+    log(summary(record))
+    return record
+
+
+def summary(record: Dict[str, Any]) -> str:
+    lines = [f"wrote {record['nir']} ({' -> '.join(record['nodes'].values())}); encoder "
+             f"{record['encoder']['name']} T={record['timesteps']}, readout {record['readout']}"]
+    a = record.get("agreement")
+    if a:
+        lines.append(f"agreement on {a['images']} test images x {a['timesteps']} steps "
+                     f"(ours: acc {a['ours_acc']:.4f}):")
+        for kind in ("snntorch", "norse"):
+            r = a.get(kind)
+            if r is None:
+                continue
+            if not r["supported"]:
+                lines.append(f"  {kind}: not checked ({r['why']})")
+                continue
+            lines.append(f"  {kind}: same class {r['class_equal']:.2%} "
+                         f"({r['images_differing']} differ), same output spikes "
+                         f"{r['spikes_equal']:.4%} of (image, step, neuron) "
+                         f"({r['spike_entries_differing']} of {r['spike_entries']} differ), "
+                         f"acc {r['acc']:.4f}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m snn_sweep.export", description=__doc__.split(
+        "\n")[0])
+    p.add_argument("run_dir", nargs="?", help="a run dir (result.json, checkpoint.pt, .hydra/)")
+    p.add_argument("--out", help="the .nir file (default RUN_DIR/model.nir)")
+    p.add_argument("--images", type=int, default=1000,
+                   help="test images to check the re-imported graph on (0: no check)")
+    p.add_argument("--data-root", help="where the test images are (default: the run's "
+                   "data.root)")
+    p.add_argument("--no-norse", action="store_true", help="check with snnTorch only")
+    args = p.parse_args(argv)
+    if not args.run_dir:
+        p.error("give a RUN_DIR")
+    if args.images < 0:
+        sys.exit(f"error: --images={args.images}: an integer >= 0")
+    importers = ("snntorch",) if args.no_norse else ("snntorch", "norse")
+    try:
+        export_run(args.run_dir, args.out, args.images, importers, data_root=args.data_root)
+    except InputError as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()
