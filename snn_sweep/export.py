@@ -1,5 +1,7 @@
 """`python -m snn_sweep.export RUN_DIR [--out FILE]`: a run's best-epoch network as a NIR graph
-(the Neuromorphic Intermediate Representation, `nir`), checked by re-importing it.
+(the Neuromorphic Intermediate Representation, `nir`), checked by re-importing it;
+`--study URL [--name STUDY] --out-dir DIR` exports every trial on a study's front, each file
+named by its trial.
 
 What is written: the run's checkpoint.pt (the weights of its best validation epoch) as
 Input -> [Flatten] -> Affine | Conv2d -> [AvgPool2d | SumPool2d] -> LIF ... -> Output, built here
@@ -52,7 +54,7 @@ from .config import InputError, Readout, effective_timesteps, model_settings
 
 DT = 1e-4  # seconds per step: what snntorch.import_nir assumes (stated in the metadata)
 RUN_FILES = ("checkpoint.pt", ".hydra/config.yaml")
-FIX_RESET = "train with neuron.reset_mechanism=zero (experiment=nir_ready)"
+FIX_RESET = "train with neuron.reset_mechanism=zero (as experiment=nir_ready does)"
 
 
 def _need_nir():
@@ -463,24 +465,103 @@ def summary(record: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def study_runs(url: str, name: Optional[str]) -> List[Tuple[str, str]]:
+    """(file name, job dir) of every trial on the front of an Optuna study: its Pareto front
+    with two objectives, its best trial with one; InputError naming --study otherwise."""
+    import optuna
+
+    from .optuna_trial import JOURNAL, open_storage, public_storage
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    shown = public_storage(url)
+    for scheme in ("sqlite:///", JOURNAL):
+        path = url[len(scheme):] if url.startswith(scheme) else None
+        if path and path != ":memory:" and not os.path.isfile(path):
+            raise InputError(f"--study {shown}: no such file {path}")
+    try:
+        storage = open_storage(url)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+    except Exception as e:
+        raise InputError(f"--study {shown}: cannot open the storage "
+                         f"({' '.join(str(e).split())[:200]})") from None
+    if name is None and len(names) == 1:
+        name = names[0]
+    if name not in names:
+        raise InputError(f"--study {shown}: {'pass --name: it' if name is None else f'no study {name!r}; it'}"
+                         f" holds {', '.join(names) or 'no studies'}")
+    study = optuna.load_study(study_name=name, storage=storage)
+    front = [t for t in study.best_trials if t.user_attrs.get("job_dir")]
+    if not front:
+        raise InputError(f"--study {shown} --name {name}: no completed trial with a job dir "
+                         f"(trained by snn_sweep's Optuna sweeper) on its front")
+    return [(f"{name}_trial_{t.number}", t.user_attrs["job_dir"])
+            for t in sorted(front, key=lambda t: t.number)]
+
+
+def table(records: List[Dict[str, Any]]) -> str:
+    """A Markdown table of export records (the README's agreement table)."""
+    head = ("| run | model | encoder | T | readout | images | ours acc | importer | same class "
+            "| same output spikes | imported acc |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for r in records:
+        a = r.get("agreement") or {}
+        for kind in ("snntorch", "norse"):
+            x = a.get(kind)
+            if not x:
+                continue
+            name = os.path.splitext(os.path.basename(r["nir"]))[0]
+            cells = [name, r["model"], r["encoder"]["name"], str(r["timesteps"]), r["readout"],
+                     str(a["images"]), f"{a['ours_acc']:.4f}", kind]
+            if x["supported"]:
+                cells += [f"{x['class_equal']:.2%} ({x['images_differing']} differ)",
+                          f"{x['spikes_equal']:.4%} ({x['spike_entries_differing']} of "
+                          f"{x['spike_entries']} differ)", f"{x['acc']:.4f}"]
+            else:
+                cells += [f"not checked: {x['why']}", "", ""]
+            rows.append("| " + " | ".join(cells) + " |")
+    return head + "\n" + "\n".join(rows) + "\n"
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     p = argparse.ArgumentParser(prog="python -m snn_sweep.export", description=__doc__.split(
         "\n")[0])
-    p.add_argument("run_dir", nargs="?", help="a run dir (result.json, checkpoint.pt, .hydra/)")
-    p.add_argument("--out", help="the .nir file (default RUN_DIR/model.nir)")
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+                   help="run dirs (result.json, checkpoint.pt, .hydra/)")
+    p.add_argument("--out", help="the .nir file, for one RUN_DIR (default RUN_DIR/model.nir)")
+    p.add_argument("--out-dir", help="write <name>.nir and <name>.json here, name = the run "
+                   "dir's (or the trial's) name")
+    p.add_argument("--study", metavar="STORAGE_URL", help="export the front of this Optuna "
+                   "study (Pareto front with two objectives, best trial with one)")
+    p.add_argument("--name", help="the study's name, if the storage holds several")
     p.add_argument("--images", type=int, default=1000,
                    help="test images to check the re-imported graph on (0: no check)")
     p.add_argument("--data-root", help="where the test images are (default: the run's "
                    "data.root)")
     p.add_argument("--no-norse", action="store_true", help="check with snnTorch only")
+    p.add_argument("--table", help="also write the agreement as a Markdown table to this file")
     args = p.parse_args(argv)
-    if not args.run_dir:
-        p.error("give a RUN_DIR")
-    if args.images < 0:
-        sys.exit(f"error: --images={args.images}: an integer >= 0")
     importers = ("snntorch",) if args.no_norse else ("snntorch", "norse")
     try:
-        export_run(args.run_dir, args.out, args.images, importers, data_root=args.data_root)
+        if args.images < 0:
+            raise InputError(f"--images={args.images}: an integer >= 0")
+        runs = [(os.path.basename(os.path.normpath(d)), d) for d in args.run_dirs]
+        if args.study:
+            runs += study_runs(args.study, args.name)
+        elif args.name:
+            raise InputError("--name names a study: give --study STORAGE_URL too")
+        if not runs:
+            raise InputError("give a RUN_DIR or --study STORAGE_URL")
+        if args.out and len(runs) > 1:
+            raise InputError(f"--out names one file for {len(runs)} runs: use --out-dir")
+        records = []
+        for name, run in runs:
+            out = args.out or (os.path.join(args.out_dir, f"{name}.nir") if args.out_dir
+                               else None)
+            records.append(export_run(run, out, args.images, importers,
+                                      data_root=args.data_root))
+        if args.table:
+            os.makedirs(os.path.dirname(os.path.abspath(args.table)), exist_ok=True)
+            with open(args.table, "w") as f:
+                f.write(table(records))
     except InputError as e:
         sys.exit(f"error: {e}")
 

@@ -117,6 +117,7 @@ def test_presets_override_the_defaults(group):
         with initialize_config_dir(config_dir=str(CONF)):
             cfg = compose("config", overrides=[f"{group}={path.stem}"])
         for key, value in leaves(preset):
-            assert OmegaConf.select(cfg, key) == value, f"{path.name}: {key}"
+            got = OmegaConf.select(cfg, key)
+            assert getattr(got, "value", got) == value, f"{path.name}: {key}"  # enums by value
             checked += 1
     assert checked
