@@ -31,9 +31,8 @@ Semantics, stated so that a simulator computes what the run trained:
 
 The check (`verify`): the test slice is encoded once with the run's encoder (seed 0); our model
 and the re-imported graph (snnTorch's import_from_nir; Norse's from_nir where it imports every
-node) run on the same spikes, the latter step by step, one image at a time (a NIR Flatten has
-no batch dimension); their output spikes per (image, step, neuron) and predicted classes are
-compared.
+node) run on the same spikes, the latter step by step, a batch of images at a time
+(`batched`); their output spikes per (image, step, neuron) and predicted classes are compared.
 """
 import argparse
 import contextlib
@@ -196,9 +195,9 @@ def to_nir(cfg, model, metadata: Optional[Dict] = None):
             # floating point): both importers read SumPool2d, Norse no AvgPool2d.
             if m.pool == "avg":
                 w, b = w / 4, b / 4
-            add("conv", nir.Conv2d(input_shape=tuple(shape[1:]), weight=(w * gain).numpy(),
+            add("conv", nir.Conv2d(input_shape=tuple(shape[1:]), weight=(w * gain).float().numpy(),
                                    stride=1, padding=0, dilation=1, groups=1,
-                                   bias=(b * gain).numpy()))
+                                   bias=(b * gain).float().numpy()))
             c, h, wd = conv.out_channels, shape[1] - conv.kernel_size[0] + 1, \
                 shape[2] - conv.kernel_size[1] + 1
             add("pool", nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
@@ -213,7 +212,7 @@ def to_nir(cfg, model, metadata: Optional[Dict] = None):
             if w.shape[1] != shape[0]:
                 raise InputError(f"model: Linear of {w.shape[1]} inputs after a layer of "
                                  f"{shape[0]} outputs")
-            add("affine", nir.Affine(weight=(w * gain).numpy(), bias=(b * gain).numpy()))
+            add("affine", nir.Affine(weight=(w * gain).float().numpy(), bias=(b * gain).float().numpy()))
             shape = [w.shape[0]]
         else:
             raise InputError(f"model: layer {type(m).__name__} has no NIR export")
@@ -329,11 +328,20 @@ def import_norse(graph):
     return (net, lifs[-1]), None
 
 
-def run_imported(kind: str, imported, seq: torch.Tensor, out_thr: float
+def batched(net) -> None:
+    """Let an imported graph take a batch: NIR's shapes exclude the batch dimension, so both
+    importers map Flatten(start_dim=0) to torch.nn.Flatten(0, -1), which would flatten the
+    batch too; shifted by one dimension it flattens each image, as the graph means."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.Flatten) and m.start_dim == 0:
+            m.start_dim = 1
+
+
+def run_imported(kind: str, imported, seq: torch.Tensor, out_thr: float, chunk: int = 250
                  ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Output spikes and membranes [T, B, K] (our scale: out_thr is the graph's output
-    threshold) of an imported graph stepped through seq [T, B, C, H, W], one image at a time,
-    from rest."""
+    threshold) of an imported graph stepped through seq [T, B, C, H, W] from rest, `chunk`
+    images at a time."""
     steps, batch = seq.shape[:2]
     spk = []
     mem = []
@@ -345,22 +353,24 @@ def run_imported(kind: str, imported, seq: torch.Tensor, out_thr: float
     else:
         net, out_neuron = imported
         rec = _Membrane(out_neuron, "norse")
+    batched(net)
     try:
         with torch.no_grad(), _quiet():
-            for b in range(batch):
+            for b in range(0, batch, chunk):
                 rec.start()
                 if kind == "snntorch":
                     reset()
                 state = None
                 outs = []
                 for t in range(steps):
-                    out, state = net(seq[t, b], state) if kind == "norse" else net(seq[t, b])
+                    x = seq[t, b:b + chunk]
+                    out, state = net(x, state) if kind == "norse" else net(x)
                     outs.append(out.detach())
                 spk.append(torch.stack(outs))
                 mem.append(torch.stack(rec.values))
     finally:
         rec.handle.remove()
-    return torch.stack(spk, 1), torch.stack(mem, 1)
+    return torch.cat(spk, 1), torch.cat(mem, 1)
 
 
 def _last_lif(graph) -> str:
