@@ -1,7 +1,9 @@
 """The implementation behind optuna_trial_sweeper.OptunaTrialSweeper (imports Optuna); see there."""
 import functools
+import itertools
 import logging
 import math
+import reprlib
 import threading
 import warnings
 from pathlib import Path
@@ -36,18 +38,51 @@ def _quote(value: str) -> str:
 
 
 def _values(ret: JobReturn, n: int) -> List[float]:
-    """The job's objective value(s); raises optuna.TrialPruned for a pruned job, what the job
-    raised for a failed one, or ValueError for a return Optuna cannot take."""
+    """The job's objective value(s), one per direction (with several, a tuple or list as
+    upstream takes); raises optuna.TrialPruned for a pruned job, what the job raised for a
+    failed one, or ValueError (one line) for a return Optuna cannot take."""
     if ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned):
         raise ret._return_value  # not via return_value, which prints "Error executing job"
     value = ret.return_value
     try:
+        if n > 1 and isinstance(value, (str, bytes)):
+            raise TypeError  # iterable, but not a sequence of values
         values = [float(v) for v in (value if n > 1 else [value])]
     except (TypeError, ValueError):
         values = []
     if len(values) != n or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"the job returned {value!r}, not {n} finite number(s)")
+        shown = reprlib.repr(value)  # a job may return anything, however long
+        count = f" ({len(values)} values for {n} directions)" if values and \
+            len(values) != n else ""
+        raise ValueError(f"the job returned {shown}, not {n} finite number"
+                         f"{'s' if n > 1 else ''}{count}")
     return values
+
+
+def _tell_study(study: optuna.Study, trial: Trial, values: Optional[List[float]],
+                state: TrialState) -> None:
+    """study.tell; GridSampler calls study.stop() in it once its grid is used up, which raises
+    outside study.optimize after the trial is recorded (upstream's loop lets it pass too)."""
+    try:
+        study.tell(trial, values, state=state, skip_if_finished=True)
+    except RuntimeError as e:
+        if not (isinstance(study.sampler, optuna.samplers.GridSampler)
+                and "Study.stop" in str(e)):
+            raise
+
+
+def _grid_left(study: optuna.Study, grid: Dict[str, Sequence[Any]]) -> int:
+    """How many trials the study's grid still holds: its points that no trial has taken
+    (finished or running), plus WAITING trials (retries keep their point). Optuna's
+    GridSampler reruns points once the grid is used up; a grid sweep runs each point once."""
+    space = {name: list(choices) for name, choices in grid.items()}  # as stored in the trials
+    taken, waiting = set(), 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.WAITING:
+            waiting += 1
+        elif "grid_id" in t.system_attrs and t.system_attrs.get("search_space") == space:
+            taken.add(t.system_attrs["grid_id"])
+    return math.prod(len(v) for v in space.values()) - len(taken) + waiting
 
 
 def _fail_stale_trials(study: optuna.Study) -> None:
@@ -109,6 +144,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             self._parse_sweeper_params_config() + list(arguments))
         for name in fixed:
             space.pop(name, None)
+        grid = None
         if isinstance(self.sampler, functools.partial) and \
                 self.sampler.func is optuna.samplers.GridSampler:
             grid = {k: self._to_grid_sampler_choices(d) for k, d in space.items()}
@@ -120,7 +156,14 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
         while left > 0:
             _fail_stale_trials(study)  # the RUNNING trials of killed workers
-            trials = [study.ask() for _ in range(min(self.n_jobs, left))]
+            batch = min(self.n_jobs, left)
+            if grid is not None:
+                batch = min(batch, _grid_left(study, grid))
+                if batch <= 0:
+                    log.info(f"Study {study.study_name} has a trial for every point of its "
+                             f"grid: nothing left to run")
+                    break
+            trials = [study.ask() for _ in range(batch)]
             overrides = self._configure_trials(trials, space, fixed, fixed_overrides)
             returns = self._launch(trials, overrides)
             states = [self._tell(study, t, r, len(directions)) for t, r in zip(trials, returns)]
@@ -133,21 +176,25 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             left -= len(trials)
         self._save_results(study, sweep_dir)
 
-    def _check(self, directions: List[str]) -> List[str]:
-        """The metric names of the objectives; refuses settings that cannot work."""
-        metrics = [OmegaConf.select(self.config, key, default=None)
-                   for key in ("optimized_metric", "pareto_metric")][:len(directions)]
-        if len(directions) > 2:
-            raise SweepError(f"hydra.sweeper.direction has {len(directions)} entries; "
-                             f"snn_sweep returns 1 (optimized_metric) or 2 (and pareto_metric)")
-        if len(directions) == 2 and metrics[1] is None:
-            raise SweepError("two directions need pareto_metric (the second objective), "
-                             "e.g. pareto_metric=val_energy_pj_per_sample")
-        wanted = [direction_for(m) or d for m, d in zip(metrics, directions)]
+    def _check(self, directions: List[str]) -> Optional[List[str]]:
+        """The objectives' metric names where the app's config gives them (optimized_metric,
+        pareto_metric, as snn_sweep's does), else None; refuses settings that cannot work.
+        Any other app returns as many values as directions, as upstream takes them."""
+        keys = list(itertools.takewhile(lambda k: k in self.config,
+                                        ("optimized_metric", "pareto_metric")))
+        metrics = [self.config[k] for k in keys][:len(directions)]
+        if "pareto_metric" in keys:  # an app like snn_sweep's: 1 objective, or 2 with this one
+            if len(directions) > 2:
+                raise SweepError(f"hydra.sweeper.direction has {len(directions)} entries; this "
+                                 f"app returns 1 (optimized_metric) or 2 (and pareto_metric)")
+            if len(directions) == 2 and self.config.pareto_metric is None:
+                raise SweepError("two directions need pareto_metric (the second objective), "
+                                 "e.g. pareto_metric=val_energy_pj_per_sample")
+        wanted = [direction_for(m) or d for m, d in itertools.zip_longest(metrics, directions)]
         if wanted != directions:
             show = lambda ds: ds[0] if len(ds) == 1 else f"[{','.join(ds)}]"  # noqa: E731
-            key, metric = next((k, m) for k, m, w, d in zip(
-                ("optimized_metric", "pareto_metric"), metrics, wanted, directions) if w != d)
+            key, metric = next((k, m) for k, m, w, d in zip(keys, metrics, wanted, directions)
+                               if w != d)
             raise SweepError(f"{key}={metric} needs hydra.sweeper.direction={show(wanted)}, "
                              f"not {show(directions)}")
         if self.pruner is not None:
@@ -160,9 +207,11 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             if not str(self.pruner.get("_target_", "")).startswith(PRUNERS):
                 raise SweepError(f"hydra.sweeper.pruner._target_={self.pruner.get('_target_')}"
                                  f" is not allowed: a class in {PRUNERS}")
-        return metrics
+        named = len(metrics) == len(directions) and all(isinstance(m, str) for m in metrics)
+        return metrics if named else None
 
-    def _open_study(self, directions: List[str], metrics: List[str]) -> optuna.Study:
+    def _open_study(self, directions: List[str], metrics: Optional[List[str]]
+                    ) -> optuna.Study:
         storage = self.storage
         if isinstance(storage, str) and storage.startswith("sqlite:///"):
             db = make_url(storage).database
@@ -173,7 +222,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         study = optuna.create_study(study_name=self.study_name, storage=self.store,
                                     sampler=self.sampler, directions=directions,
                                     load_if_exists=True)
-        if len(directions) > 1:
+        if len(directions) > 1 and metrics:
             with experimental_ok():
                 study.set_metric_names(metrics)  # shown by the dashboard and trials_dataframe
         log.info(f"Study {study.study_name} in {public_storage(storage) or 'memory'} "
@@ -192,7 +241,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
                 returns = self.launcher.launch(overrides, initial_job_idx=first)
         except BaseException:  # Ctrl-C, a launcher error: no trial stays RUNNING for ever
             for trial in trials:
-                trial.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                _tell_study(trial.study, trial, None, TrialState.FAIL)
             raise
         self.job_idx = first + len(returns)
         return returns
@@ -210,7 +259,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         if ret.hydra_cfg is not None:
             trial.set_user_attr("job_dir", ret.hydra_cfg.hydra.runtime.output_dir)
         trial.set_user_attr("job_status", JOB_STATUS[state])
-        study.tell(trial, values, state=state, skip_if_finished=True)
+        _tell_study(study, trial, values, state)
         return state
 
     def _save_results(self, study: optuna.Study, sweep_dir: Path) -> None:
@@ -219,7 +268,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             raise SweepError(
                 f"no trial of study '{study.study_name}' completed "
                 f"({states.count(TrialState.FAIL)} failed, {states.count(TrialState.PRUNED)} "
-                f"pruned); each job's result.json under {sweep_dir} says why")
+                f"pruned); each job's dir under {sweep_dir} says why")
         results: Dict[str, Any] = {"name": "optuna"}
         if len(study.directions) == 1:
             best = study.best_trial

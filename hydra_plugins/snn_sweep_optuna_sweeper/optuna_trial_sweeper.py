@@ -1,8 +1,12 @@
 """Hydra's Optuna sweeper (hydra-optuna-sweeper 1.4) with what a sweep pipeline needs added.
 
-Selected by `override /hydra/sweeper: optuna_trials` in snn_sweep/conf/hparams_search/*.yaml; the
-sampler, storage, study_name, n_trials, params, ... are configured exactly as upstream, plus
-`pruner`.
+A drop-in for `hydra/sweeper=optuna`: sampler, direction, storage, study_name, n_trials, n_jobs,
+max_failure_rate, params and custom_search_space are configured exactly as upstream, with the
+same defaults, plus `pruner` and the heartbeat settings. snn_sweep's presets select it with
+`override /hydra/sweeper: optuna_trials` (snn_sweep/conf/hydra/sweeper/optuna_trials.yaml: the
+project's storage, direction and sampler); any other Hydra app with
+`hydra/sweeper=snn_sweep_optuna` (stored below; Hydra imports this module through the entry
+point in pyproject.toml, so the name exists wherever snn_sweep is installed).
 
 Why a subclass: the trial only exists inside the sweeper (`study.ask()`), so the sweeper is the
 one place that can hand each job its trial number without guessing. The number travels as
@@ -10,25 +14,40 @@ one place that can hand each job its trial number without guessing. The number t
 launcher (local, joblib, submitit) applies them to the job. A job that knows its trial reports
 its per-epoch validation metric to it through the storage and asks the pruner
 (snn_sweep/optuna_trial.py); a pruned job raises optuna.TrialPruned, which upstream's loop would
-record as FAIL, so this sweeper runs its own ask/launch/tell loop (_impl.py). It adds:
-- `pruner` (snn_sweep/conf/hydra/sweeper/pruner/: median, hyperband, wilcoxon; none by default):
-  the jobs instantiate it; a pruned job's trial is told PRUNED and the sweep goes on;
-- two directions: the jobs return (optimized_metric, pareto_metric), the study is given those
-  metric names, and optimization_results.yaml lists the Pareto front (as upstream);
-- each job gets SNN_SWEEP_OPTUNA_{TRIAL,STUDY,STORAGE} (storage without password) and its job
-  number is its trial number, so job dir N is trial N even when a study is continued in the
-  same sweep dir; each trial gets the user attributes job_dir and job_status;
-- a return that is not a finite number (or pair) is told FAIL, and so are the trials of an
-  interrupted batch (Ctrl-C), so no trial stays RUNNING;
-- a study that is continued with a seeded sampler gets the seed `seed + trials so far`, so it
-  draws new parameters instead of replaying the first run's;
-- the sqlite file's folder is created; multirun.yaml is written as Hydra's basic sweeper does;
-- a direction that does not fit the metric, or a pruner without a storage or with two
-  directions, is refused before any job runs; a sweep in which no trial completed ends with
-  one clear line.
+record as FAIL, so this sweeper runs its own ask/launch/tell loop (_impl.py).
 
-Hydra imports this module to find the plugin (entry point in pyproject.toml), so it stays light:
-the implementation, which imports Optuna (about 2 s), lives in _impl.py.
+Where it differs from upstream, and why:
+- job numbers are trial numbers, so job dir N holds trial N even when a study is continued in
+  the same sweep dir (upstream numbers each sweep's jobs from 0); each job gets
+  SNN_SWEEP_OPTUNA_{TRIAL,STUDY,STORAGE} (storage without password), each trial the user
+  attributes job_dir and job_status;
+- `pruner` (snn_sweep/conf/hydra/sweeper/pruner/: median, hyperband, wilcoxon; none by default):
+  the jobs instantiate it; a pruned job's trial is told PRUNED (upstream: FAIL), the sweep goes
+  on. Only jobs that report to their trial (snn_sweep.optuna_trial) are ever pruned;
+- heartbeats (RDB storages): a RUNNING trial whose sweeper was killed is failed by the next
+  sweeper that uses the study, and asked again with retry_failed_trials;
+- a seeded sampler draws each trial from `seed + trial number`, so workers sharing a study and
+  a continued study draw new points (upstream replays the first run's); the points of a seeded
+  study therefore differ from upstream's with the same seed;
+- a return that is not one finite number per direction is told FAIL with one line why
+  (upstream takes +-inf), and so are the trials of an interrupted batch (Ctrl-C): no trial
+  stays RUNNING; a batch over max_failure_rate ends the sweep even when its failures are such
+  returns rather than errors;
+- a grid sampler runs each point once: a continued study runs the points left, or says in one
+  line that none are (upstream reruns points once the grid is used up, and ends with a
+  traceback when the grid's last trial fails);
+- several directions take the app's tuple or list of values as upstream; an app whose config
+  has optimized_metric (and pareto_metric, as snn_sweep's) gets its directions checked against
+  them and, with two directions, them as the study's metric names; with pareto_metric in the
+  config, two directions need it set and more than two are refused (that app returns one or
+  two values);
+- refused before any job runs: a direction that does not fit its metric, a pruner without a
+  storage or with several directions; a sweep in which no trial completed ends with one clear
+  line (upstream: a traceback);
+- the sqlite file's folder is created; multirun.yaml is written as Hydra's basic sweeper does.
+
+Hydra imports this module to find the plugin, so it stays light: the implementation, which
+imports Optuna (about 2 s), lives in _impl.py.
 """
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -60,6 +79,9 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
 # The schema behind snn_sweep/conf/hydra/sweeper/optuna_trials.yaml: a misspelt key fails at
 # composition.
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna_trials_schema",
+                             node=OptunaTrialSweeperConf, provider="snn_sweep")
+# The same, ready for any Hydra app: hydra/sweeper=snn_sweep_optuna in place of optuna.
+ConfigStore.instance().store(group="hydra/sweeper", name="snn_sweep_optuna",
                              node=OptunaTrialSweeperConf, provider="snn_sweep")
 
 
