@@ -12,8 +12,20 @@ pareto.png (two objectives). Prints the summary table. `load` gives the same tab
 A job trained with repeats=K (K > 1) becomes one row per seed (its seed_<s>/ sub-dirs), with
 repeat_of naming the job. Pruned and failed runs are listed but kept out of the summary, and so
 is a run of the same settings as an earlier one (status duplicate).
+
+Speed (thousands of job dirs in seconds, README): a job's files are read at about the cost of
+reading them. Of .hydra/ only what is used is parsed, by PyYAML with OmegaConf's own rules and
+without its node tree: the runtime.choices block of hydra.yaml and the lines of each swept key in
+config.yaml, cut out by their indentation in the block style OmegaConf.save writes (parsed once
+per distinct text: most are alike across a sweep's jobs). Anything else (an interpolation such
+as ${data.shape}, a file of another shape, an error) is read by OmegaConf as before, so values
+and messages are the same; a config.yaml is only checked where it is read. The metrics.csv files
+that share a header are parsed by one read_csv call, and by one call each where the types of
+their columns could come out otherwise.
 """
 import argparse
+import functools
+import io
 import json
 import math
 import os
@@ -27,12 +39,20 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from .optuna_trial import JOURNAL, experimental_ok, open_storage, public_storage  # noqa: E402
+
+try:  # OmegaConf's YAML rules (libyaml's parser, its float and no-timestamp resolvers)
+    from omegaconf._yaml import get_yaml_loader  # noqa: E402
+except ImportError:  # omegaconf < 2.4
+    from omegaconf._utils import get_yaml_loader  # noqa: E402
+YAML_LOADER = get_yaml_loader()
 
 # What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
 SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
@@ -68,9 +88,9 @@ def find_jobs(top: Path) -> List[Path]:
         raise AggregateError(f"{top}: not a directory")
     jobs = []
     for dirpath, dirnames, filenames in os.walk(top):
-        here = Path(dirpath)
-        if (here / ".hydra" / "config.yaml").is_file() or "result.json" in filenames:
-            jobs.append(here)
+        if "result.json" in filenames or os.path.isfile(
+                os.path.join(dirpath, ".hydra", "config.yaml")):
+            jobs.append(Path(dirpath))
             dirnames[:] = []  # a job holds no other jobs
         else:
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
@@ -82,6 +102,8 @@ def find_jobs(top: Path) -> List[Path]:
 
 def _plain(value: Any) -> Any:
     """A cell value: lists and dicts from the config become JSON text."""
+    if value is None or isinstance(value, (str, int, float)):  # most: no container to check
+        return value
     if OmegaConf.is_config(value):
         value = OmegaConf.to_container(value, resolve=True)
     if isinstance(value, (list, dict)):
@@ -98,9 +120,19 @@ Row = Dict[str, Any]
 NO_RESULT = {"status": "unfinished", "error": "no result.json"}  # killed, running, or crashed early
 
 
-def read_hydra(job: Path, problems: List[str]) -> Optional[Tuple[Row, List[str], List[str], Any]]:
+def read_hydra(job: Path, problems: List[str]
+               ) -> Optional[Tuple[Row, List[str], List[str], Optional["JobConfig"]]]:
     """The job's group choices and swept values, their names and its config (None without
     .hydra/config.yaml); None (reported in problems) when a file is corrupt."""
+    try:
+        return read_hydra_fast(job)
+    except Exception:  # anything unusual, errors included: OmegaConf reads it, as it always did
+        return read_hydra_exact(job, problems)
+
+
+def read_hydra_exact(job: Path, problems: List[str]
+                     ) -> Optional[Tuple[Row, List[str], List[str], Optional["JobConfig"]]]:
+    """read_hydra through OmegaConf objects: about 25 ms a job."""
     row: Row = {"job_dir": str(job)}
     hydra_dir = job / ".hydra"
     path = hydra_dir / "config.yaml"
@@ -119,7 +151,134 @@ def read_hydra(job: Path, problems: List[str]) -> Optional[Tuple[Row, List[str],
     # Swept values (any key=value override that is not a group choice), typed from the config.
     swept = [k for k in map(_key, overrides) if k not in choices and cfg is not None]
     row.update({k: _plain(OmegaConf.select(cfg, k, default=None)) for k in swept})
-    return row, groups, swept, cfg
+    config = None if cfg is None else JobConfig(hydra_dir / "config.yaml", cfg=cfg)
+    return row, groups, swept, config
+
+
+def read_hydra_fast(job: Path) -> Tuple[Row, List[str], List[str], Optional["JobConfig"]]:
+    """read_hydra from the few lines it uses; raises on anything it does not vouch for."""
+    row: Row = {"job_dir": str(job)}
+    hydra_dir = os.path.join(row["job_dir"], ".hydra")
+    text = {name: _text(os.path.join(hydra_dir, name))
+            for name in ("config.yaml", "hydra.yaml", "overrides.yaml")}  # None: no such file
+    config = None if text["config.yaml"] is None else JobConfig(
+        Path(hydra_dir, "config.yaml"), text["config.yaml"])
+    choices = {} if text["hydra.yaml"] is None else _value(text["hydra.yaml"],
+                                                           "hydra.runtime.choices")
+    if not isinstance(choices, dict) or any(isinstance(v, (list, dict))
+                                            for v in choices.values()):
+        raise Unusual("hydra.runtime.choices")
+    overrides = [] if text["overrides.yaml"] is None else _overrides(text["overrides.yaml"])
+    groups = [k for k in choices if "/" not in k]
+    row.update({k: choices[k] for k in groups})
+    swept = [k for k in map(_key, overrides) if k not in choices and config is not None]
+    row.update({k: _plain(config.select(k)) for k in swept})
+    if config is not None and not os.path.isfile(os.path.join(row["job_dir"], "result.json")):
+        config.select("repeats"), config.select("seed")  # seed_runs's: any error raised here
+    return row, groups, swept, config
+
+
+class Unusual(Exception):
+    """A .hydra file or value that the fast reading does not vouch for."""
+
+
+class JobConfig:
+    """A job's .hydra/config.yaml, read a key at a time: the key's own lines (_value), or, for a
+    value only OmegaConf gives right (an interpolation such as ${data.shape}), the whole file
+    loaded by OmegaConf."""
+
+    def __init__(self, path: Path, text: Optional[str] = None, cfg: Any = None):
+        self.path, self.text, self.cfg = path, text, cfg
+        self.cuts: Dict[str, str] = {}  # a key's lines, for its sub-keys (data.root, data.seed)
+
+    def select(self, key: str, default: Any = None) -> Any:
+        if self.cfg is None:
+            try:
+                return _value(self.text, key, self.cuts)
+            except Exception:
+                self.cfg = OmegaConf.load(self.path)
+        return OmegaConf.select(self.cfg, key, default=default)
+
+
+def _text(path: str) -> Optional[str]:
+    """The file's text as OmegaConf.load reads it, None when there is none."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def _lines(text: str, key: str, indent: int) -> str:
+    """The lines of `key:` and its value in a mapping whose keys are at `indent` spaces, as
+    yaml.dump writes it (block style, 2-space steps, a value's continuation lines deeper): from
+    the key's line to the next line at that indent or less that is not one of its list items."""
+    text = "\n" + text  # each line after a newline; patterns that start with one scan fast
+    key_line, after = _patterns(key, indent)
+    found = key_line.search(text)
+    if not found or key_line.search(text, found.end()):  # none, or a duplicate key
+        raise Unusual(key)
+    end = after.search(text, found.start() + 1)
+    return text[found.start() + 1:end.start() + 1 if end else len(text)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _patterns(key: str, indent: int) -> Tuple[re.Pattern, re.Pattern]:
+    """_lines's: the key's line; the newline after its last line."""
+    pad = " " * indent
+    return (re.compile(f"\n{pad}{re.escape(key)}:[ \n]"),
+            re.compile(f"\n(?!{pad} |{pad}-[ \n]|\n| *#)"))  # a comment line is no end
+
+
+def _value(text: str, key: str, cuts: Optional[Dict[str, str]] = None) -> Any:
+    """The value of a dotted key in the YAML text of a mapping, parsed from its own lines (cuts:
+    those found so far, by key); raises Unusual unless it is found that way and is what
+    OmegaConf would give as it is."""
+    parts = key.split(".")
+    cuts = {} if cuts is None else cuts
+    for depth, part in enumerate(parts):
+        prefix = ".".join(parts[:depth + 1])
+        if prefix not in cuts:
+            cuts[prefix] = _lines(text, part, 2 * depth)
+        text = cuts[prefix]
+    return _leaf(text, parts[-1])
+
+
+@functools.lru_cache(maxsize=16384)
+def _leaf(text: str, key: str) -> Any:
+    """The value of the lines `key: value`, parsed once per text (most recur across a sweep's
+    jobs; the value is shared, not to be changed); raises Unusual unless it is plain."""
+    parsed = yaml.load(text, Loader=YAML_LOADER)
+    if not (isinstance(parsed, dict) and list(parsed) == [key] and _is_plain(parsed[key])):
+        raise Unusual(key)
+    return parsed[key]
+
+
+def _is_plain(value: Any) -> bool:
+    """Plain YAML values with no interpolation (${...}) and no missing value (???) in them."""
+    if isinstance(value, str):
+        return "${" not in value and value != "???"
+    if isinstance(value, list):
+        return all(map(_is_plain, value))
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return value is None or isinstance(value, (bool, int, float))
+
+
+def _overrides(text: str) -> List[Any]:
+    """overrides.yaml's list, one `- item` line at a time (most lines recur across jobs)."""
+    if text.strip() == "[]":
+        return []
+    return [_item(line) for line in text.splitlines()]
+
+
+@functools.lru_cache(maxsize=16384)
+def _item(line: str) -> Any:
+    """The item of a line `- item`, parsed once per text; raises Unusual unless it is plain."""
+    parsed = yaml.load(line, Loader=YAML_LOADER) if line.startswith("- ") else None
+    if not (isinstance(parsed, list) and len(parsed) == 1 and _is_plain(parsed[0])):
+        raise Unusual(line)
+    return parsed[0]
 
 
 def read_result(path: Path, problems: List[str]) -> Optional[Dict[str, Any]]:
@@ -140,19 +299,20 @@ def _cells(result: Dict[str, Any]) -> Row:
     return {k: _plain(v) for k, v in result.items() if k not in DROPPED}
 
 
-def seed_runs(job: Path, result: Dict[str, Any], cfg: Any) -> List[Tuple[Any, str]]:
+def seed_runs(job: Path, result: Dict[str, Any], cfg: Optional[JobConfig]
+              ) -> List[Tuple[Any, str]]:
     """(seed, sub-dir) of each seed a job trained with repeats=K > 1; [] for a plain job. From
     result.json, or from the config when the job was killed before writing one (the trainer
     runs seeds seed, seed+1 ... in seed_<s>/)."""
     if "repeats" in result:
         repeats = result["repeats"]
     elif not (job / "result.json").is_file() and cfg is not None:
-        repeats = OmegaConf.select(cfg, "repeats", default=1)
+        repeats = cfg.select("repeats", default=1)
     else:
         return []
     if not isinstance(repeats, int) or repeats <= 1:
         return []
-    first = result.get("seed", OmegaConf.select(cfg, "seed", default=None) if cfg else None)
+    first = result.get("seed", cfg.select("seed") if cfg is not None else None)
     seeds = result.get("seeds") or (
         [first + i for i in range(repeats)] if isinstance(first, int) else None)
     dirs = result.get("seed_dirs") or (
@@ -196,7 +356,84 @@ def read_job(job: Path, problems: List[str]) -> Optional[Tuple[List[Row], List[s
     return rows, groups, swept
 
 
-def read_curves(job: Path, problems: List[str]) -> Optional[pd.DataFrame]:
+CURVE_COLUMNS = ["job_dir", "epoch", "metric", "value"]
+BIG_INT = re.compile(rb"(?m)(?:^|,)[-+]?\d{19}")  # past int64, or nearly: pandas may not say int
+
+
+def read_curves(runs: List[Path]) -> Tuple[pd.DataFrame, List[Tuple[int, str]]]:
+    """The runs' metrics.csv files in long form, in order (the read_curve of each, concatenated),
+    and (run index, message) of each unreadable one. The files with one header line are parsed
+    as one text, by one read_csv call (its overhead is most of a small file's cost) and melted
+    at once; a group that is not numbers in plain lines, and the whole when a column's type could
+    come out otherwise, are read file by file."""
+    groups: Dict[bytes, List[Tuple[int, bytes]]] = {}
+    singles: List[int] = []
+    for i, run in enumerate(runs):
+        try:
+            data = (run / "metrics.csv").read_bytes()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            singles.append(i)
+            continue
+        header, _, body = data.partition(b"\n")
+        if (body.endswith(b"\n") and b'"' not in data and b"\n\n" not in data
+                and b"\n\r\n" not in data and data.count(b"\r") == data.count(b"\r\n")
+                and not BIG_INT.search(body)):  # no quoting, blank line or huge integer
+            groups.setdefault(header + b"\n", []).append((i, body))
+        else:
+            singles.append(i)
+    parts: List[Tuple[np.ndarray, pd.DataFrame]] = []  # (run index of each row, long rows)
+    for header, files in groups.items():
+        rows = [body.count(b"\n") for _, body in files]
+        try:
+            wide = pd.read_csv(io.BytesIO(header + b"".join(body for _, body in files)))
+            metrics = [c for c in wide.columns if c != "epoch"]
+            types = {str(t) for t in wide.dtypes}
+            # Numbers only, one float column at least: file by file the same values and types
+            if not ("epoch" in wide and metrics and types <= {"int64", "float64"}
+                    and (wide[metrics].dtypes == "float64").any() and len(wide) == sum(rows)
+                    and isinstance(wide.index, pd.RangeIndex)):
+                raise Unusual(header)
+            long = wide.melt(id_vars="epoch", var_name="metric", value_name="value")
+        except Exception:
+            singles += [i for i, _ in files]
+            continue
+        owner = np.repeat([i for i, _ in files], rows)
+        parts.append((np.tile(owner, len(metrics)), long))
+    problems: List[Tuple[int, str]] = []
+    for i in singles:
+        mine: List[str] = []
+        long = read_curve(runs[i], mine)
+        problems += [(i, message) for message in mine]
+        if long is not None:
+            parts.append((np.full(len(long), i), long.drop(columns="job_dir")))
+    if not parts:
+        return pd.DataFrame(columns=CURVE_COLUMNS), sorted(problems)
+    owner = np.concatenate([o for o, _ in parts])
+    order = np.argsort(owner, kind="stable")  # by run; each run's rows as melt gives them
+    long = pd.concat([p for _, p in parts], ignore_index=True).iloc[order]
+    if long["value"].dtype != "float64" or str(long["epoch"].dtype) not in ("int64", "float64"):
+        return read_curves_each(runs)
+    long.insert(0, "job_dir", pd.Series([str(r) for r in runs]).iloc[owner[order]].to_numpy())
+    return long.reset_index(drop=True), sorted(problems)
+
+
+def read_curves_each(runs: List[Path]) -> Tuple[pd.DataFrame, List[Tuple[int, str]]]:
+    """read_curves a file at a time (about 5 ms a file)."""
+    parts, problems = [], []
+    for i, run in enumerate(runs):
+        mine: List[str] = []
+        part = read_curve(run, mine)
+        problems += [(i, message) for message in mine]
+        if part is not None:
+            parts.append(part)
+    curves = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=CURVE_COLUMNS)
+    return curves, problems
+
+
+def read_curve(job: Path, problems: List[str]) -> Optional[pd.DataFrame]:
     path = job / "metrics.csv"
     if not path.is_file():
         return None
@@ -317,6 +554,15 @@ def _label(row: Any, keys: List[str]) -> str:
     return " / ".join(_cell(row[k]) for k in keys if k in row and _cell(row[k]) != "-") or "runs"
 
 
+def line_labels(data: pd.DataFrame, keys: List[str]) -> pd.Series:
+    """_label of each row by keys, worked out once per distinct combination (a sweep's curves
+    have thousands of rows per line)."""
+    line = data.groupby(keys, dropna=False, sort=False).ngroup()
+    first = line.drop_duplicates()  # each line's first row
+    labels = data.loc[first.index].apply(lambda r: _label(r, keys), axis=1)
+    return line.map(pd.Series(labels.to_numpy(), index=first.to_numpy()))
+
+
 def plot_learning_curves(curves: pd.DataFrame, path: Path) -> Optional[str]:
     """Loss and accuracy per epoch of the completed jobs, averaged per model and encoder (an
     ANN against rate- and direct-coded SNNs, each its own line)."""
@@ -325,8 +571,7 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path) -> Optional[str]:
         return "no metrics.csv of a completed job"
     keys = [k for k in ("model", "encoder", "timesteps") if k in curves
             and curves[k].astype(str).nunique() > 1] or [k for k in ("model",) if k in curves]
-    data = curves.assign(line=curves.apply(lambda r: _label(r, keys), axis=1) if keys
-                         else "run")
+    data = curves.assign(line=line_labels(curves, keys) if keys else "run")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for ax, kind in zip(axes, ("loss", "acc")):
         for i, (name, g) in enumerate(data.groupby("line")):
@@ -605,7 +850,7 @@ def load(dirs: List[Path]) -> Runs:
     """Read the run dirs below dirs. Raises AggregateError when there are none."""
     problems: List[str] = []
     jobs = [job for top in dirs for job in find_jobs(Path(top))]
-    rows, curve_parts, choices, swept = [], [], [], []
+    rows, runs, slots, choices, swept = [], [], [], [], []
     for job in jobs:
         read = read_job(job, problems)
         if read is None:
@@ -615,9 +860,11 @@ def load(dirs: List[Path]) -> Runs:
         choices += groups
         swept += keys
         for row in job_rows:  # a seed's curve lies in its own dir
-            part = read_curves(Path(row["job_dir"]), problems)
-            if part is not None:
-                curve_parts.append(part)
+            runs.append(Path(row["job_dir"]))
+            slots.append(len(problems))  # its problem's place: after its job's own
+    curves, curve_problems = read_curves(runs)
+    for i, message in reversed(curve_problems):  # in run order
+        problems.insert(slots[i], message)
     if not rows:
         raise AggregateError("no readable runs in " + ", ".join(map(str, dirs)) + ": "
                              + "; ".join(problems))
@@ -631,8 +878,6 @@ def load(dirs: List[Path]) -> Runs:
     first = ["job_dir", "status"] + [c for c in ("repeat_of", "duplicate_of") if c in df] \
         + settings
     df = df[first + [c for c in df.columns if c not in first]]
-    curves = pd.concat(curve_parts, ignore_index=True) if curve_parts else pd.DataFrame(
-        columns=["job_dir", "epoch", "metric", "value"])
     curves = curves.merge(df[["job_dir", "status"] + settings], on="job_dir", how="left")
     curves = curves[["job_dir", "status"] + settings + ["epoch", "metric", "value"]]
     return Runs(df, curves, keys, settings, problems)
@@ -760,25 +1005,29 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
     bad = df[~df["status"].isin(["completed", "pruned", "duplicate"])]
     if not bad.empty:
         lines.append("not completed:")
-        for _, r in bad.iterrows():
-            error = r.get("error")
-            lines.append(f"  {r['job_dir']}  {r['status']}"
-                         + (f": {error}" if isinstance(error, str) else ""))
+        for job, status, error in zip(bad["job_dir"], bad["status"], _column(bad, "error")):
+            lines.append(f"  {job}  {status}" + (f": {error}" if isinstance(error, str) else ""))
     twins = df[df["status"] == "duplicate"]
     if not twins.empty:
         lines.append("duplicates (the same settings as an earlier job, counted once):")
-        lines += [f"  {r['job_dir']}  = {r['duplicate_of']}" for _, r in twins.iterrows()]
+        lines += [f"  {job}  = {first}" for job, first in zip(twins["job_dir"],
+                                                               twins["duplicate_of"])]
     pruned = df[df["status"] == "pruned"]
     if not pruned.empty:
         lines.append("pruned (kept out of the summary):")
-        for _, r in pruned.iterrows():
-            epoch, error = r.get("pruned_epoch"), r.get("error")
-            lines.append(f"  {r['job_dir']}  " + (
+        for job, epoch, error in zip(pruned["job_dir"], _column(pruned, "pruned_epoch"),
+                                     _column(pruned, "error")):
+            lines.append(f"  {job}  " + (
                 f"after epoch {_cell(epoch)}" if not pd.isna(epoch) else
                 error if isinstance(error, str) else "pruned"))
     lines += notes + problems
     lines.append(f"wrote {', '.join(written)} to {out}")
     return "\n".join(lines)
+
+
+def _column(df: pd.DataFrame, name: str) -> Any:
+    """The column's values, None in each row when there is no such column."""
+    return df[name] if name in df else [None] * len(df)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

@@ -1,5 +1,6 @@
 """The aggregator on hand-made run dirs: statuses, corrupt files, grouping and bad input; pruned
-jobs, jobs with repeats, and Optuna studies with one and two objectives."""
+jobs, jobs with repeats, and Optuna studies with one and two objectives; its fast reading
+against the exact one (OmegaConf objects, a read_csv per file) on a real sweep and odd files."""
 import json
 import statistics
 import subprocess
@@ -10,8 +11,11 @@ from typing import Dict, List, Optional
 
 import pandas as pd
 import pytest
+import yaml
+from conftest import small_overrides
 from omegaconf import OmegaConf
 
+import snn_sweep.aggregate as agg
 from snn_sweep.aggregate import ANN_LINE, main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -405,3 +409,174 @@ def test_several_studies_compared_in_studies_md(tmp_path, capsys):
     res = pd.read_csv(tmp_path / "out" / "results.csv")
     assert res["trial_state"].notna().all()  # both studies' jobs mapped to their trials
     assert "pruned/trials.csv" in printed and "studies.md" in printed
+
+
+# The fast reading (.hydra/ a few lines at a time, metrics.csv files that share a header by one
+# read_csv call, line labels once per line) against the reading it replaces, run in the same
+# test: OmegaConf objects per job, read_csv and melt per file, a label per curve row.
+
+def exact_reading(monkeypatch) -> None:
+    def no_fast(job):
+        raise agg.Unusual("the test turned the fast reading off")
+    monkeypatch.setattr(agg, "read_hydra_fast", no_fast)
+    monkeypatch.setattr(agg, "read_curves", agg.read_curves_each)
+    monkeypatch.setattr(agg, "line_labels", lambda curves, keys: curves.apply(
+        lambda r: agg._label(r, keys), axis=1))
+
+
+def aggregate_both_ways(dirs: List[Path], out: Path, monkeypatch, capsys) -> Dict[str, str]:
+    """Aggregate dirs into out/fast and, with the exact reading, into out/exact; assert that
+    every file written, the printed text and load's tables are the same; return the printed
+    text."""
+    printed, loaded = {}, {}
+    for way in ("fast", "exact"):
+        with monkeypatch.context() as m:
+            if way == "exact":
+                exact_reading(m)
+            main([*map(str, dirs), "--out", str(out / way)])
+            printed[way] = capsys.readouterr().out.replace(str(out / way), "OUT")
+            loaded[way] = agg.load(dirs)
+    assert printed["fast"] == printed["exact"]
+    files = sorted(p.name for p in (out / "fast").iterdir())
+    assert files == sorted(p.name for p in (out / "exact").iterdir())
+    for name in files:
+        assert (out / "fast" / name).read_bytes() == (out / "exact" / name).read_bytes(), name
+    fast, exact = loaded["fast"], loaded["exact"]
+    pd.testing.assert_frame_equal(fast.results, exact.results)
+    pd.testing.assert_frame_equal(fast.curves, exact.curves)
+    assert (fast.keys, fast.settings, fast.problems) == (exact.keys, exact.settings,
+                                                         exact.problems)
+    return printed["fast"]
+
+
+@pytest.fixture(scope="module")
+def real_sweep(data_root, tmp_path_factory) -> Path:
+    """ANN and SNN, rate and direct coding, repeats 1 and 2 (seed_<s>/ dirs); the ANN jobs that
+    differ only in the encoder find their twin's result (status duplicate, no metrics.csv)."""
+    sweep = tmp_path_factory.mktemp("real") / "sweep"
+    out = subprocess.run(
+        [sys.executable, "-m", "snn_sweep", "-m", "model=ann,snn", "encoder=rate,direct",
+         "repeats=1,2", *small_overrides(data_root), "data.train_subset=200",
+         "trainer.epochs=2", f"hydra.sweep.dir={sweep}"], cwd=ROOT, capture_output=True,
+        text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return sweep
+
+
+def test_real_sweep_same_outputs_without_omegaconf(real_sweep, tmp_path, monkeypatch, capsys):
+    """Every file written (the plots included) is byte for byte the same as with OmegaConf
+    reading each job, and the fast reading loads no config through OmegaConf."""
+    def no_omegaconf(*args, **kwargs):
+        raise AssertionError("OmegaConf.load called")
+    with monkeypatch.context() as m:
+        m.setattr(agg.OmegaConf, "load", no_omegaconf)
+        runs = agg.load([real_sweep])
+    assert len(runs.results) == 12 and (runs.results["status"] == "duplicate").sum() == 3
+    assert runs.curves["job_dir"].nunique() == 11  # the ANN that found its twin trained none
+    assert {"model", "encoder", "repeats", "data.train_subset", "model.hidden"} <= set(
+        runs.results)
+    printed = aggregate_both_ways([real_sweep], tmp_path, monkeypatch, capsys)
+    assert printed.startswith("12 runs of 8 jobs")
+    for name in ("results.csv", "summary.csv", "curves.csv", "versus_ann.csv",
+                 "learning_curves.png"):
+        assert (tmp_path / "fast" / name).is_file()
+
+
+def test_crafted_tree_same_outputs_and_problems_in_job_order(tree, tmp_path, monkeypatch,
+                                                             capsys):
+    """Statuses, repeats, a corrupt result.json (job 10) and an unreadable metrics.csv (job 2):
+    the same as the exact reading, problems in job order."""
+    (tree / "2" / "metrics.csv").write_text("")
+    write_job(tree / "6", 5, 4, {"status": "completed", "repeats": 2, "seeds": [4, 5],
+                                 "seed_dirs": ["seed_4", "seed_5"]}, [], repeats=2)
+    write_seed(tree / "6", 4, done(0.8, 0.8), curve(2, 0.8))
+    write_seed(tree / "6", 5, done(0.9, 0.9), [{"epoch": 1, "train_loss": 1, "note": "x"}])
+    write_job(tree / "7", 5, 6, None, [], repeats=2)  # killed: seeds from config.yaml
+    write_seed(tree / "7", 6, done(0.7, 0.7), [{"epoch": 1, "val_acc": 0.7}])
+    printed = aggregate_both_ways([tree], tmp_path, monkeypatch, capsys)
+    first, second = (f"no curves from {tree / '2' / 'metrics.csv'}: unreadable",
+                     f"skipped {tree / '10' / 'result.json'}: corrupt")
+    assert first in printed and second in printed
+    assert printed.index(first) < printed.index(second)
+    res = pd.read_csv(tmp_path / "fast" / "results.csv").set_index("job_dir")
+    assert res.loc[str(tree / "7" / "seed_7"), "status"] == "unfinished"
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+def test_interpolated_swept_values_are_resolved(tmp_path, monkeypatch, capsys):
+    """A swept key whose config.yaml value is an interpolation (`model.in_shape=${data.shape}`
+    on the command line: Hydra keeps ${data.shape} in config.yaml and writes the override as
+    $\\{data.shape\\}) gets the resolved value, as OmegaConf.select gives it."""
+    sweep = tmp_path / "sweep"
+    for i in range(2):
+        job = write_job(sweep / str(i), 5, i, done(0.8, 0.8), curve(1, 0.8))
+        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+        cfg.data = {"shape": [1, 28, 28], "train_subset": 100}
+        cfg.model.in_shape = "${data.shape}"
+        cfg.model.neuron = "${neuron}"
+        OmegaConf.save(cfg, job / ".hydra" / "config.yaml")
+        overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
+        overrides += ["model.in_shape=$\\{data.shape\\}", "model.neuron=$\\{neuron\\}"]
+        OmegaConf.save(overrides, job / ".hydra" / "overrides.yaml")
+    assert "in_shape: ${data.shape}" in (sweep / "0" / ".hydra" / "config.yaml").read_text()
+    runs = agg.load([sweep])
+    assert list(runs.results["model.in_shape"]) == ["[1, 28, 28]"] * 2
+    assert list(runs.results["model.neuron"]) == ['{"beta": 0.95}'] * 2
+    aggregate_both_ways([sweep], tmp_path / "out", monkeypatch, capsys)
+
+
+@pytest.mark.parametrize("change", ["flow style", "comments", "no overrides", "duplicate key",
+                                    "no choices", "crlf metrics", "quoted metrics"])
+def test_files_of_other_shapes_read_as_omegaconf_and_pandas_read_them(tmp_path, monkeypatch,
+                                                                       capsys, change):
+    """.hydra files not in OmegaConf.save's block style, or broken, and metrics.csv files in
+    other dialects: the same tables and messages as the exact reading."""
+    sweep = tmp_path / "sweep"
+    for i in range(3):
+        write_job(sweep / str(i), 5 * (i + 1), i, done(0.8, 0.8), curve(2, 0.8 + i / 100))
+    hydra = sweep / "1" / ".hydra"
+    if change == "flow style":
+        cfg = OmegaConf.to_container(OmegaConf.load(hydra / "config.yaml"))
+        (hydra / "config.yaml").write_text(yaml.safe_dump(cfg, default_flow_style=True))
+    elif change == "comments":
+        edit(hydra / "config.yaml", "  hidden:\n", "  hidden:\n# the widths\n")
+        edit(hydra / "config.yaml", "seed: 1\n", "# seed\nseed: 1  # one\n")
+    elif change == "no overrides":
+        (hydra / "overrides.yaml").write_text("[]\n")
+    elif change == "duplicate key":
+        edit(hydra / "config.yaml", "seed: 1\n", "seed: 1\nseed: 2\n")
+    elif change == "no choices":
+        edit(hydra / "hydra.yaml", "choices:", "options:")
+    elif change == "crlf metrics":
+        pd.DataFrame(curve(2, 0.5)).to_csv(sweep / "1" / "metrics.csv", index=False,
+                                           lineterminator="\r\n")
+    elif change == "quoted metrics":
+        (sweep / "1" / "metrics.csv").write_text('epoch,"val_acc"\n1,"0.5"\n2,0.25\n')
+    printed = aggregate_both_ways([sweep], tmp_path / "out", monkeypatch, capsys)
+    if change in ("duplicate key", "no choices"):
+        assert f"skipped {hydra / ('config.yaml' if change == 'duplicate key' else 'hydra.yaml')}"\
+            f": unreadable" in printed
+    else:
+        assert "unreadable" not in printed
+
+
+def test_curves_files_with_other_columns_keep_their_types(tmp_path, monkeypatch, capsys):
+    """metrics.csv files with one header: an all-integer one among float ones, one with an
+    empty cell, one with a text column (the whole value column becomes text: each file's own
+    types then show, 2 not 2.0)."""
+    sweep = tmp_path / "sweep"
+    rows = {"0": [{"epoch": 1, "val_loss": 0.5, "n": 3}, {"epoch": 2, "val_loss": 0.4, "n": 4}],
+            "1": [{"epoch": 1, "val_loss": 1, "n": 2}],
+            "2": [{"epoch": 1, "val_loss": None, "n": 2}, {"epoch": 2, "val_loss": 0.3, "n": 5}]}
+    for i, metrics in rows.items():
+        write_job(sweep / i, 5, int(i), done(0.8, 0.8), [{**m, "train_acc": 1} for m in metrics])
+    aggregate_both_ways([sweep], tmp_path / "out", monkeypatch, capsys)
+    write_job(sweep / "3", 5, 3, done(0.8, 0.8), [{"epoch": 1, "val_loss": 0.5, "n": "a"}])
+    aggregate_both_ways([sweep], tmp_path / "out2", monkeypatch, capsys)
+    curves = pd.read_csv(tmp_path / "out2" / "fast" / "curves.csv", dtype=str)
+    assert sorted(curves.loc[curves["job_dir"] == str(sweep / "1"), "value"]) == ["1", "1", "2"]
