@@ -46,7 +46,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from .optuna_trial import JOURNAL, experimental_ok, open_storage, public_storage  # noqa: E402
+from . import optuna_trial  # noqa: E402
+from .optuna_trial import experimental_ok, public_storage  # noqa: E402
 
 try:  # OmegaConf's YAML rules (libyaml's parser, its float and no-timestamp resolvers)
     from omegaconf._yaml import get_yaml_loader  # noqa: E402
@@ -625,32 +626,14 @@ def _zero(value: Any) -> float:
 
 def load_study(url: str, name: Optional[str], df: pd.DataFrame):
     """The Optuna study, named or the only one the jobs (or the storage) know."""
-    import optuna  # only with --study: about 2 s to import
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shown = public_storage(url)
-    for scheme, kind in (("sqlite:///", "sqlite"), (JOURNAL, "journal")):
-        path = url[len(scheme):] if url.startswith(scheme) else None
-        if path and path != ":memory:" and not Path(path).is_file():  # it would be created
-            raise AggregateError(f"--study {shown}: no such {kind} file {path}")
+    known = sorted(df["optuna_study"].dropna().unique()) if "optuna_study" in df else []
     try:
-        storage = open_storage(url)
-        studies = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
-    except Exception as e:
-        raise AggregateError(f"--study {shown}: cannot open the storage ({_one_line(e)})")
-    if name is None:
-        known = sorted(df["optuna_study"].dropna().unique()) if "optuna_study" in df else []
-        known = [s for s in known if s in studies] or studies
-        if len(known) != 1:
-            raise AggregateError(f"--study {shown}: holds studies {', '.join(studies) or 'none'}; "
-                                 f"pass --study-name")
-        name = known[0]
-    if name not in studies:
-        raise AggregateError(f"--study {shown}: no study named {name!r} "
-                             f"(it holds: {', '.join(studies) or 'none'})")
-    study = optuna.load_study(study_name=name, storage=storage)
+        study = optuna_trial.load_study(url, name, known)
+    except ValueError as e:
+        raise AggregateError(str(e)) from None
     if not study.trials:
-        raise AggregateError(f"--study {shown}: study {name!r} has no trials")
+        raise AggregateError(f"--study {public_storage(url)}: study {study.study_name!r} has "
+                             "no trials")
     return study
 
 

@@ -12,41 +12,39 @@ from snntorch import spikegen
 
 
 def rate(x: torch.Tensor, num_steps: int, gain: float = 1.0) -> torch.Tensor:
-    """The same distribution as spikegen.rate(x, num_steps=num_steps, gain=gain): every step and
+    """The same distribution as spikegen.rate(x, num_steps, gain=gain): every step and
     element an independent Bernoulli(clamp(gain * x, 0, 1)) draw. Elements with probability 0
     never fire, so only the others are drawn (MNIST: ~19% of pixels), ~4x less work than
     drawing all of them; the draws differ from snnTorch's for the same seed, the statistics do
     not (tests/test_encoders_rate.py)."""
-    steps = num_steps
     p = (x * gain).clamp(0, 1).reshape(-1)
     live = p.nonzero().squeeze(1)
-    out = torch.zeros(steps, p.numel(), dtype=x.dtype, device=x.device)
-    out[:, live] = (torch.rand(steps, len(live), dtype=x.dtype, device=x.device) < p[live]
+    out = torch.zeros(num_steps, p.numel(), dtype=x.dtype, device=x.device)
+    out[:, live] = (torch.rand(num_steps, len(live), dtype=x.dtype, device=x.device) < p[live]
                     ).to(x.dtype)
-    return out.view(steps, *x.shape)
+    return out.view(num_steps, *x.shape)
 
 
 def latency(x: torch.Tensor, num_steps: int, tau: float = 5.0, threshold: float = 0.01,
             linear: bool = True, normalize: bool = True) -> torch.Tensor:
-    """spikegen.latency(x, num_steps=num_steps, ..., clip=True), bit for bit: the spike times come
+    """spikegen.latency(x, num_steps, ..., clip=True), bit for bit: the spike times come
     from snnTorch's latency_code, but each pixel fires at most once, so the train is written
     by one scatter into zeros instead of spikegen's several passes over [T, ...]."""
-    steps = num_steps
     lo, hi = torch.aminmax(x)
     if lo < 0 or hi > 1:
         raise ValueError(f"Elements of ``data`` must be between [0, 1], but input is [{lo}, {hi}]")
     if threshold < 0 or threshold > 1:
         raise ValueError(f"``threshold`` [{threshold}] must be between [0, 1]")
-    spike_time, dark = spikegen.latency_code(x, num_steps=steps, threshold=threshold, tau=tau,
-                                             normalize=normalize, linear=linear)
+    spike_time, dark = spikegen.latency_code(x, num_steps=num_steps, threshold=threshold,
+                                             tau=tau, normalize=normalize, linear=linear)
     late = torch.round(spike_time).long()
-    if late.max() > steps - 1:
+    if late.max() > num_steps - 1:
         raise ValueError(f"The maximum value in ``spike_time`` [{late.max()}] is out of bounds "
-                         f"for ``num_steps`` [{steps}-1]; decrease tau or set normalize=True.")
+                         f"for ``num_steps`` [{num_steps}-1]; decrease tau or set normalize=True.")
     # as spikegen: spikes past the window are dropped, pixels below threshold never fire
-    fire = ~dark & (late <= steps - 1)
-    at = torch.round(torch.clamp_max(spike_time, steps - 1)).long()
-    out = torch.zeros(steps, *x.shape, dtype=spikegen.dtype, device=x.device)
+    fire = ~dark & (late <= num_steps - 1)
+    at = torch.round(torch.clamp_max(spike_time, num_steps - 1)).long()
+    out = torch.zeros(num_steps, *x.shape, dtype=spikegen.dtype, device=x.device)
     return out.scatter_(0, at.unsqueeze(0), fire.to(out.dtype).unsqueeze(0))
 
 
@@ -68,17 +66,16 @@ def delta(x: torch.Tensor, num_steps: int, threshold: float = 0.1, off_spike: bo
     """spikegen.delta(saccade(x, num_steps), padding=False, ...), bit for bit, computing only the
     first PERIOD + 1 distinct steps and repeating them. padding=False: step 0 is compared with
     a blank frame, so the whole image spikes once."""
-    steps = num_steps
-    n = min(steps, PERIOD + 1)
+    n = min(num_steps, PERIOD + 1)
     frames = saccade(x, n, saccade_px)
     change = frames.clone()
     change[1:] -= frames[:-1]
     events = (change >= threshold).to(x.dtype)
     if off_spike:
         events -= (change <= -threshold).to(x.dtype)
-    if steps == n:
+    if num_steps == n:
         return events
-    t = torch.arange(steps, device=x.device)
+    t = torch.arange(num_steps, device=x.device)
     return events.index_select(0, torch.where(t <= PERIOD, t, 1 + (t - 1) % PERIOD))
 
 

@@ -39,7 +39,6 @@ import contextlib
 import io
 import json
 import logging
-import math
 import os
 import sys
 import warnings
@@ -157,7 +156,6 @@ def to_nir(cfg, model, metadata: Optional[Dict] = None):
     shape = list(cfg.data.shape)  # [C, H, W] of one encoded step
     nodes: Dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
     order = ["input"]
-    pending: List[Tuple[str, Any]] = []  # weight-layer nodes whose scale the next LIF fixes
     weights: List[torch.nn.Module] = []
     count = {"affine": 0, "conv": 0, "pool": 0, "lif": 0, "flatten": 0}
 
@@ -478,31 +476,16 @@ def summary(record: Dict[str, Any]) -> str:
 def study_runs(url: str, name: Optional[str]) -> List[Tuple[str, str]]:
     """(file name, job dir) of every trial on the front of an Optuna study: its Pareto front
     with two objectives, its best trial with one; InputError naming --study otherwise."""
-    import optuna
-
-    from .optuna_trial import JOURNAL, open_storage, public_storage
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    shown = public_storage(url)
-    for scheme in ("sqlite:///", JOURNAL):
-        path = url[len(scheme):] if url.startswith(scheme) else None
-        if path and path != ":memory:" and not os.path.isfile(path):
-            raise InputError(f"--study {shown}: no such file {path}")
+    from .optuna_trial import load_study, public_storage
     try:
-        storage = open_storage(url)
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
-    except Exception as e:
-        raise InputError(f"--study {shown}: cannot open the storage "
-                         f"({' '.join(str(e).split())[:200]})") from None
-    if name is None and len(names) == 1:
-        name = names[0]
-    if name not in names:
-        raise InputError(f"--study {shown}: {'pass --name: it' if name is None else f'no study {name!r}; it'}"
-                         f" holds {', '.join(names) or 'no studies'}")
-    study = optuna.load_study(study_name=name, storage=storage)
+        study = load_study(url, name, name_flag="--name")
+    except ValueError as e:
+        raise InputError(str(e)) from None
+    name = study.study_name
     front = [t for t in study.best_trials if t.user_attrs.get("job_dir")]
     if not front:
-        raise InputError(f"--study {shown} --name {name}: no completed trial with a job dir "
-                         f"(trained by snn_sweep's Optuna sweeper) on its front")
+        raise InputError(f"--study {public_storage(url)} --name {name}: no completed trial "
+                         f"with a job dir (trained by snn_sweep's Optuna sweeper) on its front")
     return [(f"{name}_trial_{t.number}", t.user_attrs["job_dir"])
             for t in sorted(front, key=lambda t: t.number)]
 
