@@ -118,6 +118,12 @@ def neuron_params(neuron) -> Tuple[float, float]:
     """(beta, threshold) of an exportable neuron; InputError naming the setting otherwise."""
     import snntorch as snn
     name = type(neuron).__name__
+    if isinstance(neuron, snn.Synaptic):
+        # Its zero reset acts one step late on the whole membrane, dropping that step's
+        # synaptic current, which NIR's CubaLIF (reset at once) keeps: the spikes would differ.
+        raise InputError(f"neuron.name: {name} has no exact NIR export (its delayed zero reset "
+                         f"drops the synaptic current CubaLIF keeps); use neuron=leaky "
+                         f"(snn.Leaky, NIR's LIF)")
     if type(neuron) is not snn.Leaky:
         raise InputError(f"neuron.name: {name} has no exact NIR export; use neuron=leaky "
                          f"(snn.Leaky, NIR's LIF)")

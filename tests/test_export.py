@@ -113,3 +113,27 @@ def test_cli_one_line_errors(make_cfg, tmp_path):
         p.stderr
     with pytest.raises(InputError, match="no checkpoint.pt"):
         export.export_run(str(tmp_path), images=0)
+
+
+def test_study_front_exported_one_file_per_trial(make_cfg, tmp_path):
+    """--study: every trial on an accuracy-energy study's Pareto front is exported, named by the
+    trial, and a dominated trial is not."""
+    import optuna
+    runs = [make_run(make_cfg, tmp_path / f"job{i}", "model=snn", *EXPORTABLE, trained=False)
+            for i in range(3)]
+    url = f"sqlite:///{tmp_path / 'pareto.db'}"
+    study = optuna.create_study(study_name="pareto", storage=url,
+                                directions=["maximize", "minimize"])
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    # (accuracy, energy): trials 0 and 2 are on the front, trial 1 is dominated by trial 0.
+    for run, values in zip(runs, [(0.9, 1.0), (0.8, 2.0), (0.95, 3.0)]):
+        study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=dist,
+                                                  values=list(values),
+                                                  user_attrs={"job_dir": run}))
+    out = tmp_path / "nir"
+    export.main(["--study", url, "--out-dir", str(out), "--images", "0"])
+    assert sorted(os.listdir(out)) == ["pareto_trial_0.json", "pareto_trial_0.nir",
+                                       "pareto_trial_2.json", "pareto_trial_2.nir"]
+    assert json.load(open(out / "pareto_trial_2.json"))["run_dir"] == runs[2]
+    with pytest.raises(SystemExit, match="no study named 'nope'"):
+        export.main(["--study", url, "--name", "nope", "--out-dir", str(out)])
