@@ -1,22 +1,25 @@
 """`python -m snn_sweep [overrides]` (or `snn-sweep`): compose the config and train one run (or a
 sweep with -m). The configs ship in the package (snn_sweep/conf); a user's own options join them
 from a folder on Hydra's search path: `--config-dir conf` or `hydra.searchpath=[file://conf]`."""
+import logging
 import os
 import sys
 from typing import Dict, List, Optional, Tuple, Union
 
 import hydra
+from hydra.errors import CompactHydraException
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 from .build import launch_dir_importable
 from .config import InputError, register_configs
-from .loggers import Loggers
+from .loggers import Loggers, shown
 from .optuna_trial import reporter_from_hydra, trial_info
-from .train import NonFiniteLossError, RunPruned, train_result
+from .train import RunPruned, train_result
 
 register_configs()
+log = logging.getLogger("snn_sweep")
 
 
 @hydra.main(config_path="conf", config_name="config")
@@ -47,10 +50,15 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
         raise optuna.TrialPruned(str(e)) from e
     except BaseException as e:
         loggers.finish({"status": "failed"})
-        if multirun or not isinstance(e, (InputError, NonFiniteLossError)):
-            raise  # the sweeper records the failed job and goes on
+        if not isinstance(e, CompactHydraException):
+            raise  # a bug: its traceback
+        if multirun:  # the sweeper records the failed job, goes on, and lists it at the end
+            log.error(f"error: {e}")
+            raise
         sys.exit(f"error: {e}")  # one line, exit status 1, no traceback
     loggers.finish(result)
+    if not multirun:
+        log.info(f"Done: the run's files are in {shown(out_dir)}")
     if reporter is not None and cfg.repeats > 1:
         reporter.set_user_attrs({"objective_mean": result["objective"], "seeds": result["seeds"],
                                  **{k: result[k] for k in ("objective_std", "objective_per_seed")}})

@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from .config import MODEL_SETTINGS, InputError, effective_timesteps, model_settings
+from .config import MODEL_SETTINGS, InputError, effective_timesteps, model_settings, validate
 
 # The package and the libraries whose classes and functions its configs name.
 TRUSTED = ("snn_sweep", "torch.optim", "torch.nn", "torchvision.datasets", "snntorch",
@@ -176,6 +176,13 @@ def resolve(cfg):
     opt = build_optimizer(cfg, model.parameters())
     build_scheduler(cfg, opt, 1)
     return cfg
+
+
+def preflight(cfg):
+    """validate, then resolve: every check a run makes before it reads data (the grid
+    sweeper makes them for all its jobs before the first trains)."""
+    validate(cfg)
+    return resolve(cfg)
 
 
 def _call(fn: Callable, x: torch.Tensor, key: str, target: str,

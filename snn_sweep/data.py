@@ -6,7 +6,9 @@ FashionMNIST), called (root=, train=, download=); its instance's .data (uint8 [N
 .targets and .classes are what is read.
 """
 import os
+import shutil
 from dataclasses import dataclass
+from typing import List, Set
 
 import torch
 
@@ -30,6 +32,8 @@ def _read(factory, root: str, train: bool, download: bool):
     raw = os.path.join(root, cls.__name__, "raw")
     files = " / ".join(os.path.join(raw, f"{'train' if train else 't10k'}-{kind}-ubyte")
                        for kind in ("images-idx3", "labels-idx1"))
+    made = [p for p in (root, os.path.dirname(raw), raw) if not os.path.exists(p)]
+    before = set(os.listdir(raw)) if not made else set()
     try:
         ds = factory(root=root, train=train, download=download)
     except Exception as e:  # torchvision raises assorted errors on a missing or corrupt file
@@ -37,6 +41,7 @@ def _read(factory, root: str, train: bool, download: bool):
         resources = getattr(cls, "resources", [])
         present = [os.path.exists(os.path.join(raw, os.path.splitext(k)[0])) for k, _ in resources]
         if download and not all(present):
+            _remove_new(made, raw, before)
             raise InputError(f"data.root={root!r}: could not download {cls.__name__} into {raw} "
                              f"({reason[:200]}); without internet, point data.root at a folder "
                              "that holds the IDX files and set data.download=false") from None
@@ -56,6 +61,16 @@ def _read(factory, root: str, train: bool, download: bool):
     return x, y, len(ds.classes)
 
 
+def _remove_new(made: List[str], raw: str, before: Set[str]) -> None:
+    """Undo a failed download: the folders it created, else the files it added to raw."""
+    if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+        return
+    for name in set(os.listdir(raw)) - before if os.path.isdir(raw) else ():
+        path = os.path.join(raw, name)
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+
+
 def load_splits(cfg) -> Splits:
     """Train/val/test tensors. The val split is drawn with data.split_seed, not the run's seed,
     so every run of a sweep is selected on the same images."""
@@ -73,8 +88,8 @@ def load_splits(cfg) -> Splits:
                          f"{data_cfg.num_classes}: {factory.func.__name__} in {data_cfg.root} "
                          f"holds {shape} images of {n_classes} classes; set those")
     if data_cfg.val_size >= len(tx):
-        raise InputError(f"data.val_size={data_cfg.val_size} must be smaller than the "
-                         f"{len(tx)} training images")
+        raise InputError(f"data.val_size={data_cfg.val_size} is not allowed: an integer "
+                         f"smaller than the {len(tx)} training images")
     perm = torch.randperm(len(tx), generator=torch.Generator().manual_seed(data_cfg.split_seed))
     val_idx, train_idx = perm[: data_cfg.val_size], perm[data_cfg.val_size:]
     if data_cfg.train_subset is not None:

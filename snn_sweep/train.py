@@ -26,6 +26,7 @@ import time
 import traceback
 from typing import Callable, Dict, List, Optional
 
+from hydra.errors import CompactHydraException
 import snntorch as snn
 import torch
 from omegaconf import OmegaConf
@@ -46,8 +47,8 @@ RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after ever
 EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(CompactHydraException):
+    """The run diverged: one line, as bad input is (Hydra prints only the message)."""
 
 
 class RunPruned(Exception):
@@ -174,10 +175,16 @@ def train(cfg, out_dir: str, extra: Optional[Dict] = None,
 def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
                  on_epoch: Optional[EpochCallback] = None) -> Dict:
     """train, returning the whole result.json."""
-    validate(cfg)
-    if cfg.trainer.threads:  # before anything computes: the whole job runs on these threads
-        torch.set_num_threads(cfg.trainer.threads)
-    cfg = resolve(cfg)
+    try:
+        validate(cfg)
+        if cfg.trainer.threads:  # before anything computes: the whole job runs on these threads
+            torch.set_num_threads(cfg.trainer.threads)
+        cfg = resolve(cfg)
+    except InputError as e:  # a sweep's job dir says why it failed (a resumed run's is kept)
+        if os.path.isdir(out_dir) and not os.path.exists(os.path.join(out_dir, "result.json")):
+            write_json(os.path.join(out_dir, "result.json"),
+                       {"status": "failed", "error": f"InputError: {e}"})
+        raise
     if cfg.repeats == 1:
         return _train_seed(cfg, out_dir, extra, on_epoch)
     os.makedirs(out_dir, exist_ok=True)
@@ -341,7 +348,10 @@ def _load_resume(out_dir: str, sha: str) -> Optional[Dict]:
     """resume.pt of this config, or None when the run dir has none."""
     path = os.path.join(out_dir, RESUME)
     if not os.path.isfile(path):
-        log.info("trainer.resume=true: no %s in %s yet, starting at epoch 1", RESUME, out_dir)
+        log.info("trainer.resume=true: no %s in %s yet, starting at epoch 1 (to continue a "
+                 "killed run, name its dir: hydra.run.dir=<its run dir> trainer.resume=true; "
+                 "a killed sweep: -m ... hydra.sweep.dir=<its sweep dir> trainer.resume=true)",
+                 RESUME, out_dir)
         return None
     try:
         state = torch.load(path, weights_only=True)

@@ -1,9 +1,13 @@
 """The `logger` group: TensorBoard and MLflow runs read back with those libraries' own readers,
 for a single run and a sweep, and a failing logger never stops a run."""
+import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -69,6 +73,35 @@ def test_tensorboard_and_mlflow_single_run(data_root, tmp_path):
     assert [m.step for m in history] == [1, 2]
     assert {a.path for a in client.list_artifacts(runs["run_id"][0])} == {
         "result.json", "checkpoint.pt"}
+    if importlib.util.find_spec("flask"):  # the full mlflow package: the README's `mlflow ui`
+        assert ui_lists_runs(tmp_path / "mlflow.db") == [runs["run_id"][0]]
+
+
+def ui_lists_runs(db: Path) -> list:
+    """`mlflow ui --backend-store-uri sqlite:///DB`, started briefly: the ids of the runs its
+    REST API lists."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                           f"sqlite:///{db}", "--port", str(port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        for _ in range(240):  # it takes a while to start on a busy machine
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        search = urllib.request.Request(f"{url}/runs/search", method="POST",
+                                        data=json.dumps({"experiment_ids": ["1"]}).encode(),
+                                        headers={"Content-Type": "application/json"})
+        runs = json.load(urllib.request.urlopen(search, timeout=30))["runs"]
+        return [r["info"]["run_id"] for r in runs]
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)
 
 
 def test_a_sweep_groups_its_jobs(data_root, tmp_path):

@@ -43,8 +43,10 @@ def results(sweep_dir: Path) -> dict:
 
 def test_card_grid_then_aggregate(data_root, tmp_path, capsys):
     out = tmp_path / "sweep"
-    sweep("model=snn", "encoder=rate", "-m", "timesteps=1,10,25", *tiny(data_root),
-          f"hydra.sweep.dir={out}")
+    r = sweep("model=snn", "encoder=rate", "-m", "timesteps=1,10,25", *tiny(data_root),
+              f"hydra.sweep.dir={out}")
+    assert f"Done: one dir per job in {out}; tables and plots: python -m snn_sweep.aggregate " \
+        f"{out}\n" in r.stdout + r.stderr
     assert sorted(results(out)) == [0, 1, 2]
     assert (out / "multirun.yaml").is_file()
     aggregate([str(out)])
@@ -107,13 +109,18 @@ def test_failing_trials_do_not_stop_the_study(data_root, tmp_path, capsys):
     db, out = tmp_path / "s.db", tmp_path / "sweep"
     # Adam at lr=1e30 makes the ANN's loss NaN in its second batch; the seeded sampler
     # proposes both values within four trials.
-    sweep("-m", "hparams_search=ann_optuna", *tiny(data_root), "optimizer=adam",
-          "optimizer.lr=choice(0.001,1e30)", "hydra.sweeper.n_trials=4",
-          "hydra.sweeper.sampler.seed=1234", f"hydra.sweeper.storage=sqlite:///{db}",
-          f"hydra.sweep.dir={out}")
+    r = sweep("-m", "hparams_search=ann_optuna", *tiny(data_root), "optimizer=adam",
+              "optimizer.lr=choice(0.001,1e30)", "hydra.sweeper.n_trials=4",
+              "hydra.sweeper.sampler.seed=1234", f"hydra.sweeper.storage=sqlite:///{db}",
+              f"hydra.sweep.dir={out}")
+    assert "Traceback" not in r.stderr
     study = optuna.load_study(study_name="ann_optuna", storage=f"sqlite:///{db}")
     states = {t.number: t.state.name for t in study.trials}
     assert len(states) == 4 and set(states.values()) == {"COMPLETE", "FAIL"}  # no RUNNING left
+    failed = [n for n, state in states.items() if state == "FAIL"]
+    assert re.search(rf"{len(failed)} of 4 trials failed \(within max_failure_rate=1.0\): "
+                     rf"trial {failed[0]}: NonFiniteLossError: training loss is nan",
+                     r.stdout + r.stderr)
     jobs = results(out)
     for n, state in states.items():
         assert jobs[n]["status"] == ("completed" if state == "COMPLETE" else "failed")
@@ -181,6 +188,7 @@ def test_pruned_study_prunes_and_every_trial_has_its_epochs(data_root, tmp_path,
               "hydra.sweeper.pruner.n_startup_trials=2", f"hydra.sweeper.storage=sqlite:///{db}",
               f"hydra.sweep.dir={out}")
     assert "Error executing job" not in r.stderr and "Warning" not in r.stderr
+    assert re.search(r"Trial \d+: pruned after epoch \d", r.stdout + r.stderr)
     trials = study(db, "snn_optuna_pruned").trials
     states = [t.state.name for t in trials]
     assert set(states) == {"COMPLETE", "PRUNED"}, states

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 
+from snn_sweep.loggers import sweep_done
 from snn_sweep.optuna_trial import (ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS,
                                     direction_for, experimental_ok, open_storage,
                                     public_storage, trial_id)
@@ -37,12 +38,19 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _why(ret: JobReturn) -> str:
+    """One line: why a job gave its trial no value."""
+    if ret.status == JobStatus.FAILED:
+        return f"{type(ret._return_value).__name__}: {ret._return_value}"
+    return f"returned {reprlib.repr(ret._return_value)}"
+
+
 def _values(ret: JobReturn, n: int) -> List[float]:
     """The job's objective value(s), one per direction (with several, a tuple or list as
     upstream takes); raises optuna.TrialPruned for a pruned job, what the job raised for a
     failed one, or ValueError (one line) for a return Optuna cannot take."""
-    if ret.status == JobStatus.FAILED and isinstance(ret._return_value, optuna.TrialPruned):
-        raise ret._return_value  # not via return_value, which prints "Error executing job"
+    if ret.status == JobStatus.FAILED:  # not via return_value, which prints "Error executing job"
+        raise ret._return_value
     value = ret.return_value
     try:
         if n > 1 and isinstance(value, (str, bytes)):
@@ -152,6 +160,8 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         study = self._open_study(directions, metrics)
         left = self.n_trials
+        failures: List[str] = []
+        ran = 0
         # Optuna warns that heartbeats are meant for study.optimize; _Heartbeat does its part.
         warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
         while left > 0:
@@ -167,14 +177,23 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             overrides = self._configure_trials(trials, space, fixed, fixed_overrides)
             returns = self._launch(trials, overrides)
             states = [self._tell(study, t, r, len(directions)) for t, r in zip(trials, returns)]
-            failed = [r for r, s in zip(returns, states) if s == TrialState.FAIL]
+            failed = [(t, r) for t, r, s in zip(trials, returns, states) if s == TrialState.FAIL]
             if failed and len(failed) / len(returns) > self.max_failure_rate:
-                for ret in failed:
-                    ret.return_value  # raises the job's own error, with its traceback
+                for _, ret in failed:
+                    if ret.status == JobStatus.FAILED and \
+                            not isinstance(ret._return_value, CompactHydraException):
+                        ret.return_value  # a bug in the job: its own error, with its traceback
+                why = "; ".join(f"trial {t.number}: {_why(r)}" for t, r in failed)
                 raise SweepError(f"{len(failed)} of {len(returns)} jobs returned no usable "
-                                 f"value (max_failure_rate={self.max_failure_rate})")
+                                 f"value (max_failure_rate={self.max_failure_rate}): {why}")
+            failures += [f"trial {t.number}: {_why(r)}" for t, r in failed]
+            ran += len(trials)
             left -= len(trials)
         self._save_results(study, sweep_dir)
+        if failures:  # tolerated (a diverged trial is an outcome of tuning), but said at the end
+            log.warning(f"{len(failures)} of {ran} trials failed (within max_failure_rate="
+                        f"{self.max_failure_rate}): {'; '.join(failures)}")
+        log.info(sweep_done(self.config))
 
     def _check(self, directions: List[str]) -> Optional[List[str]]:
         """The objectives' metric names where the app's config gives them (optimized_metric,
@@ -251,7 +270,8 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         try:
             values = _values(ret, n)
             state = TrialState.COMPLETE
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as e:
+            log.info(f"Trial {trial.number}: {e or 'pruned'}")
             state = TrialState.PRUNED  # Optuna keeps its last reported value
         except Exception as e:
             log.warning(f"Trial {trial.number} failed: {e}")

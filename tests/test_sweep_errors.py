@@ -1,0 +1,108 @@
+"""What a newcomer meets when something goes wrong or ends: a bad value anywhere in a sweep is
+one line and a non-zero exit (a grid refuses it before any job trains), jobs that fail while
+training are listed at the end, every run and sweep ends by saying where its files are, the
+resume hint, and a failed download that leaves nothing behind."""
+import functools
+import logging
+import os
+
+import pytest
+import torchvision
+from omegaconf import OmegaConf
+
+from snn_sweep import data
+from snn_sweep.loggers import sweep_done
+from snn_sweep.config import InputError
+from snn_sweep.train import train
+from test_sweep import results, sweep, tiny
+
+
+def error_lines(r):
+    return [ln for ln in r.stderr.splitlines() if ln.strip()]
+
+
+@pytest.mark.parametrize("swept, expected", [
+    ("timesteps=1,0,2", "job 1 (timesteps=0): timesteps=0 is not allowed: an integer >= 1"),
+    ("model=snn,foo", "job 1 (model=foo): In 'config': Could not find 'model/foo'"),
+    ("encoder._target_=snn_sweep.encoders.rate,os.system",
+     "job 1 (encoder._target_=os.system): encoder._target_='os.system'"),
+])
+def test_a_bad_job_in_a_grid_refuses_the_sweep_before_any_job_trains(data_root, tmp_path,
+                                                                     swept, expected):
+    out = tmp_path / "sweep"
+    fixed = [] if swept.startswith("timesteps") else ["timesteps=2"]
+    r = sweep("-m", swept, *tiny(data_root), *fixed, f"hydra.sweep.dir={out}", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    [line] = error_lines(r)
+    assert line.startswith(expected) and line.endswith("; no job of this batch was run"), line
+    assert sorted(os.listdir(out)) == ["multirun.yaml"]  # nothing trained
+
+
+def test_jobs_that_fail_while_training_are_listed_after_the_others_ran(data_root, tmp_path):
+    out = tmp_path / "sweep"
+    # Adam at lr=1e30 makes the ANN's loss NaN in its second batch.
+    r = sweep("-m", "model=ann", "optimizer.lr=0.001,1e30", *tiny(data_root),
+              f"hydra.sweep.dir={out}", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = error_lines(r)[-1]
+    assert line.startswith(f"1 of 2 jobs failed (each one's result.json says why): job 1 "
+                           f"(optimizer.lr=1e+30) in {out}/1: NonFiniteLossError: training loss "
+                           f"is nan"), line
+    jobs = results(out)
+    assert (jobs[0]["status"], jobs[1]["status"]) == ("completed", "failed")
+
+
+def test_a_study_that_reaches_a_bad_value(data_root, tmp_path):
+    """Optuna's sweeper records the bad trial as failed; beyond max_failure_rate the study
+    ends in one line."""
+    out = tmp_path / "sweep"
+    r = sweep("-m", "hparams_search=snn_optuna", *tiny(data_root),
+              "hydra.sweeper.params.timesteps='choice(0)'", "hydra.sweeper.n_trials=2",
+              "hydra.sweeper.max_failure_rate=0", "hydra.sweeper.storage=null",
+              f"hydra.sweep.dir={out}", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert error_lines(r)[-1] == ("1 of 1 jobs returned no usable value (max_failure_rate=0.0): "
+                                  "trial 0: InputError: timesteps=0 is not allowed: an integer "
+                                  ">= 1")
+    job = results(out)[0]
+    assert job == {"status": "failed",
+                   "error": "InputError: timesteps=0 is not allowed: an integer >= 1"}
+
+
+def test_a_run_ends_by_saying_where_its_files_are(data_root, tmp_path):
+    r = sweep("model=ann", *tiny(data_root), f"hydra.run.dir={tmp_path}/run")
+    assert f"Done: the run's files are in {tmp_path}/run" in r.stdout + r.stderr
+
+
+def test_a_study_sweep_names_its_storage_in_the_aggregate_command():
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": "multirun/x"}, "sweeper": {
+        "storage": "postgresql://u:secret@h/db", "study_name": "s"}}})
+    assert sweep_done(config) == (
+        "Done: one dir per job in multirun/x; tables and plots: python -m snn_sweep.aggregate "
+        "multirun/x --study postgresql://u:***@h/db --study-name s")
+
+
+def test_resume_without_resume_pt_says_how(make_cfg, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="snn_sweep.train"):
+        train(make_cfg("model=ann", "trainer.resume=true"), str(tmp_path))
+    [hint] = [m for m in caplog.messages if "no resume.pt" in m]
+    assert "hydra.run.dir=<its run dir> trainer.resume=true" in hint
+
+
+class OfflineMNIST(torchvision.datasets.MNIST):
+    mirrors = ["http://127.0.0.1:9/"]  # the discard port: refused at once
+
+
+@pytest.mark.parametrize("existing", ["nothing", "root", "raw with a file"])
+def test_a_failed_download_leaves_nothing_behind(tmp_path, existing):
+    root = tmp_path / "data"
+    raw = root / "OfflineMNIST" / "raw"
+    if existing != "nothing":
+        root.mkdir()
+    if existing == "raw with a file":
+        raw.mkdir(parents=True)
+        (raw / "mine.txt").write_text("kept")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(InputError, match="could not download OfflineMNIST"):
+        data._read(functools.partial(OfflineMNIST), str(root), True, True)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
