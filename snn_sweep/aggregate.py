@@ -48,6 +48,7 @@ from scipy import stats  # noqa: E402
 
 from . import optuna_trial  # noqa: E402
 from .optuna_trial import experimental_ok, public_storage  # noqa: E402
+from .rundir import SETTINGS, TRIAL_FIELDS  # noqa: E402
 
 try:  # OmegaConf's YAML rules (libyaml's parser, its float and no-timestamp resolvers)
     from omegaconf._yaml import get_yaml_loader  # noqa: E402
@@ -55,11 +56,6 @@ except ImportError:  # omegaconf < 2.4
     from omegaconf._utils import get_yaml_loader  # noqa: E402
 YAML_LOADER = get_yaml_loader()
 
-# What result.json says about a run's settings (snn_sweep.train.settings); the rest are metrics.
-SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
-            "dropout", "optimizer", "lr", "batch_size", "dataset", "seed", "optimized_metric",
-            "pareto_metric")
-TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")
 # repeats of a setting, and what the model name already says: not settings to group by
 NOT_GROUPED = ("seed", "repeats", "arch", "spiking", *TRIAL_FIELDS)
 SUMMARY_METRICS = ("val_acc", "test_acc", "best_epoch", "train_time_s", "spikes_per_sample",

@@ -56,7 +56,8 @@ from .build import build_model, build_optimizer, resolve
 from .config import InputError, effective_timesteps, register_configs
 from .data import load_splits
 from .models import readout_loss
-from .train import Runner, keep_freed_memory, write_csv
+from .rundir import write_csv
+from .runner import Runner, keep_freed_memory
 
 CONF_DIR = str(Path(__file__).resolve().parent / "conf")
 BATCH = 128

@@ -438,7 +438,7 @@ def export_run(run_dir: str, out: Optional[str] = None, images: int = 1000,
     record the agreement in RUN_DIR/export.json; returns that record."""
     _need_nir()
     import nir
-    from .train import write_json
+    from .rundir import write_json
     cfg, model = load_run(run_dir, data_root)
     meta = describe(cfg)
     graph = to_nir(cfg, model, _metadata_for_nir(meta))

@@ -21,10 +21,9 @@ from typing import Any, Dict, Optional
 from omegaconf import OmegaConf
 
 from .build import build
+from .rundir import FINAL
 
 log = logging.getLogger(__name__)
-FINAL = ("objective", "val_acc", "val_loss", "test_acc", "test_loss", "train_time_s",
-         "energy_pj_per_sample", "spikes_per_sample")  # final metrics, where a run has them
 
 
 def flat(cfg: Any) -> Dict[str, Any]:

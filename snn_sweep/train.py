@@ -10,45 +10,37 @@ mean, std and per-seed values. An `on_epoch` callback sees every epoch's metrics
 run (a pruner): result.json then says `status: pruned` and RunPruned is raised.
 """
 import copy
-import csv
-import ctypes
-import hashlib
 import io
-import json
 import logging
 import math
 import os
 import random
 import statistics
-import sys
-import tempfile
 import time
 import traceback
 from typing import Callable, Dict, List, Optional
 
-from hydra.errors import CompactHydraException
 import snntorch as snn
 import torch
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from . import __version__
-from .build import build_encoder, build_model, build_optimizer, build_scheduler, resolve
-from .config import (InputError, effective_timesteps, model_settings, uses_neuron,
-                     validate)
+from .build import build_model, build_optimizer, build_scheduler, resolve
+from .config import InputError, validate
 from .data import load_splits
-from .energy import PJ_PER_MAC, Recorder, dense_macs
-from .models import predict, readout_loss
+from .energy import PJ_PER_MAC, dense_macs
+from .models import predict
 from .optuna_trial import direction_for
+from .rundir import (NOT_AVERAGED, RESULT, completed, completed_sibling, config_sha, finish,
+                     load_resume, save_resume, settings, write_atomic, write_csv, write_json)
+from .runner import NonFiniteLossError, Runner, keep_freed_memory, resolve_device
 
 log = logging.getLogger(__name__)
 
-RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after every epoch
-EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
 
-
-class NonFiniteLossError(CompactHydraException):
-    """The run diverged: one line, as bad input is (Hydra prints only the message)."""
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds CUDA
 
 
 class RunPruned(Exception):
@@ -57,112 +49,6 @@ class RunPruned(Exception):
 
 # on_epoch(step, metrics.csv row) -> True to stop the run; step counts epochs over all seeds.
 EpochCallback = Callable[[int, Dict], bool]
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Temp file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    os.fchmod(fd, 0o644)  # mkstemp makes it 0600; run dirs are shared with other people
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_json(path: str, obj: Dict) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, allow_nan=False) + "\n").encode())
-
-
-def write_csv(path: str, rows: List[Dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_atomic(path, buf.getvalue().encode())
-
-
-def keep_freed_memory() -> None:
-    """Keep freed blocks in the process heap (glibc on Linux; elsewhere a no-op).
-
-    PyTorch has no caching allocator on the CPU, and glibc returns a freed block above its
-    mmap threshold to the OS at once, so every batch page-faults its activation buffers in
-    anew; on 2 cores that cost more than the arithmetic of a T=25 training step
-    (README, Performance). Serving blocks up to 32 MB from the heap and trimming it only above
-    1 GB keeps them; the process-wide effect is the point."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # another C library (e.g. musl): leave its defaults
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    libc.mallopt(m_mmap_threshold, 32 << 20)
-    libc.mallopt(m_trim_threshold, 1 << 30)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    count = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-             "mps": int(torch.backends.mps.is_available())}[device.type]
-    if (device.index or 0) >= count:
-        raise InputError(f"trainer.device={name!r}: this machine has "
-                         f"{count or 'no'} {device.type} device(s); use trainer.device=auto or cpu")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)  # also seeds CUDA
-
-
-class Runner:
-    """Feeds batches through encoder and model; owns nothing but the wiring. An ANN's logits
-    [B, K] become a 1-step "membrane" [1, B, K], so one readout/loss code path serves every
-    model."""
-
-    def __init__(self, cfg, model, device):
-        self.cfg, self.model, self.device = cfg, model, device
-        self.steps = effective_timesteps(cfg)
-        self.readout = model_settings(cfg.model).readout
-        self.encode = build_encoder(cfg) if self.steps is not None else None
-
-    def forward(self, x):
-        x = x.to(self.device, non_blocking=True)
-        if self.steps is None:
-            return None, self.model(x).unsqueeze(0)
-        return self.model(self.encode(x, num_steps=self.steps))
-
-    def example(self, x: torch.Tensor) -> torch.Tensor:
-        """One dense step of one sample x [1, C, H, W], for counting MACs."""
-        x = x.to(self.device)
-        return x.unsqueeze(0) if self.steps is not None else x
-
-    @torch.no_grad()
-    def evaluate(self, xs, ys):
-        self.model.eval()
-        total_loss, correct, n = 0.0, 0, len(xs)
-        bs = self.cfg.data.eval_batch_size
-        if self.steps and self.device.type == "cpu":
-            # Past ~6400 rows (steps x samples) the activations outgrow the CPU's caches and
-            # evaluation slows down (T=50: 128 samples per batch evaluate 1.3x faster than 256).
-            bs = max(1, min(bs, EVAL_ROWS // self.steps))
-        for i in range(0, n, bs):
-            y = ys[i:i + bs].to(self.device)
-            spk, mem = self.forward(xs[i:i + bs])
-            total_loss += float(readout_loss(self.readout, spk, mem, y)) * len(y)
-            correct += int((predict(self.readout, spk, mem) == y).sum())
-        return total_loss / n, correct / n
-
-    def evaluate_spiking(self, xs, ys, macs: List[int]):
-        """evaluate, and the spiking statistics of the run (energy.Recorder.stats)."""
-        with Recorder(self.model, macs) as rec:
-            loss, acc = self.evaluate(xs, ys)
-        return loss, acc, rec
 
 
 def train(cfg, out_dir: str, extra: Optional[Dict] = None,
@@ -181,8 +67,8 @@ def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
             torch.set_num_threads(cfg.trainer.threads)
         cfg = resolve(cfg)
     except InputError as e:  # a sweep's job dir says why it failed (a resumed run's is kept)
-        if os.path.isdir(out_dir) and not os.path.exists(os.path.join(out_dir, "result.json")):
-            write_json(os.path.join(out_dir, "result.json"),
+        if os.path.isdir(out_dir) and not os.path.exists(os.path.join(out_dir, RESULT)):
+            write_json(os.path.join(out_dir, RESULT),
                        {"status": "failed", "error": f"InputError: {e}"})
         raise
     if cfg.repeats == 1:
@@ -203,10 +89,10 @@ def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
     except BaseException as e:
         result.update(status="pruned" if isinstance(e, RunPruned) else "failed",
                       error=f"seed {seeds[len(runs)]}: {type(e).__name__}: {e}")
-        write_json(os.path.join(out_dir, "result.json"), result)
+        write_json(os.path.join(out_dir, RESULT), result)
         raise
     result.update(status="completed", **seed_statistics(runs))
-    write_json(os.path.join(out_dir, "result.json"), result)
+    write_json(os.path.join(out_dir, RESULT), result)
     return result
 
 
@@ -214,7 +100,7 @@ def seed_statistics(runs: List[Dict]) -> Dict:
     """Mean and sample std of every numeric metric over seeds; the objective per seed too."""
     out: Dict = {}
     for key, value in runs[0].items():
-        if key in SETTINGS_KEYS or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if key in NOT_AVERAGED or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         values = [float(r[key]) for r in runs]
         out[key], out[f"{key}_std"] = statistics.fmean(values), statistics.stdev(values)
@@ -227,13 +113,13 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
     os.makedirs(out_dir, exist_ok=True)
     result: Dict = {"status": "running", **settings(cfg), **(extra or {}),
                     "config_sha": config_sha(cfg), "snn_sweep_version": __version__}
-    result_path = os.path.join(out_dir, "result.json")
-    done = _completed(result_path, result["config_sha"])
+    result_path = os.path.join(out_dir, RESULT)
+    done = completed(result_path, result["config_sha"])
     if done is not None:  # a relaunched sweep finishes only what is missing
         log.info("%s already holds a completed run of this config: returning its result",
                  out_dir)
         return done
-    twin = _completed_sibling(out_dir, result["config_sha"])
+    twin = completed_sibling(out_dir, result["config_sha"])
     if twin is not None:  # a grid crossing settings the model ignores (an ANN's encoder)
         path, done = twin
         log.info("job %s already trained this config (settings this model ignores differ): "
@@ -247,7 +133,7 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
         _train(cfg, out_dir, result, on_epoch)
     except RunPruned:
         result["status"] = "pruned"
-        _finish(out_dir, result)
+        finish(out_dir, result)
         raise
     except BaseException as e:  # resume.pt stays: trainer.resume=true goes on from it
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
@@ -256,116 +142,8 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
         raise
     finally:
         snn.SpikingNeuron.instances.clear()
-    _finish(out_dir, result)
+    finish(out_dir, result)
     return result
-
-
-def _finish(out_dir: str, result: Dict) -> None:
-    """The final result.json; resume.pt goes, since there is nothing left to resume."""
-    write_json(os.path.join(out_dir, "result.json"), result)
-    if os.path.exists(os.path.join(out_dir, RESUME)):
-        os.remove(os.path.join(out_dir, RESUME))
-
-
-def settings(cfg) -> Dict:
-    """The run's settings as result.json records them (cfg resolved by build.resolve)."""
-    spiking = bool(cfg.model.spiking)
-    neuron = spiking and uses_neuron(cfg)
-    out = {
-        "model": cfg.model.name,
-        "arch": cfg.model._target_,
-        "spiking": spiking,
-        "encoder": cfg.encoder.name if spiking else None,
-        "neuron": cfg.neuron.name if neuron else None,
-        "timesteps": effective_timesteps(cfg),
-        "beta": cfg.neuron.beta if neuron else None,
-        "readout": model_settings(cfg.model).readout.value,
-        "dropout": cfg.model.get("dropout"),
-        "optimizer": cfg.optimizer.name,
-        "lr": cfg.optimizer.get("lr"),
-        "batch_size": cfg.data.batch_size,
-        "dataset": cfg.data.name,
-        "seed": cfg.seed,
-        "optimized_metric": cfg.optimized_metric,
-    }
-    if cfg.pareto_metric is not None:
-        out["pareto_metric"] = cfg.pareto_metric
-    return out
-
-
-def config_sha(cfg) -> str:
-    """What identifies a run: its resolved config, less how it is watched and resumed and what
-    its model ignores (an ANN's encoder, neuron and timesteps; the neuron group of a model not
-    built from it; the timesteps of a model that fixes its own), so that two jobs training the
-    same thing have the same sha."""
-    c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
-    for key in ("logger", "trusted_modules"):
-        c.pop(key, None)
-    if cfg.model.spiking:
-        c["timesteps"] = effective_timesteps(cfg)
-        if not uses_neuron(cfg):
-            c.pop("neuron", None)
-    else:
-        for key in ("encoder", "neuron", "timesteps"):
-            c.pop(key, None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _completed(path: str, sha: str) -> Optional[Dict]:
-    """The completed result.json of the same config at path, else None."""
-    try:
-        with open(path) as f:
-            done = json.load(f)
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(done, dict) and done.get("status") == "completed"
-    return done if ok and done.get("config_sha") == sha else None
-
-
-def _completed_sibling(out_dir: str, sha: str):
-    """(job dir, result) of a completed job of the same config in the same multirun (a
-    sibling dir next to Hydra's multirun.yaml), else None."""
-    sweep = os.path.dirname(os.path.abspath(out_dir))
-    if not os.path.isfile(os.path.join(sweep, "multirun.yaml")):
-        return None
-    for name in sorted(os.listdir(sweep)):
-        path = os.path.join(sweep, name)
-        if path != os.path.abspath(out_dir):
-            done = _completed(os.path.join(path, "result.json"), sha)
-            if done is not None:
-                return path, done
-    return None
-
-
-def _save_resume(out_dir: str, state: Dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(os.path.join(out_dir, RESUME), buf.getvalue())
-
-
-def _load_resume(out_dir: str, sha: str) -> Optional[Dict]:
-    """resume.pt of this config, or None when the run dir has none."""
-    path = os.path.join(out_dir, RESUME)
-    if not os.path.isfile(path):
-        log.info("trainer.resume=true: no %s in %s yet, starting at epoch 1 (to continue a "
-                 "killed run, name its dir: hydra.run.dir=<its run dir> trainer.resume=true; "
-                 "a killed sweep: -m ... hydra.sweep.dir=<its sweep dir> trainer.resume=true)",
-                 RESUME, out_dir)
-        return None
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as e:
-        raise InputError(f"trainer.resume=true: {path} is unreadable ({type(e).__name__}); "
-                         f"remove it to start over") from None
-    if state.get("config_sha") != sha:
-        raise InputError(f"trainer.resume=true: {path} belongs to a run of another config; "
-                         f"resume with that config, or remove it to start over")
-    return state
-
-
-# Numbers in result.json that are settings, not metrics: repeats do not average them.
-SETTINGS_KEYS = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
 
 
 def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
@@ -389,7 +167,7 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
     train_time = 0.0
     # The epoch the validation set selects: its row and weights (test and checkpoint use them).
     best: Optional[Dict] = None
-    state = _load_resume(out_dir, result["config_sha"]) if cfg.trainer.resume else None
+    state = load_resume(out_dir, result["config_sha"]) if cfg.trainer.resume else None
     if state is not None:  # everything the next epoch depends on, as it was
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
@@ -416,17 +194,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         for b in bar:
             idx = perm[b * bs:(b + 1) * bs]
             y = data.train_y[idx].to(device)
-            spk, mem = runner.forward(data.train_x[idx])
-            loss = readout_loss(runner.readout, spk, mem, y)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training loss is {loss.item()} at epoch {epoch}, batch {b + 1}: the run "
-                    f"diverged (optimizer.lr={cfg.optimizer.lr}); try a smaller learning rate")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
+            loss, spk, mem = runner.train_step(opt, sched, data.train_x[idx], y,
+                                               f"epoch {epoch}, batch {b + 1}")
             with torch.no_grad():
                 loss_sum += loss.item() * len(y)
                 correct += int((predict(runner.readout, spk, mem) == y).sum())
@@ -449,7 +218,7 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
                                   best["row"][cfg.optimized_metric]):
             best = {"epoch": epoch, "row": row, "model": copy.deepcopy(model.state_dict())}
         write_csv(os.path.join(out_dir, "metrics.csv"), rows)
-        _save_resume(out_dir, {
+        save_resume(out_dir, {
             "config_sha": result["config_sha"], "model": model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched and sched.state_dict(),
             "batch_order_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),

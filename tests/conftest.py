@@ -1,6 +1,5 @@
 """Shared fixtures: tiny IDX datasets written here and read through torchvision's real loader,
 and configs composed with Hydra's compose API, shrunk to run in seconds."""
-import os
 import struct
 from pathlib import Path
 from typing import List

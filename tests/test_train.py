@@ -9,7 +9,8 @@ import torch
 
 from snn_sweep.config import InputError
 from snn_sweep.build import build_model
-from snn_sweep.train import NonFiniteLossError, RunPruned, train
+from snn_sweep.runner import NonFiniteLossError
+from snn_sweep.train import RunPruned, train
 
 RESULT_KEYS = {"status", "objective", "val_acc", "val_loss", "test_acc", "test_loss", "epochs",
                "train_time_s", "train_samples_per_s", "eval_samples_per_s", "n_params",
@@ -134,8 +135,8 @@ def test_no_neurons_leak_between_runs(make_cfg, tmp_path):
 
 
 def test_divergence_raises_and_records_failure(make_cfg, tmp_path, monkeypatch):
-    import snn_sweep.train as t
-    monkeypatch.setattr(t, "readout_loss", lambda *a: torch.tensor(math.nan, requires_grad=True))
+    import snn_sweep.runner as r
+    monkeypatch.setattr(r, "readout_loss", lambda *a: torch.tensor(math.nan, requires_grad=True))
     with pytest.raises(NonFiniteLossError, match="training loss is nan at epoch 1, batch 1"):
         train(make_cfg(), str(tmp_path))
     res = json.loads((tmp_path / "result.json").read_text())
