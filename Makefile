@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml requirements.txt
 run: $(STAMP)
 	$(BIN)/python -m snn_sweep data.root=$(DATA) $(ARGS)
 
+# Both tiers, on every core (pytest-xdist): the fast tier (`pytest` alone, in-process tests)
+# and the slow one (subprocess sweeps, PostgreSQL, the wheel, the notebook, the package index).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto -m "slow or not slow" $(ARGS)
 
 # The README's Performance tables (docs/bench/), with the peers of the bench extra (in the lock):
 # ~10 min on 2 cores (the conv cases' tutorial and peer loops dominate), best on an idle machine.
@@ -30,7 +32,7 @@ BENCH_CASES := rate1,rate25,direct25,latency25,delta25,single_step,ann,csnn_rate
 bench: $(STAMP)
 	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --accuracy --cases $(BENCH_CASES) \
 	    --out docs/bench/bench.csv $(ARGS)
-	$(BIN)/python scripts/include.py README.md
+	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST
 # and the aggregator: ~7 min on 2 cores, then the recipe studies and the comparison (below; about
@@ -74,7 +76,7 @@ tuning: $(STAMP)
 	$(RUN) -m hparams_search=snn_pareto $(SPACE) hydra.sweeper.storage=sqlite:///$(SWEEPS)/pareto.db \
 	    hydra.sweep.dir=$(SWEEPS)/pareto
 	$(AGG) $(SWEEPS)/pareto --out docs/results/pareto --study sqlite:///$(SWEEPS)/pareto.db
-	$(BIN)/python scripts/include.py README.md
+	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # Each model's recipe study (snn_sweep/conf/hparams_search/recipe.yaml) on full MNIST, the same
 # budget for every model: 8 trials of 4 epochs (4 random, then TPE), median pruning; csnn also
@@ -100,7 +102,7 @@ comparison: $(STAMP)
 	rm -rf $(SWEEPS)/comparison
 	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
-	$(BIN)/python scripts/include.py README.md
+	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # requirements.txt from the venv the suite passed in: its exact versions (pip freeze) resolved
 # by uv for every platform at once, so what only one platform needs (torch's CUDA wheels on
@@ -113,7 +115,7 @@ lock: $(STAMP)
 	    -o requirements.txt
 
 readme:
-	$(BIN)/python scripts/include.py README.md
+	$(BIN)/python scripts/include.py README.md docs/*.md
 
 clean-venv:
 	rm -rf $(VENV)

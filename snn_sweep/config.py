@@ -116,19 +116,20 @@ class SynapticNeuronConfig(NeuronConfig):
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"  # set by the `dataset` group: mnist | fashion_mnist
-    # A torchvision-style dataset class, called (root=, train=, download=), whose instance has
-    # .data (uint8 [N, H, W]), .targets and .classes (set by the `dataset` group).
-    dataset: Any = field(default_factory=lambda: {"_target_": "torchvision.datasets.MNIST"})
-    shape: List[int] = field(default_factory=lambda: [1, 28, 28])  # one image, [C, H, W]
-    num_classes: int = 10
-    root: str = "data"
+    # Set by the `dataset` group (conf/dataset/): its name; a torchvision-style dataset class,
+    # called (root=, train=, download=), whose instance has .data (uint8 [N, H, W]), .targets
+    # and .classes; one image's [C, H, W]; the number of classes.
+    name: str = MISSING
+    dataset: Any = MISSING
+    shape: List[int] = MISSING
+    num_classes: int = MISSING
+    root: str = "data"  # torchvision layout: <root>/MNIST/raw/...
     download: bool = True
-    val_size: int = 5000
+    val_size: int = 5000  # held out of the training set; model selection and tuning use it
     split_seed: int = 0  # the validation split is fixed across training seeds
-    train_subset: Optional[int] = None
+    train_subset: Optional[int] = None  # cap on training images, for quick runs
     batch_size: int = 128
-    eval_batch_size: int = 256  # on the CPU also capped at 6400 (timestep x sample) rows
+    eval_batch_size: int = 256  # on the CPU also capped at runner.EVAL_ROWS (step x sample) rows
 
 
 @dataclass
@@ -138,7 +139,9 @@ class TrainerConfig:
     threads: Optional[int] = None  # torch intra-op threads; null keeps torch's default
     progress: bool = True  # tqdm bar per epoch
     checkpoint: bool = True
-    resume: bool = False  # continue from the run dir's resume.pt (written after every epoch)
+    # Continue a killed run from its run dir's resume.pt (written after every epoch): name the
+    # dir, hydra.run.dir=<its run dir> (a sweep: hydra.sweep.dir=<its sweep dir>).
+    resume: bool = False
     # Stop after this many epochs without a better optimized_metric; 0: train every epoch.
     early_stopping_patience: int = 0
 

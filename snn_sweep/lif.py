@@ -314,11 +314,11 @@ class Derivative:
 # Surrogates (by their name in snntorch.surrogate) whose derivative is written out here,
 # several times cheaper than autograd through their autograd.Function; tests/test_lif.py checks
 # each against snnTorch's own backward.
+# Called with the arguments read off snnTorch's closure, so snnTorch's defaults are its own.
 DERIVATIVES: Dict[str, Callable[..., Derivative]] = {
-    "atan": lambda alpha=2.0: Derivative("atan", (math.pi / 2 * alpha) ** 2 * 2 / alpha,
-                                         2 / alpha),
-    "fast_sigmoid": lambda slope=25: Derivative("fast_sigmoid", slope),
-    "sigmoid": lambda slope=25: Derivative("sigmoid", slope),
+    "atan": lambda alpha: Derivative("atan", (math.pi / 2 * alpha) ** 2 * 2 / alpha, 2 / alpha),
+    "fast_sigmoid": lambda slope: Derivative("fast_sigmoid", slope),
+    "sigmoid": lambda slope: Derivative("sigmoid", slope),
 }
 
 

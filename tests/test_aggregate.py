@@ -463,6 +463,7 @@ def real_sweep(data_root, tmp_path_factory) -> Path:
     return sweep
 
 
+@pytest.mark.slow
 def test_real_sweep_same_outputs_without_omegaconf(real_sweep, tmp_path, monkeypatch, capsys):
     """Every file written (the plots included) is byte for byte the same as with OmegaConf
     reading each job, and the fast reading loads no config through OmegaConf."""

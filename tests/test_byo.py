@@ -14,6 +14,8 @@ import torch
 
 from conftest import small_overrides
 
+pytestmark = pytest.mark.slow  # subprocess sweeps: make test runs them, pytest alone does not
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -13,14 +13,73 @@ OPTIONS = [(group, p.stem) for group in ("model", "encoder", "neuron", "optimize
            for p in sorted((CONF / group).glob("*.yaml"))]
 
 
-def test_every_group_has_its_options():
-    names = {g: {o for gg, o in OPTIONS if gg == g} for g, _ in OPTIONS}
-    assert names["model"] == {"ann", "snn", "snn_single_step", "cnn", "csnn"}
-    assert names["encoder"] == {"rate", "latency", "delta", "direct"}
-    assert names["neuron"] == {"leaky", "synaptic", "lapicque", "alpha"}
-    assert names["optimizer"] == {"adam", "adamw", "sgd"}
-    assert names["dataset"] == {"mnist", "fashion_mnist"}
-    assert names["scheduler"] == {"constant", "cosine"}
+def stems(group: str) -> set:
+    return {p.stem for p in (CONF / group).glob("*.yaml")}
+
+
+def test_name_lists_in_code_are_the_options_in_conf():
+    """The neuron names validate() accepts are the neuron group's options; the docs' config
+    reference lists every option of every group."""
+    from snn_sweep.config import NEURONS
+    assert set(NEURONS) == stems("neuron")
+    reference = (CONF.parents[1] / "docs" / "configuration.md").read_text()
+    for group, option in OPTIONS:
+        assert f"`{option}`" in reference, f"docs/configuration.md does not list {group}={option}"
+
+
+def schema_defaults(node) -> dict:
+    """The defaults a schema dataclass gives (MISSING ones left out), nested as dicts."""
+    import dataclasses
+    from omegaconf import MISSING
+    out = {}
+    for f in dataclasses.fields(node):
+        if f.default is not dataclasses.MISSING and f.default is not MISSING:
+            out[f.name] = getattr(f.default, "value", f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+            out[f.name] = schema_defaults(type(value)) if dataclasses.is_dataclass(value) \
+                else value
+    return out
+
+
+def repeated(values: dict, defaults: dict, prefix: str = "") -> list:
+    found = []
+    for key, value in values.items():
+        if key in ("defaults", "hydra") or key not in defaults:
+            continue
+        if isinstance(value, dict) and isinstance(defaults[key], dict):
+            found += repeated(value, defaults[key], f"{prefix}{key}.")
+        elif value == defaults[key]:
+            found.append(f"{prefix}{key}")
+    return found
+
+
+def test_no_yaml_repeats_a_schema_default():
+    """Defaults live in the schema (snn_sweep/config.py) only: a YAML that writes a schema
+    default again would silently win over it once the schema changes."""
+    from omegaconf import OmegaConf
+    from snn_sweep import config
+    stored = {("model", "settings"): config.ModelSettings, ("model", "mlp"): config.MLPConfig,
+              ("model", "conv"): config.ConvConfig, ("encoder", "encoder"): config.EncoderConfig,
+              ("encoder", "rate"): config.RateEncoderConfig,
+              ("encoder", "latency"): config.LatencyEncoderConfig,
+              ("encoder", "delta"): config.DeltaEncoderConfig,
+              ("neuron", "neuron"): config.NeuronConfig,
+              ("neuron", "synaptic"): config.SynapticNeuronConfig}
+    checked, found = 0, []
+    files = [(CONF / "config.yaml", config.Config)]
+    files += [(p, config.DataConfig) for p in (CONF / "dataset").glob("*.yaml")]
+    for group in ("model", "encoder", "neuron"):
+        for p in (CONF / group).glob("*.yaml"):
+            schema = [d for d in OmegaConf.load(p).defaults
+                      if isinstance(d, dict) or OmegaConf.is_dict(d)][0]
+            [(key, name)] = dict(schema).items()
+            files.append((p, stored[(group, name)]))
+    for path, node in files:
+        values = OmegaConf.to_container(OmegaConf.load(path))
+        found += [f"{path.relative_to(CONF)}: {k}" for k in repeated(values, schema_defaults(node))]
+        checked += 1
+    assert checked > 10 and not found, found
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
@@ -81,7 +140,7 @@ def test_unknown_option_lists_the_real_options(make_cfg):
     text = str(info.value)
     assert "model/transformer" in text and "snn_single_step" in text
     listed = text.split("Available options in 'model':")[1].split("Config search path")[0]
-    assert set(listed.split()) == {"ann", "cnn", "csnn", "snn", "snn_single_step"}
+    assert set(listed.split()) == stems("model")
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in (CONF / "experiment").glob("*.yaml")))

@@ -1,12 +1,18 @@
-"""Bad input: one clear line naming the key or file, non-zero exit, no traceback."""
+"""Bad input: one clear line naming the key or file, non-zero exit, no traceback. The messages
+are checked in-process (train raises InputError with them); the command line, which prints any
+InputError as that one line, is checked once per kind of input."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 
-from conftest import make_dataset, small_overrides
+from conftest import CONF_DIR, make_dataset, small_overrides
+from snn_sweep.config import InputError
+from snn_sweep.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -14,6 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 def cli(tmp_path, *overrides):
     cmd = [sys.executable, "-m", "snn_sweep", *overrides, f"hydra.run.dir={tmp_path}/run"]
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(p) -> str:
+    """The command failed with exactly one line on stderr and no traceback: that line."""
+    assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def train_error(make_cfg, tmp_path, *overrides) -> str:
+    with pytest.raises(InputError) as e:
+        train(make_cfg(*overrides), str(tmp_path))
+    return str(e.value)
+
 
 
 @pytest.mark.parametrize("override,expected", [
@@ -32,23 +53,20 @@ def cli(tmp_path, *overrides):
                              "val_energy_pj_per_sample, val_spikes_per_sample, "
                              "val_synops_per_sample"),
 ])
-def test_bad_value_is_one_line(data_root, tmp_path, override, expected):
-    p = cli(tmp_path, *small_overrides(data_root), override)
-    assert p.returncode != 0
-    assert "Traceback" not in p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    assert lines == [f"error: {expected}"] or (len(lines) == 1 and expected in lines[0])
+def test_bad_value_is_named_with_what_is_allowed(make_cfg, tmp_path, override, expected):
+    message = train_error(make_cfg, tmp_path, override)
+    assert message == expected or message.startswith(expected)
+
+
+def test_bad_value_on_the_command_line_is_one_line(data_root, tmp_path):
+    line = one_line_error(cli(tmp_path, *small_overrides(data_root), "timesteps=0"))
+    assert line == "error: timesteps=0 is not allowed: an integer >= 1"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_missing_gpu_is_one_line(data_root, tmp_path):
-    p = cli(tmp_path, *small_overrides(data_root), "trainer.device=cuda")
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines() == [
-        "error: trainer.device='cuda': this machine has no cuda device(s); "
-        "use trainer.device=auto or cpu"]
-    assert not (tmp_path / "run" / "result.json").exists() or \
-        '"failed"' in (tmp_path / "run" / "result.json").read_text()
+def test_missing_gpu_is_named(make_cfg, tmp_path):
+    assert train_error(make_cfg, tmp_path, "trainer.device=cuda") == (
+        "trainer.device='cuda': this machine has no cuda device(s); use trainer.device=auto or cpu")
 
 
 @pytest.mark.parametrize("override,expected", [
@@ -57,38 +75,50 @@ def test_missing_gpu_is_one_line(data_root, tmp_path):
     ("encoder=morse", ["Could not find 'encoder/morse'", "latency", "delta"]),
     ("neuron.betta=0.5", ["Key 'betta' not in 'NeuronConfig'"]),
 ])
-def test_composition_errors_name_key_and_options(data_root, tmp_path, override, expected):
-    p = cli(tmp_path, *small_overrides(data_root), override)
-    assert p.returncode != 0 and "Traceback" not in p.stderr
+def test_composition_errors_name_key_and_options(data_root, override, expected):
+    with pytest.raises(HydraException) as e:
+        with initialize_config_dir(config_dir=CONF_DIR):
+            compose("config", overrides=[*small_overrides(data_root), override])
+    shown = f"{e.value}\n{e.value.__cause__}"  # Hydra prints both
     for text in expected:
-        assert text in p.stderr
+        assert text in shown
 
 
-def test_missing_root_without_download(data_root, tmp_path):
-    args = [a for a in small_overrides(data_root) if not a.startswith("data.root")]
-    p = cli(tmp_path, *args, f"data.root={tmp_path}/nowhere")
+def test_composition_error_on_the_command_line(data_root, tmp_path):
+    p = cli(tmp_path, *small_overrides(data_root), "model=foo")
     assert p.returncode != 0 and "Traceback" not in p.stderr
-    assert p.stderr.strip().splitlines() == [
-        f"error: data.root='{tmp_path}/nowhere' does not exist (data.download=false): point it "
-        "at a folder that holds <root>/MNIST/raw or set data.download=true"]
+    assert "Could not find 'model/foo'" in p.stderr and "snn_single_step" in p.stderr
 
 
-def test_root_without_mnist_names_the_files(tmp_path):
+def test_missing_root_without_download(make_cfg, tmp_path):
+    message = train_error(make_cfg, tmp_path, f"data.root={tmp_path}/nowhere")
+    assert message == (f"data.root='{tmp_path}/nowhere' does not exist (data.download=false): "
+                       "point it at a folder that holds <root>/MNIST/raw or set "
+                       "data.download=true")
+
+
+def test_root_without_mnist_names_the_files(make_cfg, tmp_path):
     (tmp_path / "empty").mkdir()
-    p = cli(tmp_path, *small_overrides(str(tmp_path / "empty")))
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    [line] = p.stderr.strip().splitlines()
-    assert "no MNIST in" in line and "train-images-idx3-ubyte" in line
+    message = train_error(make_cfg, tmp_path, f"data.root={tmp_path / 'empty'}")
+    assert "no MNIST in" in message and "train-images-idx3-ubyte" in message
 
 
 @pytest.mark.parametrize("damage", ["truncate", "bad_magic"])
-def test_corrupt_idx_file(tmp_path, damage):
+def test_corrupt_idx_file(make_cfg, tmp_path, damage):
     root = make_dataset(tmp_path / "d")
     f = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x07\x07" + data[2:])
-    p = cli(tmp_path, *small_overrides(str(root)))
-    assert p.returncode != 0 and "Traceback" not in p.stderr
-    [line] = p.stderr.strip().splitlines()
-    assert str(f) in line and "not a readable IDX file" in line
-    assert f.read_bytes()[:2] != b""  # the input file is left as it was
+    damaged = f.read_bytes()
+    (tmp_path / "run").mkdir()
+    message = train_error(make_cfg, tmp_path / "run", f"data.root={root}")
+    assert str(f) in message and "not a readable IDX file" in message
+    assert f.read_bytes() == damaged  # the input file is left as it was
+
+
+def test_data_error_on_the_command_line(tmp_path):
+    root = make_dataset(tmp_path / "d")
+    f = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:100])
+    line = one_line_error(cli(tmp_path, *small_overrides(str(root))))
+    assert line.startswith(f"error: {f}") and "not a readable IDX file" in line

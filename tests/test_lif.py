@@ -1,4 +1,5 @@
 """The fused LIF recurrence against stepping snn.Leaky through time with plain autograd."""
+import inspect
 import os
 from pathlib import Path
 
@@ -99,10 +100,22 @@ def test_gradient_only_through_spikes_or_membrane(cpu_path):
 def test_surrogate_derivative_written_out_only_where_known():
     assert derivative_of(lambda x: x) is None
     assert derivative_of(surrogate.triangular()) is None
-    x = torch.linspace(-1, 1, 11)
+
+
+@pytest.mark.parametrize("name", sorted(lif.DERIVATIVES))
+@pytest.mark.parametrize("args", [{}, "other"])
+def test_written_out_derivative_is_the_surrogates_gradient(name, args):
+    """The fused kernels' derivative is read off the neuron's spike_grad; it must equal what
+    autograd gets from that very spike_grad, at snnTorch's default slope and at another."""
+    factory = getattr(surrogate, name)
+    if args == "other":
+        (param,) = inspect.signature(factory).parameters  # alpha or slope
+        args = {param: 3.0 if param == "alpha" else 7.0}
+    spike_grad = factory(**args)
+    x = torch.linspace(-2, 2, 41)
     leaf = x.clone().requires_grad_()
-    surrogate.atan(alpha=3.0)(leaf).sum().backward()
-    torch.testing.assert_close(derivative_of(surrogate.atan(alpha=3.0))(x.clone()), leaf.grad)
+    spike_grad(leaf).sum().backward()
+    torch.testing.assert_close(derivative_of(spike_grad)(x.clone()), leaf.grad)
 
 
 def test_fusable_only_for_plain_leaky():

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the package index: make test runs it, pytest alone does not
+
 LOCK = Path(__file__).resolve().parents[1] / "requirements.txt"
 OFFLINE = ("error sending request", "dns error", "Failed to fetch", "Could not connect",
            "Network is unreachable", "timed out")

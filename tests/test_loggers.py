@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 from conftest import small_overrides
 from snn_sweep import loggers
 
+pytestmark = pytest.mark.slow  # subprocess runs: make test runs them, pytest alone does not
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

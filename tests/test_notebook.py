@@ -6,6 +6,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+pytestmark = pytest.mark.slow  # a notebook kernel: make test runs it, pytest alone does not
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "experimentation.ipynb"
 

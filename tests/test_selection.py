@@ -74,6 +74,7 @@ def test_patience_is_checked(make_cfg, capsys):
         train(make_cfg("trainer.early_stopping_patience=-1"), "unused")
 
 
+@pytest.mark.slow
 def test_grid_over_ignored_settings_trains_once(data_root, tmp_path):
     """An ANN swept over encoders: the second job finds the first one's result (same effective
     config) and does not train; the aggregator counts one run."""
@@ -130,5 +131,6 @@ def test_versus_ann_confidence_interval():
         assert r["versus"] == versus and r["runs"] == len(a) and r["versus_runs"] == len(b)
         assert r["difference"] == pytest.approx(np.mean(a) - np.mean(b))
         assert (r["ci95_low"], r["ci95_high"]) == pytest.approx((low, high))
-    assert not table.loc["snn", "beyond_seed_noise"] or table.loc["snn", "ci95_high"] < 0
-    assert table.loc["csnn", "beyond_seed_noise"]  # +0.002 with tight seeds
+    # snn: -0.0033, but its interval reaches past 0 (high +0.0001); csnn: +0.0020, wholly above
+    assert not table.loc["snn", "beyond_seed_noise"]
+    assert table.loc["csnn", "beyond_seed_noise"]

@@ -20,6 +20,8 @@ from conftest import small_overrides
 from snn_sweep.aggregate import main as aggregate
 from snn_sweep.optuna_trial import open_storage
 
+pytestmark = pytest.mark.slow  # subprocess sweeps: make test runs them, pytest alone does not
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

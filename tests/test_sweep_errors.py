@@ -38,6 +38,7 @@ def test_a_bad_job_in_a_grid_refuses_the_sweep_before_any_job_trains(data_root, 
     assert sorted(os.listdir(out)) == ["multirun.yaml"]  # nothing trained
 
 
+@pytest.mark.slow
 def test_jobs_that_fail_while_training_are_listed_after_the_others_ran(data_root, tmp_path):
     out = tmp_path / "sweep"
     # Adam at lr=1e30 makes the ANN's loss NaN in its second batch.
@@ -52,6 +53,7 @@ def test_jobs_that_fail_while_training_are_listed_after_the_others_ran(data_root
     assert (jobs[0]["status"], jobs[1]["status"]) == ("completed", "failed")
 
 
+@pytest.mark.slow
 def test_a_study_that_reaches_a_bad_value(data_root, tmp_path):
     """Optuna's sweeper records the bad trial as failed; beyond max_failure_rate the study
     ends in one line."""
@@ -69,6 +71,7 @@ def test_a_study_that_reaches_a_bad_value(data_root, tmp_path):
                    "error": "InputError: timesteps=0 is not allowed: an integer >= 1"}
 
 
+@pytest.mark.slow
 def test_a_run_ends_by_saying_where_its_files_are(data_root, tmp_path):
     r = sweep("model=ann", *tiny(data_root), f"hydra.run.dir={tmp_path}/run")
     assert f"Done: the run's files are in {tmp_path}/run" in r.stdout + r.stderr

@@ -20,6 +20,8 @@ import optuna
 import pytest
 import yaml
 
+pytestmark = pytest.mark.slow  # subprocess sweeps: make test runs them, pytest alone does not
+
 APP = Path(__file__).resolve().parent / "sweeper_apps" / "app.py"
 SWEEPERS = {"upstream": "optuna", "ours": "snn_sweep_optuna"}
 GRID = ["hydra/sweeper/sampler=grid", "x=range(0,4)", "y=choice(0,1)"]  # 8 points

@@ -13,6 +13,8 @@ import pandas as pd
 
 from conftest import small_overrides
 
+pytestmark = pytest.mark.slow  # subprocess runs: make test runs them, pytest alone does not
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
