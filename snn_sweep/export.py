@@ -1,33 +1,7 @@
 """`python -m snn_sweep.export RUN_DIR [--out FILE]`: a run's best-epoch network as a NIR graph
 (the Neuromorphic Intermediate Representation, `nir`), checked by re-importing it;
 `--study URL [--name STUDY] --out-dir DIR` exports every trial on a study's front, each file
-named by its trial.
-
-What is written: the run's checkpoint.pt (the weights of its best validation epoch) as
-Input -> [Flatten] -> Affine | Conv2d -> [AvgPool2d | SumPool2d] -> LIF ... -> Output, built here
-from nir's node classes (snnTorch's export_to_nir is not used: with nir 1.0.8 it fails on its
-own example, and it writes a dt it does not state). The encoder stays outside the graph: the
-graph's input is one step of the encoded image, [C, H, W]; the encoder's name, settings and T
-and the readout the run's accuracy assumes go into the graph's metadata and into
-FILE.json beside it, with the agreement measured by re-importing the file.
-
-Semantics, stated so that a simulator computes what the run trained:
-
-- An snn.Leaky with beta b and threshold thr (learnt ones included) steps
-  mem_t = b*mem_{t-1}*(1 - s_{t-1}) + I_t, s_t = H(mem_t - thr) (snnTorch's zero reset, one
-  step late). Its spikes are exactly those of an LIF that resets to 0 at once, which is what a
-  NIR LIF is: tau dv/dt = (v_leak - v) + r*I, spike and v <- v_reset when v > v_threshold.
-  Forward Euler at dt = DT (the step snnTorch's importer assumes; stated in the metadata) gives
-  v_t = (1 - dt/tau) v_{t-1} + (dt/tau) r I_t, so the graph has tau = dt / (1 - b), r = 1,
-  v_leak = 0, v_reset = 0, v_threshold = thr, and the factor 1 / (1 - b) = tau / dt folded into
-  the weights and bias of the layer that feeds the neurons (NIR's r would do the same, but Norse
-  ignores r, while snnTorch handles both).
-- Settings NIR cannot express are refused with one line naming the setting and the fix:
-  subtract or no reset (`neuron.reset_mechanism=zero`), max pooling (`model.pool=avg` or
-  `sum`), other neurons than Leaky, a beta of 1, and layers that are not snn_sweep.nn's.
-- The readout: membrane_ce predicts the argmax over classes of the output neurons' membrane
-  before their reset, averaged over the T steps; rate_ce and count_mse the argmax of output
-  spike counts, ties broken by that membrane.
+named by its trial. The graph and its semantics: snn_sweep/nir_graph.py.
 
 The check (`verify`): the test slice is encoded once with the run's encoder (seed 0); our model
 and the re-imported graph (snnTorch's import_from_nir; Norse's from_nir where it imports every
@@ -37,7 +11,6 @@ node) run on the same spikes, the latter step by step, a batch of images at a ti
 import argparse
 import contextlib
 import io
-import json
 import logging
 import os
 import sys
@@ -48,22 +21,11 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from .config import InputError, Readout, effective_timesteps, model_settings
+from .config import InputError, effective_timesteps, model_settings
+from .nir_graph import DT, describe, last_lif, metadata_for_nir, need_nir, to_nir
 
-DT = 1e-4  # seconds per step: what snntorch.import_nir assumes (stated in the metadata)
 RUN_FILES = ("checkpoint.pt", ".hydra/config.yaml")
-FIX_RESET = "train with neuron.reset_mechanism=zero (as experiment=nir_ready does)"
 
-
-def _need_nir():
-    try:
-        import nir  # noqa: F401
-    except ImportError:
-        raise InputError("the NIR export needs the nir package: pip install 'snn_sweep[nir]'"
-                         ) from None
-
-
-# --- the run ---------------------------------------------------------------------------------
 
 def load_run(run_dir: str, data_root: Optional[str] = None):
     """(config, model with the checkpoint's weights) of a run dir; InputError if it is not one."""
@@ -91,175 +53,6 @@ def load_run(run_dir: str, data_root: Optional[str] = None):
 
 
 # --- graph -----------------------------------------------------------------------------------
-
-def _layers(model) -> List[torch.nn.Module]:
-    """The model's layers in order, fused pairs split, dropout (identity in evaluation) left
-    out; InputError for a model not built from snn_sweep.nn's layers."""
-    from . import nn as fast
-    if not isinstance(model, fast.Sequential):
-        raise InputError(f"model ({type(model).__module__}.{type(model).__name__}) is not an "
-                         f"snn_sweep.nn.Sequential: the NIR export takes networks built from "
-                         f"snn_sweep.nn's Linear, ConvPool and Neurons (snn.Leaky)")
-    out: List[torch.nn.Module] = []
-    for m in model.layers:
-        if isinstance(m, fast.LeakyLinear):
-            out += [m.neurons, m.synapses]
-        elif isinstance(m, torch.nn.Dropout):
-            continue
-        elif isinstance(m, (fast.Linear, fast.ConvPool, fast.Neurons)):
-            out.append(m)
-        else:
-            raise InputError(f"model: layer {type(m).__name__} has no NIR export; allowed: "
-                             f"snn_sweep.nn.Linear, ConvPool, Neurons, torch.nn.Dropout")
-    return out
-
-
-def neuron_params(neuron) -> Tuple[float, float]:
-    """(beta, threshold) of an exportable neuron; InputError naming the setting otherwise."""
-    import snntorch as snn
-    name = type(neuron).__name__
-    if isinstance(neuron, snn.Synaptic):
-        # Its zero reset acts one step late on the whole membrane, dropping that step's
-        # synaptic current, which NIR's CubaLIF (reset at once) keeps: the spikes would differ.
-        raise InputError(f"neuron.name: {name} has no exact NIR export (its delayed zero reset "
-                         f"drops the synaptic current CubaLIF keeps); use neuron=leaky "
-                         f"(snn.Leaky, NIR's LIF)")
-    if type(neuron) is not snn.Leaky:
-        raise InputError(f"neuron.name: {name} has no exact NIR export; use neuron=leaky "
-                         f"(snn.Leaky, NIR's LIF)")
-    reset = neuron.reset_mechanism
-    if reset != "zero":
-        raise InputError(f"neuron.reset_mechanism={reset}: NIR's LIF resets to v_reset "
-                         f"(subtract and none are not expressible); {FIX_RESET}")
-    if neuron.inhibition or neuron.state_quant or float(neuron.graded_spikes_factor) != 1.0:
-        raise InputError("neuron: inhibition, state_quant and graded spikes have no NIR export")
-    if not neuron.reset_delay:
-        raise InputError("neuron: reset_delay=False is not a setting of the built-in neurons")
-    beta = float(neuron.beta.detach().clamp(0, 1))
-    threshold = float(neuron.threshold.detach())
-    if beta >= 1.0:
-        raise InputError(f"neuron.beta={beta}: a LIF with beta 1 has no leak (tau infinite); "
-                         f"use neuron.beta < 1")
-    if not threshold > 0:
-        raise InputError(f"neuron.threshold={threshold}: NIR's LIF needs a threshold > 0")
-    return beta, threshold
-
-
-def _lif(shape, beta: float, threshold: float):
-    import nir
-    full = lambda v: np.full(tuple(shape), v, dtype=np.float64)  # noqa: E731
-    return nir.LIF(tau=full(DT / (1.0 - beta)), r=full(1.0), v_leak=full(0.0),
-                   v_threshold=full(threshold), v_reset=full(0.0))
-
-
-def to_nir(cfg, model, metadata: Optional[Dict] = None):
-    """The NIR graph of a spiking model built from snn_sweep.nn's layers (see the module
-    docstring); InputError naming the setting for anything NIR cannot express exactly."""
-    _need_nir()
-    import nir
-    from . import nn as fast
-    layers = _layers(model)
-    shape = list(cfg.data.shape)  # [C, H, W] of one encoded step
-    nodes: Dict[str, Any] = {"input": nir.Input(input_type={"input": np.array(shape)})}
-    order = ["input"]
-    weights: List[torch.nn.Module] = []
-    count = {"affine": 0, "conv": 0, "pool": 0, "lif": 0, "flatten": 0}
-
-    def add(kind: str, node) -> str:
-        name = f"{kind}{count[kind]}"
-        count[kind] += 1
-        nodes[name] = node
-        order.append(name)
-        return name
-
-    i = 0
-    while i < len(layers):
-        m = layers[i]
-        if isinstance(m, fast.Neurons):
-            raise InputError("model: a Neurons layer without a weight layer before it has no "
-                             "NIR export")
-        if not (i + 1 < len(layers) and isinstance(layers[i + 1], fast.Neurons)):
-            raise InputError(f"model: {type(m).__name__} not followed by Neurons has no NIR "
-                             f"export")
-        beta, thr = neuron_params(layers[i + 1].neuron)
-        gain = 1.0 / (1.0 - beta)  # tau / dt: NIR's LIF at dt scales its input by dt / tau
-        w = m.layer.weight.detach().double()
-        b = (m.layer.bias.detach().double() if m.layer.bias is not None
-             else torch.zeros(w.shape[0], dtype=torch.float64))
-        if isinstance(m, fast.ConvPool):
-            conv = m.layer
-            if m.pool == "max":
-                raise InputError("model.pool=max: NIR has no max pooling; train with "
-                                 "model.pool=avg or model.pool=sum (experiment=nir_ready)")
-            if (tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation), conv.groups) != (
-                    (1, 1), (0, 0), (1, 1), 1) or conv.padding_mode != "zeros":
-                raise InputError("model: only the built-in convolutions (stride 1, no padding) "
-                                 "have a NIR export here")
-            # Average pooling is written as sum pooling of a conv scaled by 1/4 (exact in
-            # floating point): both importers read SumPool2d, Norse no AvgPool2d.
-            if m.pool == "avg":
-                w, b = w / 4, b / 4
-            add("conv", nir.Conv2d(input_shape=tuple(shape[1:]), weight=(w * gain).float().numpy(),
-                                   stride=1, padding=0, dilation=1, groups=1,
-                                   bias=(b * gain).float().numpy()))
-            c, h, wd = conv.out_channels, shape[1] - conv.kernel_size[0] + 1, \
-                shape[2] - conv.kernel_size[1] + 1
-            add("pool", nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
-                                      padding=np.array([0, 0])))
-            shape = [c, h // 2, wd // 2]
-        elif isinstance(m, fast.Linear):
-            if len(shape) > 1:
-                add("flatten", nir.Flatten(input_type={"input": np.array(shape)},
-                                           start_dim=0, end_dim=-1))
-                # our channels-last path keeps PyTorch's (C, H, W) column order (nn.Linear)
-                shape = [int(np.prod(shape))]
-            if w.shape[1] != shape[0]:
-                raise InputError(f"model: Linear of {w.shape[1]} inputs after a layer of "
-                                 f"{shape[0]} outputs")
-            add("affine", nir.Affine(weight=(w * gain).float().numpy(), bias=(b * gain).float().numpy()))
-            shape = [w.shape[0]]
-        else:
-            raise InputError(f"model: layer {type(m).__name__} has no NIR export")
-        add("lif", _lif(shape, beta, thr))
-        weights.append(m.layer)
-        i += 2
-    nodes["output"] = nir.Output(output_type={"output": np.array(shape)})
-    order.append("output")
-    edges = list(zip(order[:-1], order[1:]))
-    graph = nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(metadata or {}))
-    return graph
-
-
-def describe(cfg) -> Dict[str, Any]:
-    """What the graph leaves out and the run's accuracy assumes: the encoder and the readout."""
-    enc = OmegaConf.to_container(cfg.encoder, resolve=True, enum_to_str=True)
-    readout = model_settings(cfg.model).readout
-    predict = ("argmax over classes of the output neurons' membrane before reset, averaged "
-               "over the T steps" if readout == Readout.membrane_ce else
-               "argmax over classes of the output spike count over the T steps, ties broken "
-               "by the mean membrane before reset")
-    return {
-        "format": "snn_sweep NIR export 1",
-        "dt": DT,
-        "timesteps": effective_timesteps(cfg),
-        "encoder": {"name": enc.pop("name", None), "target": enc.pop("_target_", None),
-                    "settings": enc},
-        "input": "one step of the encoder's output for one image, [C, H, W], in [0, 1] "
-                 "(spikes) or analog (direct); the graph is stepped T times from rest",
-        "readout": readout.value,
-        "predict": predict,
-        "neuron": "LIF, forward Euler at dt: v <- (1 - dt/tau) v + (dt/tau) r I, spike and "
-                  "v <- v_reset when v > v_threshold (weights carry the factor tau/dt)",
-        "model": cfg.model.name,
-        "data": {"name": cfg.data.name, "shape": list(cfg.data.shape)},
-    }
-
-
-def _metadata_for_nir(meta: Dict) -> Dict:
-    """NIR's HDF5 writer stores metadata values as strings or numbers: nested ones as JSON."""
-    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
-            for k, v in meta.items() if v is not None}
-
 
 # --- re-import and compare -------------------------------------------------------------------
 
@@ -377,11 +170,6 @@ def run_imported(kind: str, imported, seq: torch.Tensor, out_thr: float, chunk: 
     return torch.cat(spk, 1), torch.cat(mem, 1)
 
 
-def _last_lif(graph) -> str:
-    import nir
-    return [k for k, n in graph.nodes.items() if isinstance(n, nir.LIF)][-1]
-
-
 def encoded_slice(cfg, images: int, seed: int = 0):
     """The first `images` test images and labels, encoded once by the run's encoder."""
     from .build import build_encoder
@@ -411,7 +199,7 @@ def verify(cfg, model, graph, seq: torch.Tensor, y: torch.Tensor,
         if imported is None:
             report[kind] = {"supported": False, "why": why}
             continue
-        out_thr = float(np.unique(graph.nodes[_last_lif(graph)].v_threshold)[0])
+        out_thr = float(np.unique(graph.nodes[last_lif(graph)].v_threshold)[0])
         ispk, imem = run_imported(kind, imported, seq, out_thr)
         theirs = predict(readout, ispk, imem)
         differ = int((ispk != spk).sum())
@@ -436,12 +224,12 @@ def export_run(run_dir: str, out: Optional[str] = None, images: int = 1000,
                data_root: Optional[str] = None) -> Dict[str, Any]:
     """Write RUN_DIR's NIR graph (default RUN_DIR/model.nir) and FILE.json beside it, and
     record the agreement in RUN_DIR/export.json; returns that record."""
-    _need_nir()
+    need_nir()
     import nir
     from .rundir import write_json
     cfg, model = load_run(run_dir, data_root)
     meta = describe(cfg)
-    graph = to_nir(cfg, model, _metadata_for_nir(meta))
+    graph = to_nir(cfg, model, metadata_for_nir(meta))
     out = out or os.path.join(run_dir, "model.nir")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     nir.write(out, graph)

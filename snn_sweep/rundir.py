@@ -127,33 +127,6 @@ def completed_sibling(out_dir: str, sha: str):
     return None
 
 
-def _save_resume(out_dir: str, state: Dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    write_atomic(os.path.join(out_dir, RESUME), buf.getvalue())
-
-
-def _load_resume(out_dir: str, sha: str) -> Optional[Dict]:
-    """resume.pt of this config, or None when the run dir has none."""
-    import torch
-    path = os.path.join(out_dir, RESUME)
-    if not os.path.isfile(path):
-        log.info("trainer.resume=true: no %s in %s yet, starting at epoch 1 (to continue a "
-                 "killed run, name its dir: hydra.run.dir=<its run dir> trainer.resume=true; "
-                 "a killed sweep: -m ... hydra.sweep.dir=<its sweep dir> trainer.resume=true)",
-                 RESUME, out_dir)
-        return None
-    try:
-        state = torch.load(path, weights_only=True)
-    except Exception as e:
-        raise InputError(f"trainer.resume=true: {path} is unreadable ({type(e).__name__}); "
-                         f"remove it to start over") from None
-    if state.get("config_sha") != sha:
-        raise InputError(f"trainer.resume=true: {path} belongs to a run of another config; "
-                         f"resume with that config, or remove it to start over")
-    return state
-
-
 def save_resume(out_dir: str, state: Dict) -> None:
     import torch  # here, so that the aggregator, which reads these files, starts without it
     buf = io.BytesIO()

@@ -15,7 +15,7 @@ pytest.importorskip("norse")
 
 import nir  # noqa: E402
 
-from snn_sweep import export  # noqa: E402
+from snn_sweep import export, nir_graph  # noqa: E402
 from snn_sweep.build import build_model, resolve  # noqa: E402
 from snn_sweep.config import InputError  # noqa: E402
 from snn_sweep.train import train  # noqa: E402
@@ -59,14 +59,14 @@ def test_mlp_export_reimports_to_the_same_spikes_and_classes(make_cfg, tmp_path)
     graph = nir.read(os.path.join(run, "model.nir"))
     assert [type(n).__name__ for n in graph.nodes.values()].count("LIF") == 2
     meta = graph.metadata
-    assert float(meta["dt"]) == export.DT and int(meta["timesteps"]) == 8
+    assert float(meta["dt"]) == nir_graph.DT and int(meta["timesteps"]) == 8
     assert json.loads(meta["encoder"])["target"] == "snn_sweep.encoders.rate"
 
     # The check can fail: a graph whose output threshold is 10% off is caught.
     cfg, model = export.load_run(run)
     seq, y = export.encoded_slice(cfg, 100)
-    bad = export.to_nir(cfg, model)
-    out = bad.nodes[export._last_lif(bad)]
+    bad = nir_graph.to_nir(cfg, model)
+    out = bad.nodes[nir_graph.last_lif(bad)]
     out.v_threshold = out.v_threshold * 1.1
     wrong = export.verify(cfg, model, bad, seq, y)
     assert wrong["snntorch"]["spikes_equal"] < 1.0 and wrong["norse"]["spikes_equal"] < 1.0

@@ -9,6 +9,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
+
 import pandas as pd
 
 from conftest import small_overrides
