@@ -1,5 +1,6 @@
-"""`python -m snn_sweep [overrides]` (or `snn-sweep`): compose the config and train one run (or a
-sweep with -m). The configs ship in the package (snn_sweep/conf); a user's own options join them
+"""The command line: compose the config and train one run, or a sweep with -m.
+
+`python -m snn_sweep [overrides]` (or `snn-sweep`). The configs ship in the package (snn_sweep/conf); a user's own options join them
 from a folder on Hydra's search path: `--config-dir conf` or `hydra.searchpath=[file://conf]`."""
 import logging
 import os

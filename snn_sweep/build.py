@@ -1,5 +1,7 @@
-"""Config nodes with `_target_` -> objects: the model, encoder, optimizer, scheduler, dataset and
-loggers, each built by `hydra.utils.instantiate` with an execution whitelist.
+"""Config nodes with `_target_` -> objects, built only from trusted modules.
+
+The model, encoder, optimizer, scheduler, dataset and loggers, each built by
+`hydra.utils.instantiate` with an execution whitelist.
 
 A config may only name targets in trusted modules: this package and the libraries it builds
 from (TRUSTED), the modules in the folder a run is launched from (the user's own code), and the

@@ -1,5 +1,7 @@
-"""Config schema: dataclasses registered in Hydra's ConfigStore back the YAML in conf/ (the
-built-in options; a user's own options need none).
+"""The config schema, its defaults, and the value checks a type cannot express.
+
+Dataclasses registered in Hydra's ConfigStore back the YAML in conf/ (the built-in options; a
+user's own options need none).
 
 A misspelt key or a wrong type therefore fails at composition; value ranges that a type
 cannot express (beta in [0, 1], lr > 0, ...) are checked by `validate` before any work starts.

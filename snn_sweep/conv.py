@@ -1,5 +1,6 @@
-"""Conv -> 2x2 pool (max by default; avg or sum, which NIR can express) over every step of a
-sequence, channels-last.
+"""The conv SNN's fast layer: conv -> 2x2 pool over every step of a sequence, channels-last.
+
+Pooling is max by default; avg or sum, which NIR can express.
 
 Sequences here are [T, B, H, W, C] (channels last, contiguous): oneDNN's convolutions run
 faster on that layout than on [N, C, H, W], and a neuron, being elementwise, does not mind

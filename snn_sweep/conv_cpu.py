@@ -1,5 +1,7 @@
-"""Compiled CPU loops (Numba) for the conv SNN: 2x2 max pooling over channels-last activations,
-and an input conv whose input changes sparsely over time. conv.py wraps them as autograd
+"""Compiled CPU loops (Numba) for the conv SNN's pooling and sparse input conv.
+
+2x2 max pooling over channels-last activations, and an input conv whose input changes sparsely
+over time. conv.py wraps them as autograd
 Functions; tests/test_conv.py checks them against F.conv2d and F.max_pool2d.
 
 Arrays are channels-last: [N, H, W, C] (N = time x batch rows). A pooled element keeps the

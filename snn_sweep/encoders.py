@@ -14,7 +14,7 @@ from snntorch import spikegen
 def rate(x: torch.Tensor, num_steps: int, gain: float = 1.0) -> torch.Tensor:
     """The same distribution as spikegen.rate(x, num_steps, gain=gain): every step and
     element an independent Bernoulli(clamp(gain * x, 0, 1)) draw. Elements with probability 0
-    never fire, so only the others are drawn (MNIST: ~19% of pixels), ~4x less work than
+    never fire, so only the others are drawn (on MNIST a minority of pixels): less work than
     drawing all of them; the draws differ from snnTorch's for the same seed, the statistics do
     not (tests/test_encoders_rate.py)."""
     p = (x * gain).clamp(0, 1).reshape(-1)

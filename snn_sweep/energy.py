@@ -1,5 +1,6 @@
-"""Spikes, synaptic operations and energy per sample: counted by forward hooks, so the model
-code knows nothing of it, and any model gets them: on snn_sweep.nn's sequence layers, or on the
+"""Spikes, synaptic operations and energy per sample, counted by forward hooks.
+
+The model code knows nothing of it, and any model gets them: on snn_sweep.nn's sequence layers, or on the
 nn.Linear / nn.Conv2d layers and snnTorch neurons of a plain network stepped in its own loop.
 
 The energy model counts an accumulate (0.9 pJ) per synaptic event, a spike or non-zero input

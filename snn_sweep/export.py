@@ -1,5 +1,7 @@
-"""`python -m snn_sweep.export RUN_DIR [--out FILE]`: a run's best-epoch network as a NIR graph
-(the Neuromorphic Intermediate Representation, `nir`), checked by re-importing it;
+"""Export a run's best-epoch network to NIR and check it by re-importing it.
+
+`python -m snn_sweep.export RUN_DIR [--out FILE]`: the network as a NIR graph (the
+Neuromorphic Intermediate Representation, `nir`), checked by re-importing it;
 `--study URL [--name STUDY] --out-dir DIR` exports every trial on a study's front, each file
 named by its trial. The graph and its semantics: snn_sweep/nir_graph.py.
 

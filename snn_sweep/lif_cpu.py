@@ -1,5 +1,6 @@
-"""The LIF recurrence of lif.py as compiled CPU loops (Numba), for float32 with a scalar beta
-and threshold: lif.LeakyFunction and lif.LeakyLinearFunction call these where they apply.
+"""The LIF recurrence of lif.py as compiled CPU loops (Numba).
+
+For float32 with a scalar beta and threshold: lif.LeakyFunction and lif.LeakyLinearFunction call these where they apply.
 
 Eager PyTorch runs each step of the recurrence as 3 (forward) to 8 (backward) passes over
 [B, N], each a trip through memory. Here a block of neurons walks all T steps in one loop that

@@ -121,7 +121,7 @@ def readout_loss(readout: Readout, spk, mem: torch.Tensor, y: torch.Tensor) -> t
     if readout == Readout.membrane_ce:
         # Tutorial 5 sums the per-step CE; the mean keeps losses comparable across T
         # (Adam's updates do not depend on the scale).
-        # [B, K, T] with targets [B, T]: the same mean over all B*T terms, and ~2.5x faster
+        # [B, K, T] with targets [B, T]: the same mean over all B*T terms, and faster
         # on the CPU than [T*B, K] rows, whose short class dim log_softmax handles poorly.
         return F.cross_entropy(mem.permute(1, 2, 0), y[:, None].expand(-1, mem.shape[0]))
     if readout == Readout.rate_ce:

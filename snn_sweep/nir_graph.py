@@ -1,6 +1,7 @@
-"""A trained network built from snn_sweep.nn's layers as a NIR graph (the Neuromorphic
-Intermediate Representation, `nir`), with its time constants stated, or a one-line refusal
-naming the setting NIR cannot express.
+"""A trained network as a NIR graph with its time constants stated, or a one-line refusal.
+
+Networks built from snn_sweep.nn's layers, as NIR (the Neuromorphic Intermediate
+Representation, `nir`); a setting NIR cannot express is refused naming the setting.
 
 What is written: the run's checkpoint.pt (the weights of its best validation epoch) as
 Input -> [Flatten] -> Affine | Conv2d -> [AvgPool2d | SumPool2d] -> LIF ... -> Output, built here

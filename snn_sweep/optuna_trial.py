@@ -102,7 +102,7 @@ def load_study(url: str, name: Optional[str], known: Sequence[str] = (),
     """The study `name` in the storage at url (--study URL), or, with no name, the only study
     among `known` that the storage holds (else the only one it holds). ValueError with a
     one-line reason when the file is missing, the storage unreadable or the name unclear."""
-    import optuna  # about 2 s to import: only where a study is asked for
+    import optuna  # slow to import: only where a study is asked for
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     shown = public_storage(url)

@@ -1,5 +1,7 @@
-"""The files of a run dir (result.json, metrics.csv, resume.pt, checkpoint.pt): atomic writes,
-result.json's fields, the identity of a run's config, and finding a completed run of it."""
+"""The files of a run dir and result.json's schema.
+
+result.json, metrics.csv, resume.pt, checkpoint.pt: atomic writes, result.json's fields, the
+identity of a run's config, and finding a completed run of it."""
 import csv
 import hashlib
 import io

@@ -1,5 +1,6 @@
-"""The training step and evaluation: batches through the encoder and the model, the readout's
-loss and prediction; shared by the trainer and the benchmark."""
+"""The training step and evaluation, shared by the trainer and the benchmark.
+
+Batches through the encoder and the model, the readout's loss and prediction."""
 import ctypes
 import sys
 from typing import List

@@ -1,4 +1,6 @@
-"""Hydra's basic sweeper (the grid of `-m a=1,2 b=x,y`) with snn_sweep's checks added. It is
+"""Hydra's basic (grid) sweeper with every job's config checked before the first trains.
+
+The grid of `-m a=1,2 b=x,y`, with snn_sweep's checks added. It is
 snn_sweep's `hydra/sweeper=basic`, Hydra's default: snn_sweep/conf/hydra/sweeper/basic.yaml
 comes before Hydra's own option of that name on the search path, so a preset that overrides
 the sweeper (hparams_search/*: Optuna) still can.

@@ -47,7 +47,7 @@ Where it differs from upstream, and why:
 - the sqlite file's folder is created; multirun.yaml is written as Hydra's basic sweeper does.
 
 Hydra imports this module to find the plugin, so it stays light: the implementation, which
-imports Optuna (about 2 s), lives in _impl.py.
+imports Optuna (slow to import), lives in _impl.py.
 """
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
