@@ -2,16 +2,21 @@
 checked by running it on full MNIST, never by a timed test), and its peers build the same
 networks with snnTorch's decay."""
 import csv
+import re
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import make_dataset
 
-from snn_sweep import bench
+from snn_sweep.bench import cases, cli, measure, peers, report, sides
 
-INSTALLED, _ = bench.find_peers()
+INSTALLED, _ = peers.find_peers()
+ROOT = Path(__file__).resolve().parents[1]
+# a verdict line: target <case> <column> >= <minimum>: <value> met|MISSED
+VERDICT = re.compile(r"target (\S+) (\S+) >= ([0-9.]+): ([0-9.]+) (met|MISSED)")
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +28,13 @@ def tiny_root(tmp_path_factory):
 @pytest.fixture
 def fast(monkeypatch):
     """A cheap conv case and one matmul per peak measurement, so a run takes seconds."""
-    monkeypatch.setitem(bench.CASES, "csnn_direct2",
-                        bench.Case("csnn_direct2", "csnn", "direct", 2))
-    monkeypatch.setattr(bench, "PEAK_REPEATS", 1)
+    monkeypatch.setitem(cases.CASES, "csnn_direct2",
+                        cases.Case("csnn_direct2", "csnn", "direct", 2))
+    monkeypatch.setattr(measure, "PEAK_REPEATS", 1)
 
 
 def run(root, out, cases):
-    assert bench.main(["--data-root", str(root), "--cases", cases, "--batches", "1",
+    assert cli.main(["--data-root", str(root), "--cases", cases, "--batches", "1",
                        "--rounds", "1", "--eval-samples", "128", "--no-memory",
                        "--out", str(out)]) == 0
     return list(csv.DictReader(open(out)))
@@ -44,7 +49,7 @@ def test_bench_writes_every_side_ratios_and_verdicts(tiny_root, tmp_path, fast, 
         for kind in ("train", "eval"):
             for side in ("ours", "ref", "tensor", *INSTALLED):
                 assert float(r[f"{kind}_{side}"]) > 0
-            for side, suffix in bench.RATIO_SUFFIX.items():
+            for side, suffix in cases.RATIO_SUFFIX.items():
                 if side == "peer" and not INSTALLED:
                     continue
                 other = max(float(r[f"{kind}_{p}"]) for p in INSTALLED) if side == "peer" \
@@ -61,7 +66,28 @@ def test_bench_writes_every_side_ratios_and_verdicts(tiny_root, tmp_path, fast, 
         assert "- target rate1 eval_ratio_peer >= 3.0:" in md
     assert "target direct25" not in md  # verdicts only for the cases that ran
     printed = capsys.readouterr().out
-    assert "train_ratio_tensor" in printed and ("met" in printed or "MISSED" in printed)
+    assert "train_ratio_tensor" in printed
+    verdicts = check_verdicts(printed, rows)
+    assert ("csnn_direct2", "eval_ratio") in verdicts and ("rate1", "eval_ratio") in verdicts
+    assert sorted(f"- {v}" for v in verdicts.values()) == \
+        sorted(ln for ln in md.splitlines() if VERDICT.match(ln[2:]))
+
+
+def check_verdicts(printed, rows):
+    """Every verdict line printed says met exactly when the ratio it shows, the CSV's, reaches
+    the minimum it shows; returns them by (case, column)."""
+    by_case = {r["case"]: r for r in rows}
+    found = {}
+    for line in printed.splitlines():
+        m = VERDICT.fullmatch(line)
+        if m is None:
+            continue
+        case, column, minimum, value, word = m.groups()
+        assert float(value) == float(by_case[case][column]), line
+        assert (float(value) >= float(minimum)) == (word == "met"), line
+        found[case, column] = line
+    assert found
+    return found
 
 
 def test_bench_without_a_peer_leaves_its_columns_blank(tiny_root, tmp_path, fast, capsys,
@@ -78,7 +104,7 @@ def test_bench_without_any_peer(tiny_root, tmp_path, fast, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "norse.torch", None)
     monkeypatch.setitem(sys.modules, "spikingjelly.activation_based.neuron", None)
     rows = run(tiny_root, tmp_path / "bench.csv", "rate1")
-    assert all(rows[0][f"train_{p}"] == "" for p in bench.PEER_NAMES)
+    assert all(rows[0][f"train_{p}"] == "" for p in cases.PEER_NAMES)
     assert rows[0]["train_ratio_peer"] == "" and float(rows[0]["train_ratio_tensor"]) > 0
     printed = capsys.readouterr().out
     assert "spikingjelly not available" in printed
@@ -93,13 +119,13 @@ def fake_data(n=160):
 
 
 def peer(name, case, root):
-    return bench.PEERS[name][1](case, bench.compose_cfg(case, str(root)), fake_data(),
+    return peers.PEERS[name][1](case, cases.compose_cfg(case, str(root)), fake_data(),
                                 INSTALLED[name])
 
 
-@pytest.mark.parametrize("name", bench.PEER_NAMES)
-@pytest.mark.parametrize("case", [bench.Case("mlp", "snn", "rate", 3),
-                                  bench.Case("conv", "csnn", "direct", 2)], ids=["mlp", "conv"])
+@pytest.mark.parametrize("name", cases.PEER_NAMES)
+@pytest.mark.parametrize("case", [cases.Case("mlp", "snn", "rate", 3),
+                                  cases.Case("conv", "csnn", "direct", 2)], ids=["mlp", "conv"])
 def test_peer_nets_train_and_output_the_membrane(name, case, tiny_root):
     if name not in INSTALLED:
         pytest.skip(f"{name} not installed")
@@ -108,12 +134,15 @@ def test_peer_nets_train_and_output_the_membrane(name, case, tiny_root):
     assert mem.shape == (case.steps, 5, 10)
     p.after_batch()
     weights = [w.detach().clone() for w in p.net.parameters()]
-    assert p.train_batch() == bench.BATCH and p.evaluate(20) == 20
+    assert p.train_batch() == cases.BATCH and p.evaluate(20) == 20
     assert any(not torch.equal(a, b) for a, b in zip(weights, p.net.parameters()))
-    shapes = [tuple(w.shape) for w in p.net.parameters() if w.dim() > 1]
-    tutorial = [tuple(w.shape) for w in bench.TensorTutorial(
-        case, bench.compose_cfg(case, str(tiny_root)), p.data).net.parameters() if w.dim() > 1]
-    assert shapes == tutorial  # the same architecture as the tutorial network (and ours)
+    tutorial = sides.TensorTutorial(case, cases.compose_cfg(case, str(tiny_root)), p.data)
+    # the same architecture as the tutorial network (and ours)
+    assert weight_shapes(p.net) == weight_shapes(tutorial.net)
+
+
+def weight_shapes(net):
+    return [tuple(w.shape) for w in net.parameters() if w.dim() > 1]
 
 
 def membrane_under_constant_current(name, lib, node, current, steps):
@@ -129,14 +158,14 @@ def membrane_under_constant_current(name, lib, node, current, steps):
     return v
 
 
-@pytest.mark.parametrize("name", bench.PEER_NAMES)
+@pytest.mark.parametrize("name", cases.PEER_NAMES)
 def test_peer_lif_decays_by_beta(name, tiny_root):
     """A constant sub-threshold current: the membrane follows v = beta * v + gain * current,
     beta from conf/neuron/leaky.yaml (0.95). SpikingJelly takes the input unscaled, as snnTorch;
     Norse's Euler step scales it by dt * tau_mem_inv = 1 - beta."""
     if name not in INSTALLED:
         pytest.skip(f"{name} not installed")
-    p = peer(name, bench.Case("mlp", "snn", "direct", 4), tiny_root)
+    p = peer(name, cases.Case("mlp", "snn", "direct", 4), tiny_root)
     beta, gain = 0.95, {"spikingjelly": 1.0, "norse": 0.05}[name]
     node = list(p.net.children())[-1]  # the readout LIF
     current = 0.03
@@ -150,16 +179,74 @@ def test_peer_lif_decays_by_beta(name, tiny_root):
 
 
 def test_dense_flops_count_every_layer_at_every_step(tiny_root):
+    """Counted on ours as the trainer counts macs_per_sample; the tutorial side has the same
+    weights and evaluates in the same batches (Runner.eval_batch_size)."""
     data = fake_data()
-    for case, macs in [(bench.Case("mlp", "snn", "rate", 3), 784 * 1000 + 1000 * 10),
-                       (bench.Case("conv", "csnn", "direct", 2),
+    for case, macs in [(cases.Case("mlp", "snn", "rate", 3), 784 * 1000 + 1000 * 10),
+                       (cases.Case("conv", "csnn", "direct", 2),
                         12 * 25 * 24 * 24 + 64 * 12 * 25 * 8 * 8 + 64 * 4 * 4 * 10),
-                       (bench.Case("ann", "ann", "direct", 0), 784 * 1000 + 1000 * 10)]:
-        side = bench.TensorTutorial(case, bench.compose_cfg(case, str(tiny_root)), data)
-        assert bench.train_flops_per_sample(side) == 6 * max(1, case.steps) * macs
+                       (cases.Case("ann", "ann", "direct", 0), 784 * 1000 + 1000 * 10)]:
+        ours = sides.Ours(case, str(tiny_root), data)
+        assert measure.train_flops_per_sample(ours) == 6 * max(1, case.steps) * macs
+        tutorial = sides.TensorTutorial(case, ours.cfg, data)
+        assert weight_shapes(ours.model) == weight_shapes(tutorial.net)
+        assert tutorial.eval_bs == ours.runner.eval_batch_size()
+
+
+def test_arch_takes_the_conv_shape_from_the_model_and_leaves_the_rng(tiny_root):
+    cfg = cases.compose_cfg(cases.Case("conv", "csnn", "direct", 2), str(tiny_root))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    a = cases.arch(cfg, (1, 28, 28))
+    assert torch.equal(torch.rand(3), expected)  # the sides' weights are seeded as before
+    assert (a.channels, a.k, a.flat) == ((1, 12, 64), 5, 64 * 4 * 4)
+
+
+def test_verdicts_follow_the_targets(monkeypatch):
+    monkeypatch.setattr(report, "TARGETS", [("rate25", "train_ratio", 3.0),
+                                            ("direct25", "train_ratio", 10.0)])
+    monkeypatch.setattr(report, "EVAL_TARGET", 3.0)
+    monkeypatch.setattr(report, "CSNN_PEER_TARGET", 2.0)
+    monkeypatch.setattr(report, "MEMORY_LIMIT_MIB", 100)
+    blank = dict.fromkeys(["train_ratio", "train_ratio_peer", "eval_ratio", "eval_ratio_peer"], "")
+    rows = [{**blank, "case": "rate25", "model": "snn", "train_ratio": 3.0, "eval_ratio": 2.99},
+            {**blank, "case": "csnn_x", "model": "csnn", "train_ratio_peer": 1.5,
+             "eval_ratio": 4.0, "eval_ratio_peer": 3.0}]
+    lines = report.verdicts(rows, [{"case": "memory", "peak_rss_mib_ours": 101}], True)
+    t = cases.MEMORY_CASE.steps
+    assert lines == ["target rate25 train_ratio >= 3.0: 3.0 met",  # direct25 did not run
+                     "target csnn_x train_ratio_peer >= 2.0: 1.5 MISSED",
+                     "target rate25 eval_ratio >= 3.0: 2.99 MISSED",
+                     "target csnn_x eval_ratio >= 3.0: 4.0 met",
+                     "target csnn_x eval_ratio_peer >= 3.0: 3.0 met",
+                     f"target T={t} training peak RSS <= 100 MiB: 101 MISSED"]
+    assert "not checked" in report.verdicts(rows, [], False)[-1]
+
+
+def test_targets_come_from_the_shipped_yaml():
+    raw = cases.load_targets()
+    assert cases.TARGETS == [(t["case"], t["column"], t["min"]) for t in raw["train"]]
+    assert all(c in cases.CASES for c, _, _ in cases.TARGETS)  # no target names a missing case
+    assert (cases.EVAL_TARGET, cases.CSNN_PEER_TARGET) == \
+        (raw["eval_ratio_min"], raw["csnn_train_ratio_peer_min"])
+    assert (cases.MEMORY_CASE.steps, cases.MEMORY_LIMIT_MIB) == \
+        (raw["memory"]["timesteps"], raw["memory"]["peak_rss_mib_max"])
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "snn_sweep.bench" in setup["packages"]
+    assert cases.TARGETS_FILE.name in setup["package-data"]["snn_sweep.bench"]
+
+
+def test_memory_check_runs_the_bench_in_child_processes(tiny_root):
+    """memory_case spawns `python -m snn_sweep.bench --memory-child` for each side."""
+    row = measure.memory_case(2, str(tiny_root), 1)
+    assert row["case"] == f"memory_rate2_batch{cases.BATCH}"
+    for which in ("ours", "ref"):
+        assert 0 < row[f"after_data_rss_mib_{which}"] <= row[f"peak_rss_mib_{which}"]
 
 
 def test_bench_bad_data_root_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as info:
-        bench.main(["--data-root", str(tmp_path / "nowhere"), "--quick", "--no-memory"])
+        cli.main(["--data-root", str(tmp_path / "nowhere"), "--quick", "--no-memory"])
     assert str(info.value).startswith(f"error: --data-root {tmp_path / 'nowhere'}: ")

@@ -1,0 +1,97 @@
+"""The bench's cases, the targets it checks (read from targets.yaml) and each case's config."""
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+
+from ..build import resolve
+from ..config import effective_timesteps, register_configs
+from ..models import conv_out_shape
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+TARGETS_FILE = Path(__file__).resolve().with_name("targets.yaml")
+BATCH = 128
+
+
+@dataclass
+class Case:
+    name: str
+    model: str  # snn | snn_single_step | csnn | ann
+    encoder: str  # rate | direct | latency | delta (ignored for the ann)
+    steps: int  # 0 for the ann
+
+    @property
+    def conv(self) -> bool:
+        return self.model == "csnn"
+
+
+CASES = {c.name: c for c in [
+    *(Case(f"rate{t}", "snn", "rate", t) for t in (1, 10, 25, 50)),
+    *(Case(f"direct{t}", "snn", "direct", t) for t in (1, 10, 25, 50)),
+    Case("latency25", "snn", "latency", 25),
+    Case("delta25", "snn", "delta", 25),
+    Case("single_step", "snn_single_step", "direct", 1),
+    Case("csnn_rate25", "csnn", "rate", 25),
+    Case("csnn_direct8", "csnn", "direct", 8),
+    Case("csnn_latency25", "csnn", "latency", 25),
+    Case("csnn_delta25", "csnn", "delta", 25),
+    Case("ann", "ann", "direct", 0),
+]}
+QUICK = ["rate25", "direct25", "csnn_direct8", "ann"]
+PEER_NAMES = ("spikingjelly", "norse")
+SIDES = ("ours", "ref", "tensor", *PEER_NAMES, "byo")
+# ratio column suffix per side compared with ours; "peer" is the fastest peer of each round
+RATIO_SUFFIX = {"ref": "", "tensor": "_tensor", **{p: f"_{p}" for p in PEER_NAMES}, "peer": "_peer",
+                "byo": "_byo"}
+
+
+def load_targets(path: Path = TARGETS_FILE) -> dict:
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+# The targets (targets.yaml): (case, column, minimum) for training; every case's evaluation
+# and every csnn case's training against the peers are added in report.verdicts.
+_TARGETS = load_targets()
+TARGETS = [(t["case"], t["column"], float(t["min"])) for t in _TARGETS["train"]]
+EVAL_TARGET = float(_TARGETS["eval_ratio_min"])  # eval_ratio and eval_ratio_peer, every case
+CSNN_PEER_TARGET = float(_TARGETS["csnn_train_ratio_peer_min"])  # train_ratio_peer, every csnn
+_MEMORY_STEPS = int(_TARGETS["memory"]["timesteps"])
+MEMORY_CASE = Case(f"rate{_MEMORY_STEPS}", "snn", "rate", _MEMORY_STEPS)
+MEMORY_LIMIT_MIB = int(_TARGETS["memory"]["peak_rss_mib_max"])
+
+
+def compose_cfg(case: Case, data_root: str):
+    register_configs()
+    overrides = [f"model={case.model}", f"data.root={data_root}", "data.download=false",
+                 "trainer.progress=false", f"data.batch_size={BATCH}"]
+    if case.model != "ann":
+        overrides += [f"encoder={case.encoder}", f"timesteps={case.steps}"]
+    with initialize_config_dir(config_dir=CONF_DIR):
+        cfg = resolve(compose("config", overrides=overrides))
+    if case.model != "ann" and effective_timesteps(cfg) != case.steps:
+        raise ValueError(f"case {case.name}: model={case.model} runs "
+                         f"{effective_timesteps(cfg)} steps, the case says {case.steps}")
+    return cfg
+
+
+def arch(cfg, in_shape) -> SimpleNamespace:
+    """The sizes every side builds from, taken from the config ours is built from; a conv net's
+    flattened output size is models.conv_out_shape's, the one its readout layer is built with."""
+    c1, c2 = cfg.model.get("channels", (0, 0))  # an MLP has none, a conv net no hidden widths
+    k = cfg.model.get("kernel_size", 1)
+    flat = 0
+    if c2:
+        # conv_out_shape initializes throwaway conv layers: the global RNG, which seeds the
+        # networks built next, is left as it was
+        with torch.random.fork_rng(devices=[]):
+            flat = math.prod(conv_out_shape((c1, c2), k, tuple(in_shape)))
+    return SimpleNamespace(inputs=math.prod(in_shape),
+                           hidden=cfg.model.get("hidden", [0])[0],
+                           channels=(in_shape[0], c1, c2), k=k,
+                           flat=flat, beta=cfg.neuron.beta,
+                           threshold=cfg.neuron.threshold)

@@ -1,0 +1,98 @@
+"""The command line (python -m snn_sweep.bench): runs the cases, writes tables and verdicts."""
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from ..config import InputError
+from ..data import load_splits
+from ..rundir import write_csv
+from . import __doc__ as PACKAGE_DOC
+from . import measure
+from .cases import BATCH, CASES, MEMORY_CASE, QUICK, compose_cfg
+from .measure import accuracy, bench_case, matmul_peak_gflops, memory_case, memory_child
+from .peers import find_peers, library_versions
+from .report import LEGEND, machine, markdown, print_table, tables, verdicts
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m snn_sweep.bench",
+                                description=PACKAGE_DOC.split("\n\n")[0])
+    p.add_argument("--data-root", default="../shared/data")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help=f"comma-separated, from: {', '.join(CASES)}")
+    p.add_argument("--batches", type=int, default=24, help="timed training batches per side")
+    p.add_argument("--rounds", type=int, default=6, help="alternations of all sides")
+    p.add_argument("--eval-samples", type=int, default=2000, help="per round and side")
+    p.add_argument("--out", default="bench_results/bench.csv")
+    p.add_argument("--quick", action="store_true", help=f"cases {','.join(QUICK)}, fewer batches")
+    p.add_argument("--no-peers", action="store_true", help="leave SpikingJelly and Norse out")
+    p.add_argument("--no-memory", action="store_true",
+                   help=f"skip the T={MEMORY_CASE.steps} memory check")
+    p.add_argument("--accuracy", action="store_true",
+                   help="also train both for one epoch and compare test accuracy (~1.5 min)")
+    p.add_argument("--memory-child", choices=["ours", "ref"], help=argparse.SUPPRESS)
+    p.add_argument("--memory-steps", type=int, default=MEMORY_CASE.steps, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.memory_child:
+        memory_child(args.memory_child, args.memory_steps, args.data_root, args.batches)
+        return 0
+    names = QUICK if args.quick else [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    batches, rounds = (4, 2) if args.quick else (args.batches, args.rounds)
+    try:
+        data = load_splits(compose_cfg(CASES["rate25"], args.data_root))
+    except InputError as e:  # a wrong --data-root: one line, no traceback
+        sys.exit(f"error: --data-root {args.data_root}: {e}")
+    peers, notes = ({}, ["peers left out (--no-peers)"]) if args.no_peers else find_peers()
+    header = [machine(), *([f"peers: {library_versions(peers)}"] if peers else []), *notes]
+    print("\n".join(header), flush=True)
+    peak = matmul_peak_gflops()
+    rows = []
+    for name in names:
+        rows.append(bench_case(CASES[name], args.data_root, data, batches, rounds,
+                               args.eval_samples, peers))
+        r = rows[-1]
+        print(f"  {name}: train x{r['train_ratio']} ref, x{r['train_ratio_tensor']} tensor, "
+              f"x{r['train_ratio_peer'] or '-'} peer; eval x{r['eval_ratio']} ref, "
+              f"x{r['eval_ratio_peer'] or '-'} peer", flush=True)
+        # again after each case: on a shared machine the best measurement is the peak
+        peak = max(peak, matmul_peak_gflops())
+    for r in rows:
+        r["peak_frac"] = round(r["train_gflops_ours"] / peak, 3)
+    header.append(f"fp32 matmul peak: {peak:.1f} GFLOP/s (the best torch.mm 2048x2048 of "
+                  f"{measure.PEAK_REPEATS * (len(rows) + 1)}); batch {BATCH}")
+    print(header[-1])
+    for table in tables(rows):
+        print()
+        print_table(table)
+    extra = []
+    if not args.no_memory:
+        extra.append(memory_case(MEMORY_CASE.steps, args.data_root, 2 if args.quick else 3))
+    if args.accuracy:
+        extra.append(accuracy(args.data_root))
+    for row in extra:
+        print()
+        print_table([row])
+    lines = verdicts(rows, extra, bool(peers))
+    print("\n" + "\n".join(lines))
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    write_csv(args.out, rows)
+    for row in extra:
+        write_csv(os.path.splitext(args.out)[0] + f"_{row['case'].split('_')[0]}.csv", [row])
+    md = os.path.splitext(args.out)[0] + ".md"
+    with open(md, "w") as f:
+        command = " ".join(["python -m snn_sweep.bench", *(argv if argv is not None
+                                                           else sys.argv[1:])])
+        f.write("".join(f"{line}  \n" for line in header)
+                + f"Command: `{command}`  \n{LEGEND} Measured in one process, alternating in "
+                f"{rounds} rounds.\n")
+        for table in tables(rows):
+            f.write("\n" + markdown(table))
+        for row in extra:
+            f.write("\n" + markdown([row]))
+        f.write("\nTargets on this machine:\n\n" + "".join(f"- {v}\n" for v in lines))
+    print(f"\nwrote {args.out} and {md}")
+    return 0
