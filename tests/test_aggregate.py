@@ -417,11 +417,11 @@ def test_several_studies_compared_in_studies_md(tmp_path, capsys):
 
 def exact_reading(monkeypatch) -> None:
     def no_fast(job):
-        raise agg.Unusual("the test turned the fast reading off")
-    monkeypatch.setattr(agg, "read_hydra_fast", no_fast)
-    monkeypatch.setattr(agg, "read_curves", agg.read_curves_each)
-    monkeypatch.setattr(agg, "line_labels", lambda curves, keys: curves.apply(
-        lambda r: agg._label(r, keys), axis=1))
+        raise agg.errors.Unusual("the test turned the fast reading off")
+    monkeypatch.setattr(agg.hydra_files, "read_hydra_fast", no_fast)
+    monkeypatch.setattr(agg.runs, "read_curves", agg.curves.read_curves_each)
+    monkeypatch.setattr(agg.plots, "line_labels", lambda curves, keys: curves.apply(
+        lambda r: agg.plots._label(r, keys), axis=1))
 
 
 def aggregate_both_ways(dirs: List[Path], out: Path, monkeypatch, capsys) -> Dict[str, str]:
@@ -470,7 +470,7 @@ def test_real_sweep_same_outputs_without_omegaconf(real_sweep, tmp_path, monkeyp
     def no_omegaconf(*args, **kwargs):
         raise AssertionError("OmegaConf.load called")
     with monkeypatch.context() as m:
-        m.setattr(agg.OmegaConf, "load", no_omegaconf)
+        m.setattr(OmegaConf, "load", no_omegaconf)
         runs = agg.load([real_sweep])
     assert len(runs.results) == 12 and (runs.results["status"] == "duplicate").sum() == 3
     assert runs.curves["job_dir"].nunique() == 11  # the ANN that found its twin trained none

@@ -1,0 +1,13 @@
+"""The aggregator's exceptions, and an exception's message on one line."""
+
+
+class AggregateError(Exception):
+    """Bad input: printed as one line, exit status 1."""
+
+
+class Unusual(Exception):
+    """A .hydra file, value or metrics.csv group that the fast reading does not vouch for."""
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

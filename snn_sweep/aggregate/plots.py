@@ -1,0 +1,123 @@
+"""The runs' plots: accuracy against timesteps and energy, learning curves (matplotlib)."""
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+from .stats import _cell
+
+
+def drawn(plots: Dict[str, Optional[str]]) -> Tuple[List[str], List[str]]:
+    """The plots written and a note on each one not, from each plot's name and why it was not
+    drawn (None: drawn)."""
+    return ([name for name, why_not in plots.items() if not why_not],
+            [f"{name} not drawn: {why_not}" for name, why_not in plots.items() if why_not])
+
+
+def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str]:
+    """metric against timesteps, one line per encoder (and model, when several are spiking);
+    non-spiking models as horizontal lines. Means ± std over every other setting and seed."""
+    done = df[(df["status"] == "completed")] if metric in df else df.iloc[0:0]
+    done = done[done[metric].notna()]
+    if "timesteps" not in done:
+        return "no timesteps column"
+    spiking = done[done["timesteps"].notna()]
+    if spiking.empty:
+        return "no completed spiking run"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    by_model = "model" in spiking and spiking["model"].nunique() > 1
+    line_keys = (["model"] if by_model else []) + (["encoder"] if "encoder" in spiking else [])
+    for name, g in spiking.groupby(line_keys or (lambda _: "snn"), dropna=False):
+        stats = g.groupby("timesteps")[metric].agg(["mean", "std"]).sort_index()
+        label = " / ".join(str(n) for n in (name if isinstance(name, tuple) else (name,)))
+        ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0),
+                    marker="o", capsize=3, label=label)
+    for name, g in done[done["timesteps"].isna()].groupby("model"):
+        ax.axhline(g[metric].mean(), linestyle="--", color="gray")
+        ax.annotate(f"{name} (no time)", (ax.get_xlim()[0], g[metric].mean()),
+                    textcoords="offset points", xytext=(4, 4), color="gray", fontsize=8)
+    ax.set_xlabel("timesteps")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against timesteps (mean ± std over jobs)")
+    ax.grid(alpha=0.3)
+    ax.legend(title=" / ".join(line_keys) or None)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def _label(row: Any, keys: List[str]) -> str:
+    return " / ".join(_cell(row[k]) for k in keys if k in row and _cell(row[k]) != "-") or "runs"
+
+
+def line_labels(data: pd.DataFrame, keys: List[str]) -> pd.Series:
+    """_label of each row by keys, worked out once per distinct combination (a sweep's curves
+    have thousands of rows per line)."""
+    line = data.groupby(keys, dropna=False, sort=False).ngroup()
+    first = line.drop_duplicates()  # each line's first row
+    labels = data.loc[first.index].apply(lambda r: _label(r, keys), axis=1)
+    return line.map(pd.Series(labels.to_numpy(), index=first.to_numpy()))
+
+
+def plot_learning_curves(curves: pd.DataFrame, path: Path) -> Optional[str]:
+    """Loss and accuracy per epoch of the completed jobs, averaged per model and encoder (an
+    ANN against rate- and direct-coded SNNs, each its own line)."""
+    curves = curves[curves["status"] == "completed"]
+    if curves.empty:
+        return "no metrics.csv of a completed job"
+    keys = [k for k in ("model", "encoder", "timesteps") if k in curves
+            and curves[k].astype(str).nunique() > 1] or [k for k in ("model",) if k in curves]
+    data = curves.assign(line=line_labels(curves, keys) if keys else "run")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, kind in zip(axes, ("loss", "acc")):
+        for i, (name, g) in enumerate(data.groupby("line")):
+            for split, style in (("train", "-"), ("val", "--")):
+                m = g[g["metric"] == f"{split}_{kind}"].groupby("epoch")["value"].mean()
+                if not m.empty:
+                    ax.plot(m.index, m.values, style, marker="o", markersize=3,
+                            color=f"C{i % 10}", label=f"{name} {split}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("accuracy" if kind == "acc" else "loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Learning curves (mean over the completed runs of each line)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
+                   path: Path) -> Optional[str]:
+    """metric against energy per sample (log scale), one point per summary group, mean ± std
+    over its runs: what a spiking model buys in energy and pays in accuracy."""
+    x, y = "energy_pj_per_sample_mean", f"{metric}_mean"
+    if x not in summary or y not in summary:
+        return f"no {x.replace('_mean', '')} or {metric} column"
+    points = summary[summary[x].notna() & summary[y].notna()]
+    if points.empty:
+        return "no completed run with an energy figure"
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for i, (_, r) in enumerate(points.iterrows()):
+        ax.errorbar(r[x], r[y], xerr=_zero(r.get(x.replace("mean", "std"))),
+                    yerr=_zero(r.get(f"{metric}_std")), marker="o", capsize=3,
+                    color=f"C{i % 10}", label=_label(r, keys))
+    ax.set_xscale("log")
+    ax.set_xlabel("energy per sample (pJ, 45 nm estimate)")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} against energy (mean ± std over runs)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None
+
+
+def _zero(value: Any) -> float:
+    return 0.0 if value is None or pd.isna(value) else float(value)
