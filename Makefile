@@ -24,7 +24,7 @@ run: $(STAMP)
 # Both tiers, on every core (pytest-xdist): the fast tier (`pytest` alone, in-process tests)
 # and the slow one (subprocess sweeps, PostgreSQL, the wheel, the notebook, the package index).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto -m "slow or not slow" $(ARGS)
+	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
 # The README's Performance tables (docs/bench/), with the peers of the bench extra (in the lock):
 # ~10 min on 2 cores (the conv cases' tutorial and peer loops dominate), best on an idle machine.

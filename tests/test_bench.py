@@ -238,6 +238,7 @@ def test_targets_come_from_the_shipped_yaml():
     assert cases.TARGETS_FILE.name in setup["package-data"]["snn_sweep.bench"]
 
 
+@pytest.mark.slow
 def test_memory_check_runs_the_bench_in_child_processes(tiny_root):
     """memory_case spawns `python -m snn_sweep.bench --memory-child` for each side."""
     row = measure.memory_case(2, str(tiny_root), 1)

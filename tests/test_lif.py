@@ -306,6 +306,7 @@ def test_non_contiguous_current(cpu_path):
     torch.testing.assert_close(grads_[0], grads_[1])
 
 
+@pytest.mark.slow
 def test_without_numba_training_falls_back_with_one_notice(data_root, tmp_path):
     """Where Numba cannot be imported, a run takes the eager path, says so once, and ends with
     the metrics of the compiled path (the same arithmetic)."""

@@ -86,7 +86,7 @@ def test_a_study_sweep_names_its_storage_in_the_aggregate_command():
 
 
 def test_resume_without_resume_pt_says_how(make_cfg, tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="snn_sweep.train"):
+    with caplog.at_level(logging.INFO, logger="snn_sweep.rundir"):
         train(make_cfg("model=ann", "trainer.resume=true"), str(tmp_path))
     [hint] = [m for m in caplog.messages if "no resume.pt" in m]
     assert "hydra.run.dir=<its run dir> trainer.resume=true" in hint
