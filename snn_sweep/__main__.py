@@ -1,7 +1,8 @@
 """The command line: compose the config and train one run, or a sweep with -m.
 
-`python -m snn_sweep [overrides]` (or `snn-sweep`). The configs ship in the package (snn_sweep/conf); a user's own options join them
-from a folder on Hydra's search path: `--config-dir conf` or `hydra.searchpath=[file://conf]`."""
+`python -m snn_sweep [overrides]` (or `snn-sweep`). The configs ship in the package
+(snn_sweep/conf); a user's own options join them from a folder on Hydra's search path:
+`--config-dir conf` or `hydra.searchpath=[file://conf]`."""
 import logging
 import os
 import sys

@@ -32,8 +32,9 @@ def _read(factory, root: str, train: bool, download: bool):
     raw = os.path.join(root, cls.__name__, "raw")
     files = " / ".join(os.path.join(raw, f"{'train' if train else 't10k'}-{kind}-ubyte")
                        for kind in ("images-idx3", "labels-idx1"))
-    made = [p for p in (root, os.path.dirname(raw), raw) if not os.path.exists(p)]
-    before = set(os.listdir(raw)) if not made else set()
+    # What a download would add, so that a failed one can be undone.
+    made = [p for p in (root, os.path.dirname(raw), raw) if download and not os.path.exists(p)]
+    before = set(os.listdir(raw)) if download and not made else set()
     try:
         ds = factory(root=root, train=train, download=download)
     except Exception as e:  # torchvision raises assorted errors on a missing or corrupt file

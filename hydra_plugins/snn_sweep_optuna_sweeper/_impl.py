@@ -178,15 +178,16 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             returns = self._launch(trials, overrides)
             states = [self._tell(study, t, r, len(directions)) for t, r in zip(trials, returns)]
             failed = [(t, r) for t, r, s in zip(trials, returns, states) if s == TrialState.FAIL]
+            why = [f"trial {t.number}: {_why(r)}" for t, r in failed]
             if failed and len(failed) / len(returns) > self.max_failure_rate:
                 for _, ret in failed:
                     if ret.status == JobStatus.FAILED and \
                             not isinstance(ret._return_value, CompactHydraException):
                         ret.return_value  # a bug in the job: its own error, with its traceback
-                why = "; ".join(f"trial {t.number}: {_why(r)}" for t, r in failed)
                 raise SweepError(f"{len(failed)} of {len(returns)} jobs returned no usable "
-                                 f"value (max_failure_rate={self.max_failure_rate}): {why}")
-            failures += [f"trial {t.number}: {_why(r)}" for t, r in failed]
+                                 f"value (max_failure_rate={self.max_failure_rate}): "
+                                 f"{'; '.join(why)}")
+            failures += why
             ran += len(trials)
             left -= len(trials)
         self._save_results(study, sweep_dir)
