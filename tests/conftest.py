@@ -1,6 +1,13 @@
 """Shared fixtures: tiny IDX datasets written here and read through torchvision's real loader,
 and configs composed with Hydra's compose API, shrunk to run in seconds."""
+import contextlib
+import io
+import logging
+import os
 import struct
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -10,7 +17,8 @@ from hydra import compose, initialize_config_dir
 
 from snn_sweep.config import register_configs
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "snn_sweep" / "conf")
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = str(ROOT / "snn_sweep" / "conf")
 register_configs()
 
 
@@ -115,3 +123,47 @@ def against_plain(model, readout, x, y):
         loss.backward()
         results.append((spk.detach(), loss.detach(), [p.grad.clone() for p in model.parameters()]))
     return results
+
+
+def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """`python -m snn_sweep ARGS` in this process, as the subprocess would see it: its stdout and
+    stderr (log lines, warnings, the one-line errors), its exit status. A subprocess spends ~8 s
+    importing torch (and torch._dynamo, at the first optimizer) before it trains; the tests that
+    need no process boundary (no kill, no second worker, no fresh install) run it here."""
+    from hydra.core.global_hydra import GlobalHydra
+    import torch
+
+    from snn_sweep.__main__ import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved = (sys.argv, os.getcwd(), os.environ.pop("HYDRA_FULL_ERROR", None),
+             logging.root.handlers[:], logging.root.level, torch.get_num_threads())
+    sys.argv = ["snn_sweep", *args]
+    os.chdir(cwd)
+    GlobalHydra.instance().clear()
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")  # Python's own filters, as a fresh process has them
+            for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning,
+                          ResourceWarning):
+                warnings.simplefilter("ignore", quiet)
+            warnings.filterwarnings("default", category=DeprecationWarning, module="__main__")
+            try:
+                cli()
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+                code = e.code if isinstance(e.code, int) else 1
+        for w in caught:
+            err.write(warnings.formatwarning(w.message, w.category, w.filename, w.lineno))
+    finally:
+        GlobalHydra.instance().clear()
+        sys.argv, cwd_before, full_error, logging.root.handlers[:], level, threads = saved
+        logging.root.setLevel(level)
+        os.chdir(cwd_before)
+        if full_error is not None:
+            os.environ["HYDRA_FULL_ERROR"] = full_error
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(["snn_sweep", *args], code, out.getvalue(), err.getvalue())

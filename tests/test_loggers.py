@@ -2,7 +2,6 @@
 for a single run and a sweep, and a failing logger never stops a run."""
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -13,18 +12,16 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import small_overrides
+from conftest import run_cli, small_overrides
 from snn_sweep import loggers
 
-pytestmark = pytest.mark.slow  # subprocess runs: make test runs them, pytest alone does not
+pytestmark = pytest.mark.slow  # whole runs with loggers: make test runs them, pytest alone does not
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(tmp_path, *args):
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    r = subprocess.run([sys.executable, "-m", "snn_sweep", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli(*args)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 

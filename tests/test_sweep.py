@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import small_overrides
+from conftest import run_cli, small_overrides
 from snn_sweep.aggregate import main as aggregate
 from snn_sweep.optuna_trial import open_storage
 
@@ -26,9 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def sweep(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
-    r = subprocess.run([sys.executable, "-m", "snn_sweep", *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = run_cli(*args)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
