@@ -1,6 +1,6 @@
 """Config nodes with `_target_` -> objects, built only from trusted modules.
 
-The model, encoder, optimizer, scheduler, dataset and loggers, each built by
+The model, encoder, augmentation, optimizer, scheduler, dataset and loggers, each built by
 `hydra.utils.instantiate` with an execution whitelist.
 
 A config may only name targets in trusted modules: this package and the libraries it builds
@@ -98,6 +98,13 @@ def build_encoder(cfg) -> Callable[..., torch.Tensor]:
     return build(cfg, "encoder", partial=True, call=False)
 
 
+def build_augment(cfg) -> Optional[Callable[..., torch.Tensor]]:
+    """The training batches' augmentation as a function (x, generator) -> x; None without one."""
+    if cfg.get("augment") is None:
+        return None
+    return build(cfg, "augment", partial=True, call=False)
+
+
 def build_optimizer(cfg, params) -> torch.optim.Optimizer:
     opt = build(cfg, "optimizer", list(params), partial=True)
     if not isinstance(opt, torch.optim.Optimizer):
@@ -137,20 +144,28 @@ def name_of(target: str) -> str:
 
 def resolve(cfg):
     """A copy of cfg with model.spiking and the nodes' names filled in, after building the
-    model, encoder, optimizer and scheduler once and checking what they return on a batch of
-    two blank images. Raises InputError (one line, naming the key) on any failure."""
+    model, encoder, augmentation, optimizer and scheduler once and checking what they return
+    on a batch of two blank images. Raises InputError (one line, naming the key) on any
+    failure."""
     cfg = cfg.copy()
     with open_dict(cfg):
         model = build_model(cfg)
         if model_settings(cfg.model).spiking is None:
             cfg.model.spiking = is_spiking(model)
-        for key in ("model", "encoder", "optimizer"):
-            if cfg[key].get("name") is None:
+        for key in ("model", "encoder", "optimizer", "augment"):
+            if cfg.get(key) is not None and cfg[key].get("name") is None:
                 cfg[key].name = name_of(cfg[key]._target_)
     steps = effective_timesteps(cfg)
     shape = tuple(cfg.data.shape)
     x = torch.zeros(2, *shape)
     k = cfg.data.num_classes
+    augment = build_augment(cfg)
+    if augment is not None:
+        out = _call(lambda images: augment(images, generator=torch.Generator()), x, "augment",
+                    cfg.augment._target_)
+        if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+            raise InputError(f"augment ({cfg.augment._target_}) returned {_shapes(out)} for "
+                             f"2 images {list(x.shape)}; it must return their shape")
     model.eval()
     with torch.no_grad():
         if steps is not None:

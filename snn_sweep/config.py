@@ -68,6 +68,8 @@ class ConvConfig(ModelSettings):
     # 2x2 pooling after each conv: max (tutorial 6), or avg / sum (what NIR can express; the
     # conv nets export to NIR with these only, snn_sweep.export)
     pool: str = "max"
+    padding: int = 0  # zero padding of each conv (1 keeps a 3x3 conv's size)
+    norm: bool = False  # BatchNorm after each conv (conv-BN-LIF blocks)
 
 
 @dataclass
@@ -96,6 +98,23 @@ class DeltaEncoderConfig(EncoderConfig):
     threshold: float = 0.1
     off_spike: bool = True  # emit -1 where the intensity falls
     saccade_px: int = 1  # size of the moving presentation's shifts
+
+
+@dataclass
+class AugmentConfig:
+    """A function (x [B, C, H, W] in [0, 1], generator, **args) -> x transformed, applied to
+    training batches only; `name` is the pipeline's, the other keys are the function's
+    arguments."""
+    _target_: str = MISSING
+    name: Optional[str] = None  # null: the function name
+
+
+@dataclass
+class AffineAugmentConfig(AugmentConfig):
+    """snn_sweep.augment.affine: a random rotation, shift and scale per sample."""
+    degrees: float = 30.0  # rotation angle in [-degrees, degrees]
+    translate: float = 0.15  # shift up to this fraction of the width / height
+    scale: List[float] = field(default_factory=lambda: [0.85, 1.11])  # [lo, hi]
 
 
 @dataclass
@@ -155,6 +174,7 @@ class Config:
     neuron: Any = MISSING
     optimizer: Any = MISSING
     scheduler: Any = None  # a torch.optim.lr_scheduler class, stepped after every batch
+    augment: Any = None  # training batches' augmentation (snn_sweep/augment.py); null: none
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     timesteps: int = 25
@@ -192,6 +212,8 @@ def register_configs() -> None:
         ("encoder", "rate", RateEncoderConfig),
         ("encoder", "latency", LatencyEncoderConfig),
         ("encoder", "delta", DeltaEncoderConfig),
+        ("augment", "augment", AugmentConfig),
+        ("augment", "affine", AffineAugmentConfig),
         ("neuron", "neuron", NeuronConfig),
         ("neuron", "synaptic", SynapticNeuronConfig),
     ]:
@@ -250,6 +272,9 @@ def validate(cfg) -> None:
                "model.channels", list(model.channels), "two integers >= 1")
     if "kernel_size" in model:
         _check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size, "3 or 5")
+        if "padding" in model:
+            _check(0 <= model.padding <= model.kernel_size // 2, "model.padding", model.padding,
+                   f"an integer in [0, {model.kernel_size // 2}] (model.kernel_size // 2)")
     if "dropout" in model:
         _check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout, "a number in [0, 1)")
     _check(m.spiking is not False or m.readout == Readout.membrane_ce, "model.readout",
@@ -273,6 +298,11 @@ def validate(cfg) -> None:
         _positive(cfg, "encoder.threshold")
         _check(cfg.encoder.saccade_px >= 0, "encoder.saccade_px", cfg.encoder.saccade_px,
                "an integer >= 0")
+    if cfg.get("augment") is not None:
+        _check(isinstance(cfg.augment.get("_target_"), str), "augment._target_",
+               cfg.augment.get("_target_"), "a dotted path to a function")
+        if cfg.augment._target_ == "snn_sweep.augment.affine":
+            _validate_affine(cfg.augment)
     if "weight_decay" in cfg.optimizer:
         _check(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay",
                cfg.optimizer.weight_decay, "a number >= 0")
@@ -300,6 +330,19 @@ def validate(cfg) -> None:
     steps = m.timesteps if m.timesteps is not None else cfg.timesteps
     if m.spiking is not False and m.readout == Readout.count_mse:
         _check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")
+
+
+def _validate_affine(aug) -> None:
+    """snn_sweep.augment.affine's arguments, those the node sets (a user's YAML may leave some
+    to the function's defaults)."""
+    if "degrees" in aug:
+        _check(aug.degrees >= 0, "augment.degrees", aug.degrees, "a number >= 0")
+    if "translate" in aug:
+        _check(0 <= aug.translate < 1, "augment.translate", aug.translate, "a number in [0, 1)")
+    if "scale" in aug:
+        scale = list(aug.scale) if OmegaConf.is_list(aug.scale) else aug.scale
+        _check(isinstance(scale, list) and len(scale) == 2 and 0 < scale[0] <= scale[1],
+               "augment.scale", scale, "a pair [lo, hi] with 0 < lo <= hi")
 
 
 def effective_timesteps(cfg) -> Optional[int]:

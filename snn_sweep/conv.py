@@ -114,20 +114,26 @@ def pool_as(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
     return to_nhwc(F.avg_pool2d(to_nchw(x), 2, divisor_override=1 if pool == "sum" else None))
 
 
-def conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max") -> torch.Tensor:
-    """conv then 2x2 pool on every step of x [T, B, H, W, C] -> [T, B, H', W', C']."""
+def conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max",
+              norm: Optional[nn.Module] = None) -> torch.Tensor:
+    """conv (then norm, if any) then 2x2 pool on every step of x [T, B, H, W, C] ->
+    [T, B, H', W', C']."""
     steps, batch = x.shape[:2]
-    y = pool_as(to_nhwc(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))), pool)
+    y = conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))
+    if norm is not None:  # BatchNorm2d keeps the channels_last layout
+        y = norm(y)
+    y = pool_as(to_nhwc(y), pool)
     return y.view(steps, batch, *y.shape[1:])
 
 
-def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max") -> torch.Tensor:
-    """conv then 2x2 pool on every step of the model's input x [T, B, C, H, W] ->
-    [T, B, H', W', C']; with max pooling a sparse spike train goes through the majority split,
-    and steps that repeat an earlier one (delta coding of a periodic saccade) are computed
-    once (avg and sum pooling take the dense path)."""
-    if pool != "max":
-        return conv_pool(conv, x.permute(0, 1, 3, 4, 2).contiguous(), pool)
+def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max",
+                    norm: Optional[nn.Module] = None) -> torch.Tensor:
+    """conv (then norm) then 2x2 pool on every step of the model's input x [T, B, C, H, W] ->
+    [T, B, H', W', C']; with max pooling, an unpadded conv and no norm, a sparse spike train
+    goes through the majority split, and steps that repeat an earlier one (delta coding of a
+    periodic saccade) are computed once; anything else takes the dense path."""
+    if pool != "max" or norm is not None or tuple(conv.padding) != (0, 0):
+        return conv_pool(conv, x.permute(0, 1, 3, 4, 2).contiguous(), pool, norm)
     if x.shape[0] > 1 and _compiled(x):
         repeated = on_distinct_steps(lambda xs: _split_conv_pool(conv, xs), x)
         return repeated if repeated is not None else _split_conv_pool(conv, x)

@@ -228,13 +228,14 @@ class LeakyLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cur, beta, threshold, reset: int, derivative: "Derivative",
-                steps: Optional[int], weight, bias, keep_spikes: bool):
+                steps: Optional[int], weight, bias, keep_spikes: bool,
+                scale: Optional[torch.Tensor]):
         ctx.constant = steps is not None
         ctx.steps = steps if ctx.constant else cur.shape[0]
         out, spk = lif_cpu.forward_linear(cur.unsqueeze(0) if ctx.constant else cur, ctx.steps,
                                           weight, bias, float(beta), float(threshold), reset,
-                                          keep_spikes)
-        ctx.save_for_backward(cur, beta, threshold, weight)
+                                          keep_spikes, scale)
+        ctx.save_for_backward(cur, beta, threshold, weight, scale)
         ctx.reset, ctx.derivative = reset, derivative
         if spk is not None:
             ctx.mark_non_differentiable(spk)
@@ -242,25 +243,27 @@ class LeakyLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_out, _):
-        cur, beta, threshold, weight = ctx.saved_tensors
+        cur, beta, threshold, weight, scale = ctx.saved_tensors
         d, need = ctx.derivative, ctx.needs_input_grad
         g, g_beta, g_thr, g_weight = lif_cpu.backward_linear(
             cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_out, weight, float(beta),
             float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q,
-            params=need[1] or need[2])
+            params=need[1] or need[2], scale=scale)
         return (*_compiled_grads(ctx, g, g_beta, g_thr, beta, threshold), None, None, None,
-                g_weight if need[6] else None, g_out.sum((0, 1)) if need[7] else None, None)
+                g_weight if need[6] else None, g_out.sum((0, 1)) if need[7] else None, None,
+                None)
 
 
 def leaky_linear(neuron, cur: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                  derivative: Optional["Derivative"] = None, steps: Optional[int] = None,
-                 keep_spikes: bool = True
+                 keep_spikes: bool = True, scale: Optional[torch.Tensor] = None
                  ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
     """A Linear (weight [K, H], bias [K]) applied to every step of the spikes of `neuron`
-    driven by cur [T, B, H] (or [B, H] for `steps` steps, as in leaky_sequence): returns (its
-    output [T, B, K], spikes [T, B, H] or None unless keep_spikes) through
-    LeakyLinearFunction, or None where that does not apply (another neuron, off the compiled
-    path, no bias, or no gradient to take); then run the two separately."""
+    driven by cur [T, B, H] (or [B, H] for `steps` steps, as in leaky_sequence), the spikes
+    multiplied by scale [B, H] on every step if given (dropout with one mask for all steps):
+    returns (its output [T, B, K], spikes [T, B, H] before dropout or None unless keep_spikes)
+    through LeakyLinearFunction, or None where that does not apply (another neuron, off the
+    compiled path, no bias, or no gradient to take); then run the two separately."""
     if not (torch.is_grad_enabled() and fusable(neuron) and bias is not None
             and cur.dim() == (2 if steps else 3) and cur.shape[-1] == weight.shape[1]
             and weight.dtype == cur.dtype):
@@ -269,7 +272,7 @@ def leaky_linear(neuron, cur: torch.Tensor, weight: torch.Tensor, bias: Optional
     if not _compiled(cur, beta, threshold, derivative):
         return None
     return LeakyLinearFunction.apply(cur, beta, threshold, reset, derivative, steps,
-                                     weight, bias, keep_spikes)
+                                     weight, bias, keep_spikes, scale)
 
 
 def fusable(neuron) -> bool:

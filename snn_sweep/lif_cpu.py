@@ -169,13 +169,29 @@ def _dot4(w, s0, s1, s2, s3):
     return a0, a1, a2, a3
 
 
+@njit(inline="always")
+def _drop(s, scale, b):
+    """Dropout between the spikes and the Linear: row b of scale [B, H] (0 for a dropped
+    neuron, 1/(1-p) for a kept one; one mask for every step) multiplies each step's spikes.
+    An empty scale means no dropout."""
+    if scale.shape[0] == 0:
+        return
+    m = scale[b]
+    for t in range(s.shape[0]):
+        st = s[t]
+        for j in range(uint64(st.shape[0])):
+            st[j] *= m[j]
+
+
 @njit(parallel=True, cache=True)
-def _forward_linear(cur, steps, weight, bias, beta, thr, zero_reset, sub_reset, out, spk, keep):
+def _forward_linear(cur, steps, weight, bias, beta, thr, zero_reset, sub_reset, scale, out, spk,
+                    keep):
     """_forward for a layer whose spikes [T, B, H] feed a Linear (weight [K, H], bias [K]),
-    giving also its output out [T, B*K]: one sample's row of H neurons is stepped into a
-    cache-sized buffer and multiplied by the weight there, instead of writing the spikes out
-    for a [T*B, H] x [H, K] matmul that runs at a fraction of the CPU's speed for a small K.
-    The spikes go to spk [T, B*H] only if keep."""
+    through dropout if scale is not empty (_drop), giving also its output out [T, B*K]: one
+    sample's row of H neurons is stepped into a cache-sized buffer and multiplied by the weight
+    there, instead of writing the spikes out for a [T*B, H] x [H, K] matmul that runs at a
+    fraction of the CPU's speed for a small K. The spikes (before dropout) go to spk [T, B*H]
+    only if keep."""
     k_out, width = weight.shape
     rows = cur.shape[1] // width
     width = uint64(width)
@@ -187,6 +203,7 @@ def _forward_linear(cur, steps, weight, bias, beta, thr, zero_reset, sub_reset, 
              np.empty((1, width), np.float32), s, 0)
         if keep:
             spk[:, lo:lo + width] = s
+        _drop(s, scale, b)
         for t0 in range(0, steps, PASS):
             s0, s1, s2, s3 = _pass_rows(s, t0, last)
             for k in range(k_out):
@@ -197,12 +214,13 @@ def _forward_linear(cur, steps, weight, bias, beta, thr, zero_reset, sub_reset, 
 
 @njit(parallel=True, cache=True)
 def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset, kind, p, q,
-                     params, g_cur, g_beta, g_thr, g_weight):
-    """_backward for a layer whose spikes [T, B, H] only feed a Linear (weight [K, H]), given
-    g_out [T, B*K], the gradient of the Linear's output. Row by row, dL/dspk_t = g_out_t @
-    weight is formed in cache instead of as a [T, B, H] tensor, and the Linear's weight
-    gradient sum_t g_out_t^T spk_t is taken from the replayed spikes, one partial sum per task
-    in g_weight [tasks, K, H] (zeros)."""
+                     params, scale, g_cur, g_beta, g_thr, g_weight):
+    """_backward for a layer whose spikes [T, B, H] only feed a Linear (weight [K, H]), through
+    dropout if scale is not empty, given g_out [T, B*K], the gradient of the Linear's output.
+    Row by row, dL/dspk_t = (g_out_t @ weight) * scale_b is formed in cache instead of as a
+    [T, B, H] tensor, and the Linear's weight gradient sum_t g_out_t^T (spk_t * scale_b) is
+    taken from the replayed spikes, one partial sum per task in g_weight [tasks, K, H]
+    (zeros)."""
     k_out, width = weight.shape
     rows = cur.shape[1] // width
     s_cur = 1 if g_cur.shape[0] > 1 else 0
@@ -219,6 +237,7 @@ def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset
         for b in range(task * rows // tasks, (task + 1) * rows // tasks):
             lo, o = b * width, b * k_out
             _run(cur, lo, lo + width, steps, beta, thr, zero_reset, sub_reset, mem, spk, 0)
+            _drop(spk, scale, b)
             for t0 in range(0, steps, PASS):  # weight gradient: gw[k] += g_out[t, k] spk_t
                 s0, s1, s2, s3 = _pass_rows(spk, t0, last)
                 for k in range(k_out):
@@ -238,6 +257,7 @@ def _backward_linear(cur, steps, g_out, weight, beta, thr, zero_reset, sub_reset
                         gs[1, j] += c1 * x
                         gs[2, j] += c2 * x
                         gs[3, j] += c3 * x
+                _drop(gs, scale, b)
                 for t in range(min(t0 + PASS, steps) - 1, t0 - 1, -1):
                     _adjoint_step(t, mem, gs[t - t0], none, g_cur[t * s_cur, lo:lo + width], d,
                                   later, params, g_beta[lo:lo + width], g_thr[lo:lo + width],
@@ -284,17 +304,23 @@ def forward(cur: torch.Tensor, steps: int, beta: float, thr: float, reset: int, 
     return spk, (mem if keep_mem else None)
 
 
+def _scale(scale) -> np.ndarray:
+    """A dropout scale [B, H] as the kernels take it; None (no dropout) as an empty array."""
+    return np.empty((0, 0), np.float32) if scale is None else scale.contiguous().numpy()
+
+
 def forward_linear(cur: torch.Tensor, steps: int, weight, bias, beta: float, thr: float,
-                   reset: int, keep_spikes: bool):
-    """cur [T, B, H] or [1, B, H] (used at every step), weight [K, H], bias [K]. Returns the
-    Linear's output [steps, B, K] and the spikes [steps, B, H] if keep_spikes, else None."""
+                   reset: int, keep_spikes: bool, scale=None):
+    """cur [T, B, H] or [1, B, H] (used at every step), weight [K, H], bias [K], scale [B, H]
+    (dropout's mask over 1 - p; None: no dropout). Returns the Linear's output [steps, B, K]
+    and the spikes [steps, B, H] if keep_spikes, else None."""
     batch, k_out = cur.shape[1], weight.shape[0]
     out = cur.new_empty((steps, batch, k_out))
     spk = cur.new_empty((steps, *cur.shape[1:]) if keep_spikes else (1, 1))
     threads()
     _forward_linear(_rows(cur), steps, weight.detach().contiguous().numpy(),
                     bias.detach().contiguous().numpy(), np.float32(beta), np.float32(thr),
-                    *_resets(reset), _rows(out), _rows(spk), keep_spikes)
+                    *_resets(reset), _scale(scale), _rows(out), _rows(spk), keep_spikes)
     return out, (spk if keep_spikes else None)
 
 
@@ -313,15 +339,16 @@ def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int,
 
 
 def backward_linear(cur, steps: int, g_out, weight, beta: float, thr: float, reset: int,
-                    kind: int, p: float, q: float, params: bool):
-    """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, given the
-    gradient of its output g_out [T, B, K]; returns also the Linear's weight gradient."""
+                    kind: int, p: float, q: float, params: bool, scale=None):
+    """backward() for spikes that feed a Linear (weight [K, H]) and nothing else, through
+    forward_linear's dropout scale, given the gradient of its output g_out [T, B, K]; returns
+    also the Linear's weight gradient."""
     g_cur, g_beta, g_thr = _gradients(cur, params)
     tasks = min(threads(), cur[0].numel() // weight.shape[1])
     g_weight = torch.zeros(tasks, *weight.shape)
     _backward_linear(_rows(cur), steps, _rows(g_out), weight.detach().contiguous().numpy(),
                      np.float32(beta), np.float32(thr), *_resets(reset), kind, np.float32(p),
-                     np.float32(q), params, _rows(g_cur), g_beta.numpy(), g_thr.numpy(),
-                     g_weight.numpy())
+                     np.float32(q), params, _scale(scale), _rows(g_cur), g_beta.numpy(),
+                     g_thr.numpy(), g_weight.numpy())
     return (g_cur, (g_beta if params else None), (g_thr if params else None),
             g_weight.sum(0))

@@ -53,7 +53,7 @@ def spiking(synapses: List[fast.Synapses], neuron: Mapping, dropout: float) -> f
     for i, s in enumerate(synapses):
         layers += [s, fast.Neurons(make_neuron(neuron))]
         if dropout and i < len(synapses) - 1:
-            layers.append(nn.Dropout(dropout))
+            layers.append(fast.Dropout(dropout))
     return fast.Sequential(*layers)
 
 
@@ -85,32 +85,49 @@ def pool_layer(pool: str) -> nn.Module:
     return nn.AvgPool2d(2, divisor_override=1 if pool == "sum" else None)
 
 
-def conv_block(c_in: int, c_out: int, k: int, pool: str = "max") -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, k), pool_layer(pool))
+def conv_block(c_in: int, c_out: int, k: int, pool: str = "max", padding: int = 0,
+               norm: bool = False) -> nn.Sequential:
+    """An ANN's conv block: conv (without bias before BatchNorm, whose shift replaces it),
+    BatchNorm if norm, 2x2 pooling."""
+    conv = nn.Conv2d(c_in, c_out, k, padding=padding, bias=not norm)
+    return nn.Sequential(conv, *([nn.BatchNorm2d(c_out)] if norm else []), pool_layer(pool))
 
 
-def conv_out_shape(channels, k: int, in_shape) -> Tuple[int, int, int]:
-    body = nn.Sequential(conv_block(in_shape[0], channels[0], k), conv_block(*channels, k))
+def conv_out_shape(channels, k: int, in_shape, padding: int = 0) -> Tuple[int, int, int]:
+    body = nn.Sequential(conv_block(in_shape[0], channels[0], k, padding=padding),
+                         conv_block(*channels, k, padding=padding))
     return tuple(body(torch.zeros(1, *in_shape)).shape[1:])
+
+
+def spiking_conv_block(c_in: int, c_out: int, k: int, pool: str, padding: int,
+                       norm: bool) -> fast.ConvPool:
+    """conv_block's layers as one fast.ConvPool (conv, BatchNorm over all T x B rows, pool)."""
+    conv = nn.Conv2d(c_in, c_out, k, padding=padding, bias=not norm)
+    return fast.ConvPool(conv, pool, nn.BatchNorm2d(c_out) if norm else None)
 
 
 def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (12, 64),
              kernel_size: int = 5, neuron: Optional[Mapping] = None,
-             dropout: float = 0.0, pool: str = "max") -> nn.Module:
+             dropout: float = 0.0, pool: str = "max", padding: int = 0,
+             norm: bool = False) -> nn.Module:
     """c1 C k - P2 - c2 C k - P2 - num_classes (snnTorch tutorial 6's 12C5-MP2-64C5-MP2-10):
     LIF after each block with a neuron, ReLU without. `pool`: 2x2 max pooling (MP2, the
-    default), avg or sum (NIR has average and sum pooling, no max: snn_sweep.export)."""
+    default), avg or sum (NIR has average and sum pooling, no max: snn_sweep.export).
+    `padding` pads each conv; `norm` puts BatchNorm after each conv (conv-BN-LIF blocks, as
+    the PLIF paper's conv SNNs; with neuron.learn_beta each LIF layer learns its decay)."""
     c1, c2 = channels
     k = kernel_size
-    out_shape = conv_out_shape((c1, c2), k, in_shape)
+    out_shape = conv_out_shape((c1, c2), k, in_shape, padding)
     fc = nn.Linear(math.prod(out_shape), num_classes)
     if neuron is None:
         return ANN(nn.Sequential(
-            *with_dropout([conv_block(in_shape[0], c1, k, pool), nn.ReLU()], dropout),
-            *with_dropout([conv_block(c1, c2, k, pool), nn.ReLU()], dropout),
+            *with_dropout([conv_block(in_shape[0], c1, k, pool, padding, norm), nn.ReLU()],
+                          dropout),
+            *with_dropout([conv_block(c1, c2, k, pool, padding, norm), nn.ReLU()], dropout),
             nn.Flatten(), fc))
-    return spiking([fast.ConvPool(nn.Conv2d(in_shape[0], c1, k), pool),
-                    fast.ConvPool(nn.Conv2d(c1, c2, k), pool), fast.Linear(fc)], neuron, dropout)
+    return spiking([spiking_conv_block(in_shape[0], c1, k, pool, padding, norm),
+                    spiking_conv_block(c1, c2, k, pool, padding, norm), fast.Linear(fc)],
+                   neuron, dropout)
 
 
 _RATE_CE = SF.ce_rate_loss()

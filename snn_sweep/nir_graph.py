@@ -62,14 +62,22 @@ def _layers(model) -> List[torch.nn.Module]:
     for m in model.layers:
         if isinstance(m, fast.LeakyLinear):
             out += [m.neurons, m.synapses]
-        elif isinstance(m, torch.nn.Dropout):
+        elif isinstance(m, (torch.nn.Dropout, fast.Dropout)):  # identity at inference
             continue
         elif isinstance(m, (fast.Linear, fast.ConvPool, fast.Neurons)):
             out.append(m)
         else:
             raise InputError(f"model: layer {type(m).__name__} has no NIR export; allowed: "
-                             f"snn_sweep.nn.Linear, ConvPool, Neurons, torch.nn.Dropout")
+                             f"snn_sweep.nn.Linear, ConvPool, Neurons, Dropout, torch.nn.Dropout")
     return out
+
+
+def fold_norm(norm, w: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A conv's weight and bias (float64) with the BatchNorm after it folded in: its running
+    statistics and affine, y = (conv(x) - mean) * gamma / sqrt(var + eps) + beta."""
+    scale = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
+    shift = norm.bias.detach().double() - norm.running_mean.double() * scale
+    return w * scale.view(-1, 1, 1, 1), b * scale + shift
 
 
 def neuron_params(neuron) -> Tuple[float, float]:
@@ -149,19 +157,22 @@ def to_nir(cfg, model, metadata: Optional[Dict] = None):
             if m.pool == "max":
                 raise InputError("model.pool=max: NIR has no max pooling; train with "
                                  "model.pool=avg or model.pool=sum (experiment=nir_ready)")
-            if (tuple(conv.stride), tuple(conv.padding), tuple(conv.dilation), conv.groups) != (
-                    (1, 1), (0, 0), (1, 1), 1) or conv.padding_mode != "zeros":
-                raise InputError("model: only the built-in convolutions (stride 1, no padding) "
-                                 "have a NIR export here")
+            pad = tuple(conv.padding)
+            if (tuple(conv.stride), tuple(conv.dilation), conv.groups) != ((1, 1), (1, 1), 1) \
+                    or conv.padding_mode != "zeros" or pad[0] != pad[1]:
+                raise InputError("model: only the built-in convolutions (stride 1, the same "
+                                 "zero padding on both axes) have a NIR export here")
+            if m.norm is not None:  # at inference BatchNorm is a per-channel affine: folded in
+                w, b = fold_norm(m.norm, w, b)
             # Average pooling is written as sum pooling of a conv scaled by 1/4 (exact in
             # floating point): both importers read SumPool2d, Norse no AvgPool2d.
             if m.pool == "avg":
                 w, b = w / 4, b / 4
             add("conv", nir.Conv2d(input_shape=tuple(shape[1:]), weight=(w * gain).float().numpy(),
-                                   stride=1, padding=0, dilation=1, groups=1,
+                                   stride=1, padding=pad[0], dilation=1, groups=1,
                                    bias=(b * gain).float().numpy()))
-            c, h, wd = conv.out_channels, shape[1] - conv.kernel_size[0] + 1, \
-                shape[2] - conv.kernel_size[1] + 1
+            c, h, wd = conv.out_channels, shape[1] + 2 * pad[0] - conv.kernel_size[0] + 1, \
+                shape[2] + 2 * pad[1] - conv.kernel_size[1] + 1
             add("pool", nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
                                       padding=np.array([0, 0])))
             shape = [c, h // 2, wd // 2]

@@ -17,8 +17,8 @@ coding gives) is computed once by a weight layer, stays a stride-0 view, and a n
 it without copying it T times. Conv layers pass channels-last sequences [T, B, H, W, C] (conv.py).
 Sequential wires them: its first weight layer takes the model's input (a spike train enters
 through the sparse paths of sparse.py and conv.py), a Linear after conv layers reads their
-channels-last output, a plain snn.Leaky followed by a Linear is fused with it (LeakyLinear), and
-the last Neurons is the readout, returning (spikes, membrane).
+channels-last output, a plain snn.Leaky followed by a Linear (through Dropout or not) is fused with
+it (LeakyLinear), and the last Neurons is the readout, returning (spikes, membrane).
 """
 from typing import List, Optional, Tuple
 
@@ -85,21 +85,23 @@ class Linear(Synapses):
 
 
 class ConvPool(Synapses):
-    """nn.Conv2d then 2x2 pooling on every step of x [T, B, H, W, C] (conv.py): `pool` max
-    (the default), avg or sum (the two NIR can express). As the first layer of a Sequential
-    it takes the model's input [T, B, C, H, W], a spike train through the majority split
-    (conv.py); it returns [T, B, H', W', C']."""
+    """nn.Conv2d, then `norm` if given (an nn.BatchNorm2d: statistics over all T x B rows, as
+    a multi-step conv-BN block), then 2x2 pooling on every step of x [T, B, H, W, C]
+    (conv.py): `pool` max (the default), avg or sum (the two NIR can express). As the first
+    layer of a Sequential it takes the model's input [T, B, C, H, W], a spike train through
+    the majority split (conv.py); it returns [T, B, H', W', C']. An input constant over time
+    (direct coding) is convolved and normalized once."""
 
-    def __init__(self, layer: nn.Conv2d, pool: str = "max"):
+    def __init__(self, layer: nn.Conv2d, pool: str = "max", norm: Optional[nn.Module] = None):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"pool={pool!r}: one of {', '.join(POOLS)}")
-        self.layer, self.first, self.pool = layer, False, pool
+        self.layer, self.first, self.pool, self.norm = layer, False, pool, norm
 
     def over_time(self, x: torch.Tensor) -> torch.Tensor:
         if self.first:
-            return input_conv_pool(self.layer, x, self.pool)
-        return conv_pool(self.layer, x, self.pool)
+            return input_conv_pool(self.layer, x, self.pool, self.norm)
+        return conv_pool(self.layer, x, self.pool, self.norm)
 
 
 def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative: Optional[Derivative] = None,
@@ -144,30 +146,69 @@ class Neurons(nn.Module):
         return (spk, mem) if self.readout else spk
 
 
-class LeakyLinear(nn.Module):
-    """Leaky neurons and the Linear their spikes feed, as one layer when training on the
-    compiled CPU path (lif.LeakyLinearFunction: the spikes never leave the cache); otherwise
-    the two in turn: without a gradient to take (evaluation, where energy.Recorder's hooks
-    see both), or off that path (a GPU, float64)."""
+class Dropout(nn.Module):
+    """Dropout on a sequence [T, B, ...] with one mask for all T steps, as SpikingJelly's
+    multi-step dropout: a neuron dropped for a sample is silent for that sample's whole
+    presentation, as an ANN's unit is for an input. (A fresh mask every step, nn.Dropout on
+    [T, B, ...], only thins the spike trains: noise that a rate readout averages away.) Kept
+    values are scaled by 1/(1-p), as nn.Dropout's. Between Neurons and a Linear, Sequential
+    fuses it into LeakyLinear."""
 
-    def __init__(self, neurons: Neurons, synapses: Linear):
+    def __init__(self, p: float = 0.5):
         super().__init__()
-        self.neurons, self.synapses = neurons, synapses
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"p={p!r}: a number in [0, 1)")
+        self.p = p
+
+    def scale(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """The mask over 1 - p, [B, ...], for x [T, B, ...]; None when it does nothing (not
+        training, or p = 0)."""
+        if not self.training or self.p == 0:
+            return None
+        return F.dropout(x.new_ones(x.shape[1:]), self.p, training=True)
+
+    def forward(self, x: torch.Tensor, scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        scale = self.scale(x) if scale is None else scale
+        if scale is None:
+            return x
+        if constant(x):
+            return repeat(x[:1] * scale, x.shape[0])
+        return x * scale
+
+
+class LeakyLinear(nn.Module):
+    """Leaky neurons and the Linear their spikes feed, with Dropout between them or not, as one
+    layer when training on the compiled CPU path (lif.LeakyLinearFunction: the spikes never
+    leave the cache, the dropout mask scales them there); otherwise the layers in turn, with
+    the same mask: without a gradient to take (evaluation, where energy.Recorder's hooks see
+    each), or off that path (a GPU, float64)."""
+
+    def __init__(self, neurons: Neurons, synapses: Linear, dropout: Optional[Dropout] = None):
+        super().__init__()
+        self.neurons, self.synapses, self.dropout = neurons, synapses, dropout
 
     def forward(self, cur: torch.Tensor) -> torch.Tensor:
         steps = cur.shape[0] if constant(cur) else None
         flat = cur[0].flatten(1) if steps else cur.flatten(2)
+        scale = self.dropout.scale(cur) if self.dropout is not None else None
         fused = leaky_linear(self.neurons.neuron, flat, *self.synapses.affine(cur.shape),
-                             self.neurons.derivative, steps, keep_spikes=False)
+                             self.neurons.derivative, steps, keep_spikes=False,
+                             scale=None if scale is None else scale.reshape(flat.shape[-2:]))
         if fused is not None:
             return fused[0]
-        return self.synapses(self.neurons(cur))
+        spk = self.neurons(cur)
+        if scale is not None:
+            spk = self.dropout(spk, scale)
+        return self.synapses(spk)
 
 
-def fusable_pair(neurons: nn.Module, synapses: nn.Module) -> bool:
-    """Whether LeakyLinear can run these two as one."""
-    return (isinstance(neurons, Neurons) and isinstance(synapses, Linear)
-            and fusable(neurons.neuron))
+def fusable_run(layers) -> int:
+    """How many of layers, from the first, LeakyLinear runs as one: Neurons of a fusable
+    neuron, Dropout or not, then a Linear (3 or 2); else 0."""
+    if not (isinstance(layers[0], Neurons) and fusable(layers[0].neuron)):
+        return 0
+    n = 2 if len(layers) > 2 and isinstance(layers[1], Dropout) else 1
+    return n + 1 if len(layers) > n and isinstance(layers[n], Linear) else 0
 
 
 class Sequential(nn.Module):
@@ -190,9 +231,11 @@ class Sequential(nn.Module):
         fused: List[nn.Module] = []
         i = 0
         while i < len(layers):
-            if i + 1 < len(layers) and fusable_pair(layers[i], layers[i + 1]):
-                fused.append(LeakyLinear(layers[i], layers[i + 1]))
-                i += 2
+            n = fusable_run(layers[i:])
+            if n:
+                run = layers[i:i + n]
+                fused.append(LeakyLinear(run[0], run[-1], run[1] if n == 3 else None))
+                i += n
             else:
                 fused.append(layers[i])
                 i += 1

@@ -23,8 +23,8 @@ RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after ever
 # result.json's schema, read by the trainer, the loggers and the aggregator. The fields that
 # say how a run was set up (settings() writes them); every other field is a metric or status.
 SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
-            "dropout", "optimizer", "lr", "batch_size", "dataset", "seed", "optimized_metric",
-            "pareto_metric")
+            "dropout", "augment", "optimizer", "lr", "batch_size", "dataset", "seed",
+            "optimized_metric", "pareto_metric")
 TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")  # optuna_trial.trial_info
 # Numbers that are settings, not metrics: repeats do not average them.
 NOT_AVERAGED = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
@@ -73,6 +73,7 @@ def settings(cfg) -> Dict:
         "beta": cfg.neuron.beta if neuron else None,
         "readout": model_settings(cfg.model).readout.value,
         "dropout": cfg.model.get("dropout"),
+        "augment": cfg.augment.name if cfg.get("augment") is not None else "none",
         "optimizer": cfg.optimizer.name,
         "lr": cfg.optimizer.get("lr"),
         "batch_size": cfg.data.batch_size,
@@ -93,6 +94,8 @@ def config_sha(cfg) -> str:
     c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
     for key in ("logger", "trusted_modules"):
         c.pop(key, None)
+    if c.get("augment") is None:  # no augmentation: the sha of the runs from before it existed
+        c.pop("augment", None)
     if cfg.model.spiking:
         c["timesteps"] = effective_timesteps(cfg)
         if not uses_neuron(cfg):

@@ -1,14 +1,16 @@
 """The training step and evaluation, shared by the trainer and the benchmark.
 
-Batches through the encoder and the model, the readout's loss and prediction."""
+Batches through the augmentation (training only), the encoder and the model, the readout's
+loss and prediction."""
 import ctypes
 import sys
-from typing import List
+from functools import partial
+from typing import List, Optional
 
 import torch
 from hydra.errors import CompactHydraException
 
-from .build import build_encoder
+from .build import build_augment, build_encoder
 from .config import InputError, effective_timesteps, model_settings
 from .energy import Recorder
 from .models import predict, readout_loss
@@ -54,13 +56,16 @@ def resolve_device(name: str) -> torch.device:
 class Runner:
     """Feeds batches through encoder and model; owns nothing but the wiring. An ANN's logits
     [B, K] become a 1-step "membrane" [1, B, K], so one readout/loss code path serves every
-    model."""
+    model. The config's augmentation, if any, draws from augment_generator (torch's global
+    generator when None) and sees the training batches only."""
 
-    def __init__(self, cfg, model, device):
+    def __init__(self, cfg, model, device, augment_generator: Optional[torch.Generator] = None):
         self.cfg, self.model, self.device = cfg, model, device
         self.steps = effective_timesteps(cfg)
         self.readout = model_settings(cfg.model).readout
         self.encode = build_encoder(cfg) if self.steps is not None else None
+        augment = build_augment(cfg)
+        self.augment = None if augment is None else partial(augment, generator=augment_generator)
 
     def forward(self, x):
         x = x.to(self.device, non_blocking=True)
@@ -74,9 +79,11 @@ class Runner:
         return x.unsqueeze(0) if self.steps is not None else x
 
     def train_step(self, opt, sched, x, y, where: str):
-        """One optimizer step on the batch (x, y): forward, the readout's loss
+        """One optimizer step on the batch (x, y): augmentation, forward, the readout's loss
         (NonFiniteLossError, naming `where`, if it is not finite), backward, step, and the
         schedule's step. Returns (loss, spk, mem)."""
+        if self.augment is not None:
+            x = self.augment(x.to(self.device, non_blocking=True))
         spk, mem = self.forward(x)
         loss = readout_loss(self.readout, spk, mem, y)
         if not torch.isfinite(loss):

@@ -38,6 +38,11 @@ from .runner import NonFiniteLossError, Runner, keep_freed_memory, resolve_devic
 log = logging.getLogger(__name__)
 
 
+# The augmentation's generator is seeded with seed + AUGMENT_SEED_OFFSET: a stream of its own,
+# so that augmenting leaves the batch order (and the encoder's draws) as they were.
+AUGMENT_SEED_OFFSET = 1_000_003
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)  # also seeds CUDA
@@ -155,7 +160,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
     seed_everything(cfg.seed)
     model = build_model(cfg)
     model.to(device)
-    runner = Runner(cfg, model, device)
+    augment_gen = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
+    runner = Runner(cfg, model, device, augment_gen)
     steps = runner.steps
     macs = dense_macs(model, runner.example(data.train_x[:1]))
     n_train, bs = len(data.train_x), cfg.data.batch_size
@@ -174,6 +180,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         if sched is not None:
             sched.load_state_dict(state["scheduler"])
         gen.set_state(state["batch_order_rng"])
+        if "augment_rng" in state:  # absent from a resume.pt written before augment existed
+            augment_gen.set_state(state["augment_rng"])
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         rows, train_time, best = state["rows"], state["train_time_s"], state["best"]
@@ -221,7 +229,8 @@ def _train(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -
         save_resume(out_dir, {
             "config_sha": result["config_sha"], "model": model.state_dict(),
             "optimizer": opt.state_dict(), "scheduler": sched and sched.state_dict(),
-            "batch_order_rng": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "batch_order_rng": gen.get_state(), "augment_rng": augment_gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
             "python_rng": random.getstate(), "rows": rows, "train_time_s": train_time,
             "best": best})
         log.info("epoch %d: train_loss %.4f train_acc %.4f val_loss %.4f val_acc %.4f (%.1fs)",

@@ -58,7 +58,7 @@ def data_root(tmp_path_factory) -> str:
     return str(root)
 
 
-CONV = ("cnn", "csnn")  # the built-in models with channels; the others have hidden widths
+CONV = ("cnn", "csnn", "cnn_bn", "csnn_bn")  # the built-in models with channels; the others hidden widths
 
 
 def small_overrides(data_root: str, model: str = "snn") -> List[str]:
@@ -89,27 +89,36 @@ def make_cfg(data_root):
 
 
 def plain_forward(model, x):
-    """A SpikingNet computed as the snnTorch tutorials write it: every weight layer and neuron
-    called once per step, [B, C, H, W] layout, PyTorch's max pooling, autograd through all."""
+    """A SpikingNet computed as the snnTorch tutorials write it: every neuron called once per
+    step, [B, C, H, W] layout, PyTorch's max pooling, autograd through all. A weight layer runs
+    on all T x B rows at once (in a feed-forward net the same as step by step), so that its
+    BatchNorm, if any, takes its statistics over them all, as the fast layers' does."""
     import torch
     import torch.nn.functional as F
     from torch import nn
 
     from snn_sweep.nn import Neurons, Synapses
-    synapses = [m.layer for m in model.modules() if isinstance(m, Synapses)]
+    synapses = [m for m in model.modules() if isinstance(m, Synapses)]
     neurons = [m.neuron for m in model.modules() if isinstance(m, Neurons)]
-    for n in neurons:
-        n.reset_mem()
-    spk_rec, mem_rec = [], []
-    for t in range(x.shape[0]):
-        h = x[t]
-        for layer, neuron in zip(synapses, neurons):
-            h = F.max_pool2d(layer(h), 2) if isinstance(layer, nn.Conv2d) else layer(h.flatten(1))
-            out = neuron(h)  # (spk, [syn...], mem)
-            h = out[0]
-        spk_rec.append(out[0])
-        mem_rec.append(out[-1])
-    return torch.stack(spk_rec), torch.stack(mem_rec)
+    h = x
+    for syn, neuron in zip(synapses, neurons):
+        rows = h.flatten(0, 1)
+        if isinstance(syn.layer, nn.Conv2d):
+            rows = syn.layer(rows)
+            if syn.norm is not None:
+                rows = syn.norm(rows)
+            rows = F.max_pool2d(rows, 2)
+        else:
+            rows = syn.layer(rows.flatten(1))
+        cur = rows.view(*h.shape[:2], *rows.shape[1:])
+        neuron.reset_mem()
+        spk_rec, mem_rec = [], []
+        for t in range(cur.shape[0]):
+            out = neuron(cur[t])  # (spk, [syn...], mem)
+            spk_rec.append(out[0])
+            mem_rec.append(out[-1])
+        h = torch.stack(spk_rec)
+    return h, torch.stack(mem_rec)
 
 
 def against_plain(model, readout, x, y):

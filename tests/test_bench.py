@@ -30,6 +30,9 @@ def fast(monkeypatch):
     """A cheap conv case and one matmul per peak measurement, so a run takes seconds."""
     monkeypatch.setitem(cases.CASES, "csnn_direct2",
                         cases.Case("csnn_direct2", "csnn", "direct", 2))
+    monkeypatch.setitem(cases.CASES, "rate1_dropout",
+                        cases.Case("rate1_dropout", "snn", "rate", 1, ("model.dropout=0.5",),
+                                   base="rate1"))
     monkeypatch.setattr(measure, "PEAK_REPEATS", 1)
 
 
@@ -42,15 +45,17 @@ def run(root, out, cases):
 
 def test_bench_writes_every_side_ratios_and_verdicts(tiny_root, tmp_path, fast, capsys):
     out = tmp_path / "b" / "bench.csv"
-    rows = run(tiny_root, out, "rate1,csnn_direct2")
-    assert [r["case"] for r in rows] == ["rate1", "csnn_direct2"]
+    rows = run(tiny_root, out, "rate1,csnn_direct2,rate1_dropout")
+    assert [r["case"] for r in rows] == ["rate1", "csnn_direct2", "rate1_dropout"]
     assert rows[1]["model"] == "csnn" and rows[1]["timesteps"] == "2"
     for r in rows:
+        has_base = r["case"] == "rate1_dropout"  # ours on its base case, timed beside it
+        assert (r["train_base"] != "") == (r["train_ratio_base"] != "") == has_base
         for kind in ("train", "eval"):
             for side in ("ours", "ref", "tensor", *INSTALLED):
                 assert float(r[f"{kind}_{side}"]) > 0
             for side, suffix in cases.RATIO_SUFFIX.items():
-                if side == "peer" and not INSTALLED:
+                if (side == "peer" and not INSTALLED) or (side == "base" and not has_base):
                     continue
                 other = max(float(r[f"{kind}_{p}"]) for p in INSTALLED) if side == "peer" \
                     else float(r[f"{kind}_{side}"])
@@ -124,8 +129,11 @@ def peer(name, case, root):
 
 
 @pytest.mark.parametrize("name", cases.PEER_NAMES)
-@pytest.mark.parametrize("case", [cases.Case("mlp", "snn", "rate", 3),
-                                  cases.Case("conv", "csnn", "direct", 2)], ids=["mlp", "conv"])
+@pytest.mark.parametrize("case", [
+    cases.Case("mlp", "snn", "rate", 3), cases.Case("conv", "csnn", "direct", 2),
+    cases.Case("mlp_dropout", "snn", "rate", 3, ("model.dropout=0.5",)),
+    cases.Case("conv_bn", "csnn_bn", "direct", 2, ("neuron.learn_beta=true",))],
+    ids=["mlp", "conv", "mlp_dropout", "conv_bn"])
 def test_peer_nets_train_and_output_the_membrane(name, case, tiny_root):
     if name not in INSTALLED:
         pytest.skip(f"{name} not installed")
@@ -137,8 +145,14 @@ def test_peer_nets_train_and_output_the_membrane(name, case, tiny_root):
     assert p.train_batch() == cases.BATCH and p.evaluate(20) == 20
     assert any(not torch.equal(a, b) for a, b in zip(weights, p.net.parameters()))
     tutorial = sides.TensorTutorial(case, cases.compose_cfg(case, str(tiny_root)), p.data)
-    # the same architecture as the tutorial network (and ours)
+    # the same architecture as the tutorial network, ours and byo's
     assert weight_shapes(p.net) == weight_shapes(tutorial.net)
+    ours = sides.Ours(case, str(tiny_root), p.data)
+    assert weight_shapes(ours.model) == weight_shapes(tutorial.net) == weight_shapes(
+        sides.user_network(case, p.arch))
+    kinds = {type(m).__name__ for net in (p.net, tutorial.net, ours.model) for m in net.modules()}
+    assert ("BatchNorm2d" in kinds) == ("norm" in case.name or "bn" in case.name)
+    assert any("Dropout" in k for k in kinds) == ("dropout" in case.name)
 
 
 def weight_shapes(net):

@@ -72,10 +72,12 @@ def test_mlp_export_reimports_to_the_same_spikes_and_classes(make_cfg, tmp_path)
     assert wrong["snntorch"]["spikes_equal"] < 1.0 and wrong["norse"]["spikes_equal"] < 1.0
 
 
-@pytest.mark.parametrize("pool", ["sum", "avg"])
-def test_conv_export_with_sum_or_avg_pooling(make_cfg, tmp_path, pool):
-    run = make_run(make_cfg, tmp_path / "run", "model=csnn", f"model.pool={pool}",
-                   *EXPORTABLE, "neuron.threshold=0.5", "data.train_subset=100")
+@pytest.mark.parametrize("model, pool", [("csnn", "sum"), ("csnn", "avg"), ("csnn_bn", "sum")])
+def test_conv_export_with_sum_or_avg_pooling(make_cfg, tmp_path, model, pool):
+    """csnn_bn: padded convs, BatchNorm folded into them, each layer's learned decay."""
+    run = make_run(make_cfg, tmp_path / "run", f"model={model}", f"model.pool={pool}",
+                   *EXPORTABLE, "neuron.threshold=0.5", "data.train_subset=100",
+                   *(["neuron.learn_beta=true"] if model == "csnn_bn" else []))
     record = export.export_run(run, images=40, log=lambda s: None)
     check(record, 40)
     assert list(record["nodes"].values()) == [

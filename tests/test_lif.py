@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import snntorch as snn
 import torch
+import torch.nn.functional as F
 from conftest import against_plain
 from snntorch import surrogate
 
@@ -219,15 +220,17 @@ def test_compiled_path_is_taken_where_it_applies(monkeypatch):
 # lif_cpu takes 4 steps per pass over the weight: a last pass that is partial, full, the only one;
 # with and without the (separately computed) beta and threshold gradients
 @pytest.mark.parametrize(("steps", "learn"), [(7, True), (8, False), (1, False)])
-def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, learn):
+@pytest.mark.parametrize("dropout", [0.0, 0.5])
+def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, learn, dropout):
     """LeakyLinearFunction (the Linear's output formed row by row, dL/dspk never stored, the
-    Linear's weight gradient from replayed spikes) against the eager neuron followed by
-    nn.Linear."""
+    Linear's weight gradient from replayed spikes, dropout's mask applied in cache) against the
+    eager neuron, the same mask on every step, then nn.Linear."""
     torch.manual_seed(4)
     batch, hidden, out = 6, 300, 4  # 6 rows over the tasks
     base = torch.randn(batch, hidden) * 0.6 + 0.4 if constant else \
         torch.randn(steps, batch, hidden) * 0.6 + 0.4
     w_out = torch.randn(steps, batch, out)
+    scale = F.dropout(torch.ones(batch, hidden), dropout) if dropout else None
     d = derivative_of(SURROGATES[surr])
     results = []
     for fused in (True, False):
@@ -238,14 +241,14 @@ def test_leaky_linear_matches_neuron_then_linear(reset, constant, surr, steps, l
         cur = base.clone().requires_grad_()
         k = steps if constant else None
         if fused:
-            y, spk = leaky_linear(neuron, cur, linear.weight, linear.bias, d, k)
+            y, spk = leaky_linear(neuron, cur, linear.weight, linear.bias, d, k, scale=scale)
         else:
             lif.CPU_KERNELS = False
             try:
                 spk, _ = leaky_sequence(neuron, cur, d, k)
             finally:
                 lif.CPU_KERNELS = True
-            y = linear(spk)
+            y = linear(spk if scale is None else spk * scale)
         (y * w_out).sum().backward()
         results.append((y.detach(), spk, cur.grad, neuron.beta.grad, neuron.threshold.grad,
                         linear.weight.grad, linear.bias.grad))

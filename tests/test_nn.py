@@ -7,7 +7,7 @@ import torch
 from conftest import against_plain
 from torch import nn
 
-from snn_sweep import nn as fast
+from snn_sweep import lif, nn as fast
 from snn_sweep.config import Readout
 from snn_sweep.energy import Recorder, dense_macs
 
@@ -26,14 +26,27 @@ def conv_net():
                            fast.Neurons(snn.Leaky(beta=0.9)))
 
 
+def conv_bn_net():
+    """conv-BN-LIF blocks with padded 3x3 convs and learnable decay (model=csnn_bn's layout)."""
+    torch.manual_seed(0)
+    return fast.Sequential(
+        fast.ConvPool(nn.Conv2d(1, 4, 3, padding=1, bias=False), norm=nn.BatchNorm2d(4)),
+        fast.Neurons(snn.Leaky(beta=0.5, learn_beta=True)),
+        fast.ConvPool(nn.Conv2d(4, 8, 3, padding=1, bias=False), norm=nn.BatchNorm2d(8)),
+        fast.Neurons(snn.Leaky(beta=0.5, learn_beta=True)),
+        fast.Linear(nn.Linear(8 * 7 * 7, 10)), fast.Neurons(snn.Leaky(beta=0.5, learn_beta=True)))
+
+
 def spikes(steps=5, batch=6, seed=1):
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(steps, batch, 1, 28, 28, generator=g) < 0.2).float()
 
 
-@pytest.mark.parametrize("make", [mlp, conv_net])
-def test_users_network_matches_snntorch_step_by_step(make):
-    net, x, y = make(), spikes(), torch.arange(6) % 10
+@pytest.mark.parametrize("make", [mlp, conv_net, conv_bn_net])
+@pytest.mark.parametrize("direct", [False, True])
+def test_users_network_matches_snntorch_step_by_step(make, direct):
+    net, y = make(), torch.arange(6) % 10
+    x = torch.rand(6, 1, 28, 28).expand(5, 6, 1, 28, 28) if direct else spikes()
     (spk, loss, grads), (spk_ref, loss_ref, grads_ref) = against_plain(
         net, Readout.membrane_ce, x, y)
     torch.testing.assert_close(spk, spk_ref)
@@ -55,6 +68,34 @@ def test_sequential_wires_the_layers():
     assert convs.layers[3].synapses.channels_last  # the Linear after the convs reads NHWC
     with pytest.raises(ValueError, match="last layer of a Sequential must be Neurons"):
         fast.Sequential(fast.Linear(nn.Linear(4, 2)))
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_dropout_is_fused_and_keeps_one_mask_for_all_steps(direct, monkeypatch):
+    """Neurons -> Dropout -> Linear runs as one LeakyLinear; training through it gives the
+    outputs and gradients of the layers run in turn with the same mask (the compiled path
+    against the eager one, same seed), and that mask is the same at every step."""
+    def run(compiled):
+        monkeypatch.setattr(lif, "CPU_KERNELS", compiled)
+        torch.manual_seed(0)
+        net = fast.Sequential(fast.Linear(nn.Linear(784, 64)), fast.Neurons(snn.Leaky(beta=0.9)),
+                              fast.Dropout(0.5), fast.Linear(nn.Linear(64, 10)),
+                              fast.Neurons(snn.Leaky(beta=0.9)))
+        x = torch.rand(6, 1, 28, 28).expand(5, 6, 1, 28, 28) if direct else spikes()
+        torch.manual_seed(3)
+        spk, mem = net.train()(x)
+        mem.square().sum().backward()
+        return net, mem, [p.grad for p in net.parameters()]
+    net, mem, grads = run(True)
+    assert [type(m).__name__ for m in net.layers] == ["Linear", "LeakyLinear", "Neurons"]
+    _, mem_ref, grads_ref = run(False)
+    torch.testing.assert_close(mem, mem_ref)
+    for a, b in zip(grads, grads_ref):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    drop = fast.Dropout(0.5)
+    out = drop(torch.ones(4, 3, 100))
+    assert torch.equal(out, out[:1].expand_as(out)) and set(out.unique().tolist()) == {0.0, 2.0}
+    assert torch.equal(drop.eval()(out), out)
 
 
 class PlainNet(nn.Module):

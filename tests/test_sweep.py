@@ -404,15 +404,17 @@ def test_workers_started_together_on_a_journal_file(data_root, tmp_path, capsys)
 
 
 def test_the_same_seed_draws_the_same_points(data_root, tmp_path):
-    """One worker, the same seed: a study replays exactly (each trial seeded by its number)."""
+    """One worker, the same seed: a study replays exactly (each trial seeded by its number);
+    a study of another name, with the same seed, draws other points."""
     params = []
-    for run in ("x", "y"):
+    for run, name in (("x", "snn_optuna"), ("y", "snn_optuna"), ("z", "other")):
         sweep("-m", "hparams_search=snn_optuna", *tiny(data_root), "model.hidden=[16]",
-              "timesteps=2", "hydra.sweeper.n_trials=3",
+              "timesteps=2", "hydra.sweeper.n_trials=3", f"hydra.sweeper.study_name={name}",
               f"hydra.sweeper.storage=sqlite:///{tmp_path / run}.db",
               f"hydra.sweep.dir={tmp_path / run}")
-        params.append([t.params for t in study(tmp_path / f"{run}.db", "snn_optuna").trials])
+        params.append([t.params for t in study(tmp_path / f"{run}.db", name).trials])
     assert params[0] == params[1] and len({str(p) for p in params[0]}) == 3
+    assert not {str(p) for p in params[0]} & {str(p) for p in params[2]}
 
 
 def test_a_killed_sweep_leaves_no_running_trial(data_root, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import snntorch as snn
 import torch
 
+from snn_sweep import nn as fast
 from snn_sweep.config import InputError
 from snn_sweep.build import build_model
 from snn_sweep.runner import NonFiniteLossError
@@ -114,7 +115,7 @@ def test_dropout_acts_only_while_training(make_cfg, model):
         cfg = make_cfg(f"model={model}", f"model.dropout={p}")
         torch.manual_seed(0)
         net = build_model(cfg)
-        assert any(isinstance(m, torch.nn.Dropout) for m in net.modules()) == (p > 0)
+        assert any(isinstance(m, (torch.nn.Dropout, fast.Dropout)) for m in net.modules()) == (p > 0)
         with torch.no_grad():
             out[p, "eval"] = membrane(net.eval()(x))
             out[p, "train"] = membrane(net.train()(x))

@@ -6,6 +6,7 @@ import math
 import reprlib
 import threading
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -28,6 +29,13 @@ log = logging.getLogger(__name__)
 JOB_STATUS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
               TrialState.FAIL: "failed"}
 
+
+
+def trial_seed(seed: int, study_name: str, number: int) -> int:
+    """A trial's sampler seed. The study's name enters it (a stable hash, not Python's salted
+    one) so that studies of different models, run with the same sampler seed, draw
+    different points; the trial's number, so that each trial has its own stream."""
+    return (seed + zlib.crc32(study_name.encode()) + number) % 2**32
 
 class SweepError(CompactHydraException):
     """Hydra prints only the message of a CompactHydraException: one line, no traceback."""
@@ -318,15 +326,17 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         return out
 
     def _seed_sampler(self, trial: Trial) -> None:
-        """Draw each trial's parameters from its own stream, seeded with the sampler's seed plus
-        the trial's number. The storage hands every number out once, so workers that share a
-        study (or n_jobs > 1, or a study continued later) never draw the same points, and the
-        same trials in the same order draw the same points again. Parameters are drawn at the
-        first suggest, after ask: the sampler can still be swapped then."""
+        """Draw each trial's parameters from its own stream, seeded with trial_seed (the
+        sampler's seed, the study's name, the trial's number). The storage hands every number
+        out once, so workers that share a study (or n_jobs > 1, or a study continued later)
+        never draw the same points, and the same trials in the same order draw the same points
+        again. Parameters are drawn at the first suggest, after ask: the sampler can still be
+        swapped then."""
         seed = OmegaConf.select(self.config, "hydra.sweeper.sampler.seed")
         if seed is None or OmegaConf.select(self.config, "hydra.sweeper.sampler._partial_",
                                             default=False):
             return  # unseeded, or a grid (it draws no random numbers)
         trial.study.sampler = instantiate(
-            self.config.hydra.sweeper.sampler, seed=seed + trial.number,
+            self.config.hydra.sweeper.sampler,
+            seed=trial_seed(seed, trial.study.study_name, trial.number),
             _execution_whitelist_=("hydra_plugins.hydra_optuna_sweeper.*", "optuna.samplers.*"))

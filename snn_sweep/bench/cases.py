@@ -3,6 +3,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional, Tuple
 
 import torch
 import yaml
@@ -20,13 +21,20 @@ BATCH = 128
 @dataclass
 class Case:
     name: str
-    model: str  # snn | snn_single_step | csnn | ann
+    model: str  # snn | snn_single_step | csnn | csnn_bn | ann
     encoder: str  # rate | direct | latency | delta (ignored for the ann)
     steps: int  # 0 for the ann
+    overrides: Tuple[str, ...] = ()  # further config overrides (dropout, augmentation, ...)
+    # A case timed beside this one, ours against ours: the cost of what `overrides` adds
+    # (the *_base ratio columns)
+    base: Optional[str] = None
 
     @property
     def conv(self) -> bool:
-        return self.model == "csnn"
+        return self.model in CONV_MODELS
+
+
+CONV_MODELS = ("csnn", "csnn_bn")
 
 
 CASES = {c.name: c for c in [
@@ -40,13 +48,16 @@ CASES = {c.name: c for c in [
     Case("csnn_latency25", "csnn", "latency", 25),
     Case("csnn_delta25", "csnn", "delta", 25),
     Case("ann", "ann", "direct", 0),
+    Case("rate25_dropout", "snn", "rate", 25, ("model.dropout=0.5",), base="rate25"),
+    # recipe=csnn_bn's network: conv-BN-LIF blocks, each LIF layer learning its decay
+    Case("csnn_bn_direct8", "csnn_bn", "direct", 8, ("neuron.learn_beta=true", "neuron.beta=0.5")),
 ]}
 QUICK = ["rate25", "direct25", "csnn_direct8", "ann"]
 PEER_NAMES = ("spikingjelly", "norse")
-SIDES = ("ours", "ref", "tensor", *PEER_NAMES, "byo")
+SIDES = ("ours", "ref", "tensor", *PEER_NAMES, "byo", "base")
 # ratio column suffix per side compared with ours; "peer" is the fastest peer of each round
 RATIO_SUFFIX = {"ref": "", "tensor": "_tensor", **{p: f"_{p}" for p in PEER_NAMES}, "peer": "_peer",
-                "byo": "_byo"}
+                "byo": "_byo", "base": "_base"}
 
 
 def load_targets(path: Path = TARGETS_FILE) -> dict:
@@ -72,7 +83,7 @@ def compose_cfg(case: Case, data_root: str):
     if case.model != "ann":
         overrides += [f"encoder={case.encoder}", f"timesteps={case.steps}"]
     with initialize_config_dir(config_dir=CONF_DIR):
-        cfg = resolve(compose("config", overrides=overrides))
+        cfg = resolve(compose("config", overrides=overrides + list(case.overrides)))
     if case.model != "ann" and effective_timesteps(cfg) != case.steps:
         raise ValueError(f"case {case.name}: model={case.model} runs "
                          f"{effective_timesteps(cfg)} steps, the case says {case.steps}")
@@ -83,15 +94,16 @@ def arch(cfg, in_shape) -> SimpleNamespace:
     """The sizes every side builds from, taken from the config ours is built from; a conv net's
     flattened output size is models.conv_out_shape's, the one its readout layer is built with."""
     c1, c2 = cfg.model.get("channels", (0, 0))  # an MLP has none, a conv net no hidden widths
-    k = cfg.model.get("kernel_size", 1)
+    k, padding = cfg.model.get("kernel_size", 1), cfg.model.get("padding", 0)
     flat = 0
     if c2:
         # conv_out_shape initializes throwaway conv layers: the global RNG, which seeds the
         # networks built next, is left as it was
         with torch.random.fork_rng(devices=[]):
-            flat = math.prod(conv_out_shape((c1, c2), k, tuple(in_shape)))
+            flat = math.prod(conv_out_shape((c1, c2), k, tuple(in_shape), padding))
     return SimpleNamespace(inputs=math.prod(in_shape),
                            hidden=cfg.model.get("hidden", [0])[0],
-                           channels=(in_shape[0], c1, c2), k=k,
-                           flat=flat, beta=cfg.neuron.beta,
-                           threshold=cfg.neuron.threshold)
+                           channels=(in_shape[0], c1, c2), k=k, padding=padding,
+                           norm=cfg.model.get("norm", False), flat=flat,
+                           dropout=cfg.model.get("dropout", 0.0), beta=cfg.neuron.beta,
+                           threshold=cfg.neuron.threshold, learn_beta=cfg.neuron.learn_beta)

@@ -57,6 +57,8 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
         for name, lib in peers.items():
             sides[name] = PEERS[name][1](case, cfg, data, lib)
         sides["byo"] = UserBuilt(case, data_root, data)
+    if case.base is not None:
+        sides["base"] = Ours(CASES[case.base], data_root, data)
     for side in sides.values():  # warm-up: allocator, first-call costs
         side.train_batch()
         side.evaluate(min(eval_n, BATCH))
@@ -82,7 +84,7 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
             row[f"{kind}_{name}"] = round(statistics.median(rates[name, kind]), 1) \
                 if name in sides else ""
         ours = rates["ours", kind]
-        others = {name: rates[name, kind] for name in ("ref", "tensor", *present, "byo")
+        others = {name: rates[name, kind] for name in ("ref", "tensor", *present, "byo", "base")
                   if name in sides}
         if present:  # per round, the fastest peer of that round
             others["peer"] = [max(r) for r in zip(*(rates[p, kind] for p in present))]

@@ -40,21 +40,29 @@ class SpikingJellyPeer(TensorFed):
         self.sj, a, m = sj, self.arch, "m"
 
         def lif(readout: bool = False):
-            return sj.neuron.LIFNode(tau=1.0 / (1.0 - a.beta), decay_input=False,
-                                     v_threshold=a.threshold, v_reset=None,
-                                     surrogate_function=sj.surrogate.ATan(alpha=2.0),
-                                     detach_reset=True, step_mode=m, store_v_seq=readout)
+            # a learnable decay: ParametricLIFNode (PLIF), initialized at the same decay
+            node, tau = ((sj.neuron.ParametricLIFNode, "init_tau") if a.learn_beta
+                         else (sj.neuron.LIFNode, "tau"))
+            return node(**{tau: 1.0 / (1.0 - a.beta)}, decay_input=False,
+                        v_threshold=a.threshold, v_reset=None,
+                        surrogate_function=sj.surrogate.ATan(alpha=2.0),
+                        detach_reset=True, step_mode=m, store_v_seq=readout)
 
         L = sj.layer
+
+        def conv(c_in: int, c_out: int):  # BatchNorm over all T x B rows in multi-step mode
+            return [L.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm, step_mode=m),
+                    *([L.BatchNorm2d(c_out, step_mode=m)] if a.norm else [])]
         if case.conv:
             c0, c1, c2 = a.channels
             self.net = nn.Sequential(
-                L.Conv2d(c0, c1, a.k, step_mode=m), L.MaxPool2d(2, step_mode=m), lif(),
-                L.Conv2d(c1, c2, a.k, step_mode=m), L.MaxPool2d(2, step_mode=m), lif(),
+                *conv(c0, c1), L.MaxPool2d(2, step_mode=m), lif(),
+                *conv(c1, c2), L.MaxPool2d(2, step_mode=m), lif(),
                 L.Flatten(step_mode=m), L.Linear(a.flat, 10, step_mode=m), lif(readout=True))
-        else:
+        else:  # its multi-step Dropout keeps one mask for all steps, as ours
+            drop = [L.Dropout(a.dropout, step_mode=m)] if a.dropout else []
             self.net = nn.Sequential(
-                L.Flatten(step_mode=m), L.Linear(a.inputs, a.hidden, step_mode=m), lif(),
+                L.Flatten(step_mode=m), L.Linear(a.inputs, a.hidden, step_mode=m), lif(), *drop,
                 L.Linear(a.hidden, 10, step_mode=m), lif(readout=True))
         self.opt = tutorial_adam(cfg, self.net)
 
@@ -78,7 +86,8 @@ class NorsePeer(TensorFed):
     reset_subtract gives the subtract reset. What differs from snnTorch: the input enters
     scaled by dt * tau_mem_inv = 1 - beta (the weights learn the scale), the reset is applied in
     the spike's own step and state.v is the membrane after it, the reset is not detached, and
-    the surrogate is Norse's default SuperSpike (alpha 100; Norse has no ATan)."""
+    the surrogate is Norse's default SuperSpike (alpha 100; Norse has no ATan), and the decay
+    stays fixed where ours learns it (neuron.learn_beta)."""
 
     DT = 1e-3  # LIFBoxCell's default
 
@@ -92,15 +101,19 @@ class NorsePeer(TensorFed):
         def lif():
             return norse.LIFBoxCell(p, dt=self.DT)
 
+        def conv(c_in: int, c_out: int):  # torch layers, stepped: BatchNorm per step
+            return [nn.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm),
+                    *([nn.BatchNorm2d(c_out)] if a.norm else [])]
         if case.conv:
             c0, c1, c2 = a.channels
             self.net = norse.SequentialState(
-                nn.Conv2d(c0, c1, a.k), nn.MaxPool2d(2), lif(),
-                nn.Conv2d(c1, c2, a.k), nn.MaxPool2d(2), lif(),
+                *conv(c0, c1), nn.MaxPool2d(2), lif(),
+                *conv(c1, c2), nn.MaxPool2d(2), lif(),
                 nn.Flatten(), nn.Linear(a.flat, 10), lif())
         else:
+            drop = [nn.Dropout(a.dropout)] if a.dropout else []  # a new mask each step
             self.net = norse.SequentialState(nn.Flatten(), nn.Linear(a.inputs, a.hidden), lif(),
-                                             nn.Linear(a.hidden, 10), lif())
+                                             *drop, nn.Linear(a.hidden, 10), lif())
         self.opt = tutorial_adam(cfg, self.net)
 
     def forward(self, x_seq):

@@ -6,7 +6,8 @@ from typing import Dict, List
 import snntorch as snn
 import torch
 
-from .cases import CSNN_PEER_TARGET, EVAL_TARGET, MEMORY_CASE, MEMORY_LIMIT_MIB, TARGETS
+from .cases import (CONV_MODELS, CSNN_PEER_TARGET, EVAL_TARGET, MEMORY_CASE, MEMORY_LIMIT_MIB,
+                    TARGETS)
 
 
 def machine() -> str:
@@ -25,7 +26,7 @@ def verdicts(rows: List[Dict], extra: List[Dict], peers_found: bool) -> List[str
     """A line per target that applies to what ran, ending in met or MISSED."""
     targets = list(TARGETS)
     targets += [(r["case"], "train_ratio_peer", CSNN_PEER_TARGET) for r in rows
-                if r["model"] == "csnn"]
+                if r["model"] in CONV_MODELS]
     targets += [(r["case"], col, EVAL_TARGET) for r in rows
                 for col in ("eval_ratio", "eval_ratio_peer")]
     lines = []
@@ -75,7 +76,9 @@ def print_table(rows: List[Dict]) -> None:
 LEGEND = ("Throughput in samples/s, the median over rounds. Sides: ours; ref, the snnTorch "
           "tutorial loop with its DataLoader; tensor, the same loop fed the tensors ours reads; "
           "spikingjelly and norse, the same network in each library's idiom, fed the tensor "
-          "loop's spike trains; byo, the same network written by a user with snn_sweep.nn. "
+          "loop's spike trains; byo, the same network written by a user with snn_sweep.nn; base, "
+          "ours on the case named in the case's base (the same network without its dropout or "
+          "augmentation). "
           "Ratios: ours / that side (ratio alone: ours / ref; peer: "
           "ours / the fastest peer), the median of per-round ratios. train_gflops_ours: dense "
           "training FLOPs per sample x our samples/s; peak_frac: that / the fp32 matmul peak "

@@ -52,9 +52,11 @@ class TutorialNet(nn.Module):
         super().__init__()
         self.steps = steps
         self.fc1 = nn.Linear(a.inputs, a.hidden)
-        self.lif1 = snn.Leaky(beta=a.beta, threshold=a.threshold)
+        self.lif1 = leaky(a)
+        # as a tutorial user adds it: a new mask each step
+        self.drop = nn.Dropout(a.dropout) if a.dropout else nn.Identity()
         self.fc2 = nn.Linear(a.hidden, 10)
-        self.lif2 = snn.Leaky(beta=a.beta, threshold=a.threshold)
+        self.lif2 = leaky(a)
 
     def forward(self, x):  # x [T, B, ...]
         mem1, mem2 = self.lif1.init_leaky(), self.lif2.init_leaky()
@@ -62,26 +64,37 @@ class TutorialNet(nn.Module):
         for step in range(self.steps):
             cur1 = self.fc1(x[step].flatten(1))
             spk1, mem1 = self.lif1(cur1, mem1)
-            cur2 = self.fc2(spk1)
+            cur2 = self.fc2(self.drop(spk1))
             spk2, mem2 = self.lif2(cur2, mem2)
             spk2_rec.append(spk2)
             mem2_rec.append(mem2)
         return torch.stack(spk2_rec, dim=0), torch.stack(mem2_rec, dim=0)
 
 
+def leaky(a: SimpleNamespace) -> snn.Leaky:
+    return snn.Leaky(beta=a.beta, threshold=a.threshold, learn_beta=a.learn_beta)
+
+
+def tutorial_conv(c_in: int, c_out: int, a: SimpleNamespace) -> nn.Sequential:
+    """A conv block as a tutorial user writes it: conv (BatchNorm2d on each step's batch)."""
+    conv = nn.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm)
+    return nn.Sequential(conv, nn.BatchNorm2d(c_out)) if a.norm else nn.Sequential(conv)
+
+
 class TutorialConvNet(nn.Module):
-    """snnTorch tutorial 6's network (12C5-MP2-64C5-MP2-10), stepped in a Python loop."""
+    """snnTorch tutorial 6's network (12C5-MP2-64C5-MP2-10), stepped in a Python loop; with
+    the case's padding, BatchNorm and learnable decay if it has them."""
 
     def __init__(self, steps: int, a: SimpleNamespace):
         super().__init__()
         self.steps = steps
         c0, c1, c2 = a.channels
-        self.conv1 = nn.Conv2d(c0, c1, a.k)
-        self.lif1 = snn.Leaky(beta=a.beta, threshold=a.threshold)
-        self.conv2 = nn.Conv2d(c1, c2, a.k)
-        self.lif2 = snn.Leaky(beta=a.beta, threshold=a.threshold)
+        self.conv1 = tutorial_conv(c0, c1, a)
+        self.lif1 = leaky(a)
+        self.conv2 = tutorial_conv(c1, c2, a)
+        self.lif2 = leaky(a)
         self.fc1 = nn.Linear(a.flat, 10)
-        self.lif3 = snn.Leaky(beta=a.beta, threshold=a.threshold)
+        self.lif3 = leaky(a)
 
     def forward(self, x):  # x [T, B, C, H, W]
         mem1, mem2, mem3 = (n.init_leaky() for n in (self.lif1, self.lif2, self.lif3))
@@ -282,15 +295,19 @@ class Ours:
 def user_network(case: Case, a: SimpleNamespace) -> nn.Module:
     """The case's network as a user writes it with snn_sweep.nn (README, Bring your own
     network), instead of through models.py."""
-    def leaky() -> fast.Neurons:
-        return fast.Neurons(snn.Leaky(beta=a.beta, threshold=a.threshold))
+    def lif() -> fast.Neurons:
+        return fast.Neurons(leaky(a))
+
+    def conv(c_in: int, c_out: int) -> fast.ConvPool:
+        return fast.ConvPool(nn.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm),
+                             norm=nn.BatchNorm2d(c_out) if a.norm else None)
     if case.conv:
         c_in, c1, c2 = a.channels
-        return fast.Sequential(fast.ConvPool(nn.Conv2d(c_in, c1, a.k)), leaky(),
-                               fast.ConvPool(nn.Conv2d(c1, c2, a.k)), leaky(),
-                               fast.Linear(nn.Linear(a.flat, 10)), leaky())
-    return fast.Sequential(fast.Linear(nn.Linear(a.inputs, a.hidden)), leaky(),
-                           fast.Linear(nn.Linear(a.hidden, 10)), leaky())
+        return fast.Sequential(conv(c_in, c1), lif(), conv(c1, c2), lif(),
+                               fast.Linear(nn.Linear(a.flat, 10)), lif())
+    drop = [fast.Dropout(a.dropout)] if a.dropout else []
+    return fast.Sequential(fast.Linear(nn.Linear(a.inputs, a.hidden)), lif(), *drop,
+                           fast.Linear(nn.Linear(a.hidden, 10)), lif())
 
 
 class UserBuilt(Ours):
