@@ -1,11 +1,12 @@
-"""Write each model's recipe (snn_sweep/conf/recipe/<name>.yaml) from the best trial of its tuning study.
+"""Write each model's recipe (snn_sweep/conf/recipe/<name>.yaml) from the best trial of its tuning studies.
 
     python scripts/recipes.py multirun/results/recipes [NAME ...]
 
-reads the study recipe_<NAME> from DIR/<NAME>.db (what `make tune-recipes` leaves) and sets the
-recipe's values to the best trial's parameters: config keys (optimizer.lr ...) in place, a
-group choice (encoder) in the recipe's defaults list. The rest of the recipe (its epochs, the
-model) stays as written. The test set plays no part: studies maximize validation accuracy.
+reads the studies recipe_<NAME>_seed<S>, one per sampler seed S, from DIR/<NAME>_seed<S>.db
+(what `make tune-recipes` leaves) and sets the recipe's values to the parameters of the best
+trial of them all: config keys (optimizer.lr ...) in place, a group choice (encoder, augment)
+in the recipe's defaults list. The rest of the recipe (its epochs, the model) stays as
+written. The test set plays no part: studies maximize validation accuracy.
 """
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import optuna
 from omegaconf import OmegaConf
 
 RECIPES = Path(__file__).resolve().parents[1] / "snn_sweep" / "conf" / "recipe"
-GROUPS = ("encoder", "neuron", "optimizer", "scheduler")
+GROUPS = ("encoder", "neuron", "optimizer", "scheduler", "augment")
 
 
 def update(name: str, params: dict, source: str) -> Path:
@@ -41,13 +42,17 @@ def main(argv) -> int:
         sys.exit(__doc__.split("\n\n")[1].strip())
     where, names = Path(argv[0]), argv[1:] or [p.stem for p in sorted(RECIPES.glob("*.yaml"))]
     for name in names:
-        db = where / f"{name}.db"
-        if not db.is_file():
-            sys.exit(f"error: {db}: no such study file (run make tune-recipes first)")
-        study = optuna.load_study(study_name=f"recipe_{name}", storage=f"sqlite:///{db}")
+        dbs = sorted(where.glob(f"{name}_seed*.db"))
+        if not dbs:
+            sys.exit(f"error: {where / (name + '_seed*.db')}: no such study file (run make "
+                     f"tune-recipes first)")
+        studies = [optuna.load_study(study_name=f"recipe_{db.stem}", storage=f"sqlite:///{db}")
+                   for db in dbs]
+        study = max(studies, key=lambda s: s.best_value)
         best = study.best_trial
-        source = f"study recipe_{name} (make tune-recipes), trial {best.number}, " \
-            f"val_acc {best.value:.4f}"
+        others = ", ".join(f"{s.study_name} {s.best_value:.4f}" for s in studies if s is not study)
+        source = f"study {study.study_name} (make tune-recipes), trial {best.number}, " \
+            f"val_acc {best.value:.4f}" + (f" (best of the other seed: {others})" if others else "")
         print(f"{update(name, best.params, source)}: {best.params}")
     return 0
 

@@ -116,19 +116,18 @@ def pool_as(x: torch.Tensor, pool: str = "max") -> torch.Tensor:
 
 def conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max",
               norm: Optional[nn.Module] = None) -> torch.Tensor:
-    """conv (then norm, if any) then 2x2 pool on every step of x [T, B, H, W, C] ->
+    """conv, 2x2 pool (then norm, if any) on every step of x [T, B, H, W, C] ->
     [T, B, H', W', C']."""
     steps, batch = x.shape[:2]
-    y = conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))
-    if norm is not None:  # BatchNorm2d keeps the channels_last layout
-        y = norm(y)
-    y = pool_as(to_nhwc(y), pool)
+    y = pool_as(to_nhwc(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))), pool)
+    if norm is not None:  # after the pool: a quarter of the elements to normalize
+        y = to_nhwc(norm(to_nchw(y)))  # BatchNorm2d keeps the channels_last layout
     return y.view(steps, batch, *y.shape[1:])
 
 
 def input_conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max",
                     norm: Optional[nn.Module] = None) -> torch.Tensor:
-    """conv (then norm) then 2x2 pool on every step of the model's input x [T, B, C, H, W] ->
+    """conv, 2x2 pool (then norm) on every step of the model's input x [T, B, C, H, W] ->
     [T, B, H', W', C']; with max pooling, an unpadded conv and no norm, a sparse spike train
     goes through the majority split, and steps that repeat an earlier one (delta coding of a
     periodic saccade) are computed once; anything else takes the dense path."""

@@ -88,9 +88,9 @@ def pool_layer(pool: str) -> nn.Module:
 def conv_block(c_in: int, c_out: int, k: int, pool: str = "max", padding: int = 0,
                norm: bool = False) -> nn.Sequential:
     """An ANN's conv block: conv (without bias before BatchNorm, whose shift replaces it),
-    BatchNorm if norm, 2x2 pooling."""
+    2x2 pooling, BatchNorm if norm (after the pool, on a quarter of the elements)."""
     conv = nn.Conv2d(c_in, c_out, k, padding=padding, bias=not norm)
-    return nn.Sequential(conv, *([nn.BatchNorm2d(c_out)] if norm else []), pool_layer(pool))
+    return nn.Sequential(conv, pool_layer(pool), *([nn.BatchNorm2d(c_out)] if norm else []))
 
 
 def conv_out_shape(channels, k: int, in_shape, padding: int = 0) -> Tuple[int, int, int]:
@@ -101,7 +101,7 @@ def conv_out_shape(channels, k: int, in_shape, padding: int = 0) -> Tuple[int, i
 
 def spiking_conv_block(c_in: int, c_out: int, k: int, pool: str, padding: int,
                        norm: bool) -> fast.ConvPool:
-    """conv_block's layers as one fast.ConvPool (conv, BatchNorm over all T x B rows, pool)."""
+    """conv_block's layers as one fast.ConvPool (conv, pool, BatchNorm over all T x B rows)."""
     conv = nn.Conv2d(c_in, c_out, k, padding=padding, bias=not norm)
     return fast.ConvPool(conv, pool, nn.BatchNorm2d(c_out) if norm else None)
 
@@ -113,8 +113,9 @@ def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] 
     """c1 C k - P2 - c2 C k - P2 - num_classes (snnTorch tutorial 6's 12C5-MP2-64C5-MP2-10):
     LIF after each block with a neuron, ReLU without. `pool`: 2x2 max pooling (MP2, the
     default), avg or sum (NIR has average and sum pooling, no max: snn_sweep.export).
-    `padding` pads each conv; `norm` puts BatchNorm after each conv (conv-BN-LIF blocks, as
-    the PLIF paper's conv SNNs; with neuron.learn_beta each LIF layer learns its decay)."""
+    `padding` pads each conv; `norm` puts BatchNorm after each pool (conv-pool-BN-LIF blocks,
+    as the PLIF paper's conv SNNs have BatchNorm before each LIF; with neuron.learn_beta each
+    LIF layer learns its decay)."""
     c1, c2 = channels
     k = kernel_size
     out_shape = conv_out_shape((c1, c2), k, in_shape, padding)

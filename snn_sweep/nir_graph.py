@@ -72,12 +72,15 @@ def _layers(model) -> List[torch.nn.Module]:
     return out
 
 
-def fold_norm(norm, w: torch.Tensor, b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A conv's weight and bias (float64) with the BatchNorm after it folded in: its running
-    statistics and affine, y = (conv(x) - mean) * gamma / sqrt(var + eps) + beta."""
+def fold_norm(norm, w: torch.Tensor, b: torch.Tensor, pooled: int
+              ) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A conv's weight and bias (float64) with the BatchNorm after its pooling folded in, as
+    its running statistics make it at inference: y = pool(conv(x)) * scale + shift. Average
+    pooling is linear in the conv's output, so scale and shift move into the conv; sum
+    pooling adds `pooled` (4) outputs, so each carries a quarter of the shift."""
     scale = norm.weight.detach().double() / torch.sqrt(norm.running_var.double() + norm.eps)
     shift = norm.bias.detach().double() - norm.running_mean.double() * scale
-    return w * scale.view(-1, 1, 1, 1), b * scale + shift
+    return w * scale.view(-1, 1, 1, 1), b * scale + shift / pooled
 
 
 def neuron_params(neuron) -> Tuple[float, float]:
@@ -163,7 +166,7 @@ def to_nir(cfg, model, metadata: Optional[Dict] = None):
                 raise InputError("model: only the built-in convolutions (stride 1, the same "
                                  "zero padding on both axes) have a NIR export here")
             if m.norm is not None:  # at inference BatchNorm is a per-channel affine: folded in
-                w, b = fold_norm(m.norm, w, b)
+                w, b = fold_norm(m.norm, w, b, 4 if m.pool == "sum" else 1)
             # Average pooling is written as sum pooling of a conv scaled by 1/4 (exact in
             # floating point): both importers read SumPool2d, Norse no AvgPool2d.
             if m.pool == "avg":

@@ -85,8 +85,8 @@ class Linear(Synapses):
 
 
 class ConvPool(Synapses):
-    """nn.Conv2d, then `norm` if given (an nn.BatchNorm2d: statistics over all T x B rows, as
-    a multi-step conv-BN block), then 2x2 pooling on every step of x [T, B, H, W, C]
+    """nn.Conv2d, then 2x2 pooling, then `norm` if given (an nn.BatchNorm2d: statistics over
+    all T x B rows, as a multi-step conv-BN block) on every step of x [T, B, H, W, C]
     (conv.py): `pool` max (the default), avg or sum (the two NIR can express). As the first
     layer of a Sequential it takes the model's input [T, B, C, H, W], a spike train through
     the majority split (conv.py); it returns [T, B, H', W', C']. An input constant over time

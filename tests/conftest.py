@@ -104,10 +104,9 @@ def plain_forward(model, x):
     for syn, neuron in zip(synapses, neurons):
         rows = h.flatten(0, 1)
         if isinstance(syn.layer, nn.Conv2d):
-            rows = syn.layer(rows)
+            rows = F.max_pool2d(syn.layer(rows), 2)
             if syn.norm is not None:
                 rows = syn.norm(rows)
-            rows = F.max_pool2d(rows, 2)
         else:
             rows = syn.layer(rows.flatten(1))
         cur = rows.view(*h.shape[:2], *rows.shape[1:])

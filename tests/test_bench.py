@@ -16,7 +16,7 @@ from snn_sweep.bench import cases, cli, measure, peers, report, sides
 INSTALLED, _ = peers.find_peers()
 ROOT = Path(__file__).resolve().parents[1]
 # a verdict line: target <case> <column> >= <minimum>: <value> met|MISSED
-VERDICT = re.compile(r"target (\S+) (\S+) >= ([0-9.]+): ([0-9.]+) (met|MISSED)")
+VERDICT = re.compile(r"target (\S+) (\S+) (>=|<=) ([0-9.]+): ([0-9.]+) (met|MISSED)")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,9 @@ def fast(monkeypatch):
     """A cheap conv case and one matmul per peak measurement, so a run takes seconds."""
     monkeypatch.setitem(cases.CASES, "csnn_direct2",
                         cases.Case("csnn_direct2", "csnn", "direct", 2))
+    monkeypatch.setitem(cases.CASES, "rate1_affine",
+                        cases.Case("rate1_affine", "snn", "rate", 1, ("augment=affine",),
+                                   base="rate1", others=False))
     monkeypatch.setitem(cases.CASES, "rate1_dropout",
                         cases.Case("rate1_dropout", "snn", "rate", 1, ("model.dropout=0.5",),
                                    base="rate1"))
@@ -70,6 +73,7 @@ def test_bench_writes_every_side_ratios_and_verdicts(tiny_root, tmp_path, fast, 
         assert "- target csnn_direct2 train_ratio_peer >= 3.0:" in md
         assert "- target rate1 eval_ratio_peer >= 3.0:" in md
     assert "target direct25" not in md  # verdicts only for the cases that ran
+    assert all(r["augment_frac"] == "" for r in rows)
     printed = capsys.readouterr().out
     assert "train_ratio_tensor" in printed
     verdicts = check_verdicts(printed, rows)
@@ -87,9 +91,10 @@ def check_verdicts(printed, rows):
         m = VERDICT.fullmatch(line)
         if m is None:
             continue
-        case, column, minimum, value, word = m.groups()
+        case, column, op, bound, value, word = m.groups()
         assert float(value) == float(by_case[case][column]), line
-        assert (float(value) >= float(minimum)) == (word == "met"), line
+        ok = float(value) >= float(bound) if op == ">=" else float(value) <= float(bound)
+        assert ok == (word == "met"), line
         found[case, column] = line
     assert found
     return found
@@ -218,18 +223,21 @@ def test_arch_takes_the_conv_shape_from_the_model_and_leaves_the_rng(tiny_root):
 
 
 def test_verdicts_follow_the_targets(monkeypatch):
-    monkeypatch.setattr(report, "TARGETS", [("rate25", "train_ratio", 3.0),
-                                            ("direct25", "train_ratio", 10.0)])
+    monkeypatch.setattr(report, "TARGETS", [("rate25", "train_ratio", ">=", 3.0),
+                                            ("direct25", "train_ratio", ">=", 10.0),
+                                            ("rate25", "augment_frac", "<=", 0.1)])
     monkeypatch.setattr(report, "EVAL_TARGET", 3.0)
     monkeypatch.setattr(report, "CSNN_PEER_TARGET", 2.0)
     monkeypatch.setattr(report, "MEMORY_LIMIT_MIB", 100)
     blank = dict.fromkeys(["train_ratio", "train_ratio_peer", "eval_ratio", "eval_ratio_peer"], "")
-    rows = [{**blank, "case": "rate25", "model": "snn", "train_ratio": 3.0, "eval_ratio": 2.99},
+    rows = [{**blank, "case": "rate25", "model": "snn", "train_ratio": 3.0, "eval_ratio": 2.99,
+             "augment_frac": 0.11},
             {**blank, "case": "csnn_x", "model": "csnn", "train_ratio_peer": 1.5,
              "eval_ratio": 4.0, "eval_ratio_peer": 3.0}]
     lines = report.verdicts(rows, [{"case": "memory", "peak_rss_mib_ours": 101}], True)
     t = cases.MEMORY_CASE.steps
     assert lines == ["target rate25 train_ratio >= 3.0: 3.0 met",  # direct25 did not run
+                     "target rate25 augment_frac <= 0.1: 0.11 MISSED",
                      "target csnn_x train_ratio_peer >= 2.0: 1.5 MISSED",
                      "target rate25 eval_ratio >= 3.0: 2.99 MISSED",
                      "target csnn_x eval_ratio >= 3.0: 4.0 met",
@@ -240,8 +248,10 @@ def test_verdicts_follow_the_targets(monkeypatch):
 
 def test_targets_come_from_the_shipped_yaml():
     raw = cases.load_targets()
-    assert cases.TARGETS == [(t["case"], t["column"], t["min"]) for t in raw["train"]]
-    assert all(c in cases.CASES for c, _, _ in cases.TARGETS)  # no target names a missing case
+    assert cases.TARGETS == [(t["case"], t["column"], ">=" if "min" in t else "<=",
+                              t["min"] if "min" in t else t["max"]) for t in raw["train"]]
+    assert ("rate25_affine", "augment_frac", "<=", 0.1) in cases.TARGETS
+    assert all(c in cases.CASES for c, *_ in cases.TARGETS)  # no target names a missing case
     assert (cases.EVAL_TARGET, cases.CSNN_PEER_TARGET) == \
         (raw["eval_ratio_min"], raw["csnn_train_ratio_peer_min"])
     assert (cases.MEMORY_CASE.steps, cases.MEMORY_LIMIT_MIB) == \
@@ -265,3 +275,12 @@ def test_bench_bad_data_root_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as info:
         cli.main(["--data-root", str(tmp_path / "nowhere"), "--quick", "--no-memory"])
     assert str(info.value).startswith(f"error: --data-root {tmp_path / 'nowhere'}: ")
+
+
+def test_augmentation_case_times_ours_against_its_base_only(tiny_root, tmp_path, fast):
+    """A case without the others' sides (others=False): ours and its base; augment_frac is the
+    share of ours' training time spent augmenting, > 0 and < 1."""
+    [row] = run(tiny_root, tmp_path / "a.csv", "rate1_affine")
+    assert float(row["train_ours"]) > 0 and float(row["train_base"]) > 0
+    assert row["train_ref"] == row["train_spikingjelly"] == row["train_ratio_peer"] == ""
+    assert 0 < float(row["augment_frac"]) < 1

@@ -72,7 +72,8 @@ def test_mlp_export_reimports_to_the_same_spikes_and_classes(make_cfg, tmp_path)
     assert wrong["snntorch"]["spikes_equal"] < 1.0 and wrong["norse"]["spikes_equal"] < 1.0
 
 
-@pytest.mark.parametrize("model, pool", [("csnn", "sum"), ("csnn", "avg"), ("csnn_bn", "sum")])
+@pytest.mark.parametrize("model, pool", [("csnn", "sum"), ("csnn", "avg"), ("csnn_bn", "sum"),
+                                         ("csnn_bn", "avg")])
 def test_conv_export_with_sum_or_avg_pooling(make_cfg, tmp_path, model, pool):
     """csnn_bn: padded convs, BatchNorm folded into them, each layer's learned decay."""
     run = make_run(make_cfg, tmp_path / "run", f"model={model}", f"model.pool={pool}",

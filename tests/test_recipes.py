@@ -18,24 +18,32 @@ def test_best_trial_becomes_the_recipe(tmp_path, monkeypatch):
     shutil.copytree(ROOT / "snn_sweep" / "conf", conf)
     monkeypatch.setattr(recipes, "RECIPES", conf / "recipe")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="recipe_csnn", direction="maximize",
-                                storage=f"sqlite:///{tmp_path / 'csnn.db'}")
     dist = {"optimizer.lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True),
             "encoder": optuna.distributions.CategoricalDistribution(["direct", "rate"]),
+            "augment": optuna.distributions.CategoricalDistribution(["none", "affine"]),
             "timesteps": optuna.distributions.IntDistribution(4, 16),
             "model.dropout": optuna.distributions.CategoricalDistribution([0.0, 0.2, 0.5])}
-    for value, params in ((0.97, {"optimizer.lr": 1e-3, "encoder": "direct", "timesteps": 8,
-                                  "model.dropout": 0.0}),
-                          (0.98, {"optimizer.lr": 3e-3, "encoder": "rate", "timesteps": 12,
-                                  "model.dropout": 0.2})):
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dist, value=value))
+    # two sampler seeds, one study each: the best trial of both becomes the recipe
+    for seed, trials in ((0, ((0.97, {"optimizer.lr": 1e-3, "encoder": "direct", "timesteps": 8,
+                                      "model.dropout": 0.0, "augment": "none"}),
+                              (0.98, {"optimizer.lr": 3e-3, "encoder": "rate", "timesteps": 12,
+                                      "model.dropout": 0.2, "augment": "affine"}))),
+                         (1, ((0.975, {"optimizer.lr": 2e-3, "encoder": "direct", "timesteps": 6,
+                                       "model.dropout": 0.5, "augment": "none"}),))):
+        study = optuna.create_study(study_name=f"recipe_csnn_seed{seed}", direction="maximize",
+                                    storage=f"sqlite:///{tmp_path / f'csnn_seed{seed}.db'}")
+        for value, params in trials:
+            study.add_trial(optuna.trial.create_trial(params=params, distributions=dist,
+                                                      value=value))
     assert recipes.main([str(tmp_path), "csnn"]) == 0
     text = (conf / "recipe" / "csnn.yaml").read_text()
-    assert text.startswith("# @package _global_\n") and "trial 1, val_acc 0.9800" in text
+    assert text.startswith("# @package _global_\n")
+    assert "study recipe_csnn_seed0 (make tune-recipes), trial 1, val_acc 0.9800 (best of the " \
+        "other seed: recipe_csnn_seed1 0.9750)" in text
     with initialize_config_dir(config_dir=str(conf)):
         cfg = compose("config", overrides=["recipe=csnn"])
     assert (cfg.model.name, cfg.encoder.name, cfg.timesteps) == ("csnn", "rate", 12)
-    assert cfg.optimizer.lr == 3e-3 and cfg.trainer.epochs == 8
+    assert cfg.optimizer.lr == 3e-3 and cfg.augment.name == "affine"
     assert cfg.model.dropout == 0.2 and cfg.model.channels == [12, 64]
 
 
@@ -45,11 +53,16 @@ def test_missing_study_is_one_line(tmp_path):
 
 
 def test_tuning_budget_overrides_the_recipe():
-    """hparams_search=recipe tunes every recipe with the same 8 trials of 4 epochs."""
+    """hparams_search=recipe tunes every recipe with the same budget and search space."""
     with initialize_config_dir(config_dir=str(ROOT / "snn_sweep" / "conf")):
-        for recipe in ("ann", "csnn"):
+        spaces = []
+        for recipe in ("ann", "csnn_bn"):
             cfg = compose("config", overrides=[f"recipe={recipe}", "hparams_search=recipe"],
                           return_hydra_config=True)
-            assert cfg.trainer.epochs == 4 and cfg.hydra.sweeper.n_trials == 8
-            assert cfg.hydra.sweeper.sampler.n_startup_trials == 4
-            assert "model.dropout" in cfg.hydra.sweeper.params
+            tuned = compose("config", overrides=[f"recipe={recipe}"])
+            assert cfg.trainer.epochs < tuned.trainer.epochs
+            assert cfg.data.train_subset is not None and tuned.data.train_subset is None
+            assert cfg.hydra.sweeper.n_trials > cfg.hydra.sweeper.sampler.n_startup_trials
+            spaces.append(dict(cfg.hydra.sweeper.params))
+        assert spaces[0] == spaces[1]
+        assert {"model.dropout", "augment", "optimizer.weight_decay"} <= set(spaces[0])

@@ -28,6 +28,7 @@ class Case:
     # A case timed beside this one, ours against ours: the cost of what `overrides` adds
     # (the *_base ratio columns)
     base: Optional[str] = None
+    others: bool = True  # the tutorial's and the peers' sides (False: ours and base only)
 
     @property
     def conv(self) -> bool:
@@ -49,6 +50,8 @@ CASES = {c.name: c for c in [
     Case("csnn_delta25", "csnn", "delta", 25),
     Case("ann", "ann", "direct", 0),
     Case("rate25_dropout", "snn", "rate", 25, ("model.dropout=0.5",), base="rate25"),
+    # the augmentation's cost: ours with and without it
+    Case("rate25_affine", "snn", "rate", 25, ("augment=affine",), base="rate25", others=False),
     # recipe=csnn_bn's network: conv-BN-LIF blocks, each LIF layer learning its decay
     Case("csnn_bn_direct8", "csnn_bn", "direct", 8, ("neuron.learn_beta=true", "neuron.beta=0.5")),
 ]}
@@ -68,7 +71,9 @@ def load_targets(path: Path = TARGETS_FILE) -> dict:
 # The targets (targets.yaml): (case, column, minimum) for training; every case's evaluation
 # and every csnn case's training against the peers are added in report.verdicts.
 _TARGETS = load_targets()
-TARGETS = [(t["case"], t["column"], float(t["min"])) for t in _TARGETS["train"]]
+# (case, column, ">=" or "<=", bound): a `min` or a `max` in targets.yaml
+TARGETS = [(t["case"], t["column"], ">=" if "min" in t else "<=", float(t.get("min", t.get("max"))))
+           for t in _TARGETS["train"]]
 EVAL_TARGET = float(_TARGETS["eval_ratio_min"])  # eval_ratio and eval_ratio_peer, every case
 CSNN_PEER_TARGET = float(_TARGETS["csnn_train_ratio_peer_min"])  # train_ratio_peer, every csnn
 _MEMORY_STEPS = int(_TARGETS["memory"]["timesteps"])

@@ -9,7 +9,7 @@ from ..data import load_splits
 from ..rundir import write_csv
 from . import __doc__ as PACKAGE_DOC
 from . import measure
-from .cases import BATCH, CASES, MEMORY_CASE, QUICK, compose_cfg
+from .cases import BATCH, CASES, MEMORY_CASE, QUICK, RATIO_SUFFIX, compose_cfg
 from .measure import accuracy, bench_case, matmul_peak_gflops, memory_case, memory_child
 from .peers import find_peers, library_versions
 from .report import LEGEND, machine, markdown, print_table, tables, verdicts
@@ -55,9 +55,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         rows.append(bench_case(CASES[name], args.data_root, data, batches, rounds,
                                args.eval_samples, peers))
         r = rows[-1]
-        print(f"  {name}: train x{r['train_ratio']} ref, x{r['train_ratio_tensor']} tensor, "
-              f"x{r['train_ratio_peer'] or '-'} peer; eval x{r['eval_ratio']} ref, "
-              f"x{r['eval_ratio_peer'] or '-'} peer", flush=True)
+        print(f"  {name}: " + "; ".join(
+            f"{kind} " + ", ".join(f"x{r[f'{kind}_ratio{suffix}']} {side}"
+                                   for side, suffix in RATIO_SUFFIX.items()
+                                   if side in ("ref", "tensor", "peer", "base")
+                                   and r[f"{kind}_ratio{suffix}"] != "")
+            for kind in ("train", "eval")), flush=True)
         # again after each case: on a shared machine the best measurement is the peak
         peak = max(peak, matmul_peak_gflops())
     for r in rows:

@@ -51,9 +51,10 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
                eval_samples: int, peers: Dict[str, object]) -> Dict:
     cfg = compose_cfg(case, data_root)
     eval_n = min(eval_samples, len(data.test_x))
-    sides = {"ours": Ours(case, data_root, data), "ref": Reference(case, cfg, data_root),
-             "tensor": TensorTutorial(case, cfg, data)}
-    if case.model != "ann":  # the peers are SNN libraries
+    sides = {"ours": Ours(case, data_root, data)}
+    if case.others:
+        sides.update(ref=Reference(case, cfg, data_root), tensor=TensorTutorial(case, cfg, data))
+    if case.model != "ann" and case.others:  # the peers are SNN libraries
         for name, lib in peers.items():
             sides[name] = PEERS[name][1](case, cfg, data, lib)
         sides["byo"] = UserBuilt(case, data_root, data)
@@ -63,6 +64,7 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
         side.train_batch()
         side.evaluate(min(eval_n, BATCH))
     per_round = max(1, batches // rounds)
+    sides["ours"].augment_s, ours_train_s = 0.0, 0.0
     rates: Dict[Tuple[str, str], List[float]] = {(s, k): [] for s in sides
                                                  for k in ("train", "eval")}
     order = list(sides)
@@ -70,6 +72,7 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
         for name in order:
             n, t = timed(sides[name].train_batch, per_round)
             rates[name, "train"].append(n / t)
+            ours_train_s += t if name == "ours" else 0.0
         for name in order:
             n, t = timed(lambda: sides[name].evaluate(eval_n), 1)
             rates[name, "eval"].append(n / t)
@@ -91,6 +94,8 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
         for name, suffix in RATIO_SUFFIX.items():
             row[f"{kind}_ratio{suffix}"] = round(statistics.median(
                 o / t for o, t in zip(ours, others[name])), 2) if name in others else ""
+    row["augment_frac"] = round(sides["ours"].augment_s / ours_train_s, 3) \
+        if sides["ours"].runner.augment is not None else ""
     row["train_gflops_ours"] = round(
         train_flops_per_sample(sides["ours"]) * row["train_ours"] / 1e9, 1)
     return row

@@ -52,12 +52,12 @@ class SpikingJellyPeer(TensorFed):
 
         def conv(c_in: int, c_out: int):  # BatchNorm over all T x B rows in multi-step mode
             return [L.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm, step_mode=m),
+                    L.MaxPool2d(2, step_mode=m),
                     *([L.BatchNorm2d(c_out, step_mode=m)] if a.norm else [])]
         if case.conv:
             c0, c1, c2 = a.channels
             self.net = nn.Sequential(
-                *conv(c0, c1), L.MaxPool2d(2, step_mode=m), lif(),
-                *conv(c1, c2), L.MaxPool2d(2, step_mode=m), lif(),
+                *conv(c0, c1), lif(), *conv(c1, c2), lif(),
                 L.Flatten(step_mode=m), L.Linear(a.flat, 10, step_mode=m), lif(readout=True))
         else:  # its multi-step Dropout keeps one mask for all steps, as ours
             drop = [L.Dropout(a.dropout, step_mode=m)] if a.dropout else []
@@ -103,12 +103,11 @@ class NorsePeer(TensorFed):
 
         def conv(c_in: int, c_out: int):  # torch layers, stepped: BatchNorm per step
             return [nn.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm),
-                    *([nn.BatchNorm2d(c_out)] if a.norm else [])]
+                    nn.MaxPool2d(2), *([nn.BatchNorm2d(c_out)] if a.norm else [])]
         if case.conv:
             c0, c1, c2 = a.channels
             self.net = norse.SequentialState(
-                *conv(c0, c1), nn.MaxPool2d(2), lif(),
-                *conv(c1, c2), nn.MaxPool2d(2), lif(),
+                *conv(c0, c1), lif(), *conv(c1, c2), lif(),
                 nn.Flatten(), nn.Linear(a.flat, 10), lif())
         else:
             drop = [nn.Dropout(a.dropout)] if a.dropout else []  # a new mask each step

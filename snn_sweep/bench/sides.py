@@ -1,5 +1,6 @@
 """The sides: ours and byo through the trainer's Runner; snnTorch's tutorial loop (ref, tensor)."""
 import math
+import time
 from types import SimpleNamespace
 
 import snntorch as snn
@@ -76,9 +77,10 @@ def leaky(a: SimpleNamespace) -> snn.Leaky:
 
 
 def tutorial_conv(c_in: int, c_out: int, a: SimpleNamespace) -> nn.Sequential:
-    """A conv block as a tutorial user writes it: conv (BatchNorm2d on each step's batch)."""
+    """A conv block as a tutorial user writes it: conv, 2x2 max pooling (then BatchNorm2d on
+    each step's batch)."""
     conv = nn.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm)
-    return nn.Sequential(conv, nn.BatchNorm2d(c_out)) if a.norm else nn.Sequential(conv)
+    return nn.Sequential(conv, nn.MaxPool2d(2), *([nn.BatchNorm2d(c_out)] if a.norm else []))
 
 
 class TutorialConvNet(nn.Module):
@@ -100,9 +102,9 @@ class TutorialConvNet(nn.Module):
         mem1, mem2, mem3 = (n.init_leaky() for n in (self.lif1, self.lif2, self.lif3))
         spk3_rec, mem3_rec = [], []
         for step in range(self.steps):
-            cur1 = F.max_pool2d(self.conv1(x[step]), 2)
+            cur1 = self.conv1(x[step])
             spk1, mem1 = self.lif1(cur1, mem1)
-            cur2 = F.max_pool2d(self.conv2(spk1), 2)
+            cur2 = self.conv2(spk1)
             spk2, mem2 = self.lif2(cur2, mem2)
             cur3 = self.fc1(spk2.flatten(1))
             spk3, mem3 = self.lif3(cur3, mem3)
@@ -269,9 +271,20 @@ class Ours:
         batches = math.ceil(len(self.data.train_x) / self.cfg.data.batch_size)
         self.sched = build_scheduler(self.cfg, self.opt, self.cfg.trainer.epochs * batches)
         self.where = f"bench case {case.name}"  # what a diverging loss's error names
+        self.augment_s = 0.0  # seconds in the augmentation (the bench's augment_frac)
+        if self.runner.augment is not None:
+            self.runner.augment = self._timed(self.runner.augment)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
         self.perm = torch.randperm(len(self.data.train_x), generator=self.gen)
         self.pos = 0
+
+    def _timed(self, augment):
+        def timed_augment(x):
+            t0 = time.perf_counter()
+            out = augment(x)
+            self.augment_s += time.perf_counter() - t0
+            return out
+        return timed_augment
 
     def network(self, case: Case) -> nn.Module:
         """The model, right after the seed: the config's (build.py)."""
