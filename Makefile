@@ -27,11 +27,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
 # The README's Performance tables (docs/bench/), with the peers of the bench extra (in the lock):
-# ~10 min on 2 cores (the conv cases' tutorial and peer loops dominate), best on an idle machine.
+# ~25 min on 2 cores (the conv cases' tutorial and peer loops dominate), best on an idle machine.
 BENCH_CASES := rate1,rate25,direct25,latency25,delta25,single_step,ann,csnn_rate25,csnn_direct8,csnn_latency25,csnn_delta25
 bench: $(STAMP)
 	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --accuracy --cases $(BENCH_CASES) \
 	    --out docs/bench/bench.csv $(ARGS)
+	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --no-memory \
+	    --cases rate25_dropout,rate25_affine,csnn_bn_direct8 --out docs/bench/recipes.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from .config import InputError, effective_timesteps, model_settings, uses_neuron
+from .config import MODEL_SETTINGS, InputError, effective_timesteps, model_settings, uses_neuron
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def settings(cfg) -> Dict:
     neuron = spiking and uses_neuron(cfg)
     values = {
         "model": cfg.model.name,
-        "arch": cfg.model._target_,
+        "arch": arch(cfg.model),
         "spiking": spiking,
         "encoder": cfg.encoder.name if spiking else None,
         "neuron": cfg.neuron.name if neuron else None,
@@ -83,6 +83,16 @@ def settings(cfg) -> Dict:
         "pareto_metric": cfg.pareto_metric,
     }
     return {k: values[k] for k in SETTINGS if k != "pareto_metric" or values[k] is not None}
+
+
+def arch(model) -> str:
+    """The model's layers, which match a spiking model with its ANN twin (the aggregator's
+    versus table): its _target_ and the constructor's arguments that shape it, less the
+    neuron, dropout, the sizes the dataset sets and the pipeline's own keys."""
+    skip = {"_target_", "neuron", "dropout", "in_shape", "num_classes", *MODEL_SETTINGS}
+    args = {k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k not in skip}
+    return model._target_ + (f"({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"
+                             if args else "")
 
 
 def config_sha(cfg) -> str:

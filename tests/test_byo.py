@@ -51,7 +51,7 @@ def test_tutorial_network_grid_sweep_and_aggregate(user_dir, data_root):
     snn_sweep(user_dir, str(out), module="snn_sweep.aggregate")
     res = pd.read_csv(out / "results.csv")
     assert list(res["status"]) == ["completed"] * 2
-    assert set(res["model"]) == {"tutorial5"} and set(res["arch"]) == {"tutorial_net.Net"}
+    assert set(res["model"]) == {"tutorial5"} and set(res["arch"]) == {"tutorial_net.Net(beta=0.95, num_hidden=32, num_outputs=10)"}
     assert sorted(res["timesteps"]) == [4, 8] and res["spiking"].all()
     # counted by hooks on the user's nn.Linear and snn.Leaky layers
     assert (res["spikes_per_sample"] > 0).all() and (res["synops_per_sample"] > 0).all()

@@ -239,3 +239,15 @@ def test_threads_stay_as_set_after_the_compiled_kernels_start(make_cfg, tmp_path
     train(cfg, str(tmp_path))
     assert torch.get_num_threads() == 1
     assert json.loads((tmp_path / "result.json").read_text())["threads"] == 1
+
+
+def test_arch_pairs_each_spiking_model_with_its_ann_twin(make_cfg):
+    """result.json's arch, by which the aggregator finds a spiking model's ANN: the same for
+    the twins (whatever their neuron, dropout or timesteps), different across layouts."""
+    from snn_sweep.rundir import arch
+    archs = {m: arch(make_cfg(f"model={m}", "model.dropout=0.2" if m in ("ann", "cnn_bn") else
+                              "timesteps=3").model)
+             for m in ("ann", "snn", "snn_single_step", "cnn", "csnn", "cnn_bn", "csnn_bn")}
+    assert archs["ann"] == archs["snn"] == archs["snn_single_step"]
+    assert archs["cnn"] == archs["csnn"] != archs["cnn_bn"] == archs["csnn_bn"]
+    assert len(set(archs.values())) == 3
