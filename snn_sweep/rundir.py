@@ -95,6 +95,10 @@ def arch(model) -> str:
                              if args else "")
 
 
+# Model arguments the built-in conv nets gained later, at the value runs before them had
+LATER_MODEL_KEYS = {"padding": 0, "norm": False}
+
+
 def config_sha(cfg) -> str:
     """What identifies a run: its resolved config, less how it is watched and resumed and what
     its model ignores (an ANN's encoder, neuron and timesteps; the neuron group of a model not
@@ -104,8 +108,13 @@ def config_sha(cfg) -> str:
     c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
     for key in ("logger", "trusted_modules"):
         c.pop(key, None)
-    if c.get("augment") is None:  # no augmentation: the sha of the runs from before it existed
+    # Settings added after runs were made, at the value those runs had, are left out: a
+    # relaunched sweep still finds its completed runs and a killed one its resume.pt.
+    if c.get("augment") is None:
         c.pop("augment", None)
+    for key, before in LATER_MODEL_KEYS.items():
+        if c["model"].get(key, before) == before:
+            c["model"].pop(key, None)
     if cfg.model.spiking:
         c["timesteps"] = effective_timesteps(cfg)
         if not uses_neuron(cfg):

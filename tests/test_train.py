@@ -251,3 +251,18 @@ def test_arch_pairs_each_spiking_model_with_its_ann_twin(make_cfg):
     assert archs["ann"] == archs["snn"] == archs["snn_single_step"]
     assert archs["cnn"] == archs["csnn"] != archs["cnn_bn"] == archs["csnn_bn"]
     assert len(set(archs.values())) == 3
+
+
+def test_settings_added_later_keep_the_sha_of_runs_made_before_them(make_cfg):
+    """A run made before the conv nets had padding and norm, or before augment existed, keeps
+    its config_sha (a relaunched sweep still finds it done), while other values change it."""
+    from omegaconf import OmegaConf
+
+    from snn_sweep.build import resolve
+    from snn_sweep.rundir import config_sha
+    cfg = resolve(make_cfg("model=csnn"))
+    before = OmegaConf.to_container(cfg)  # the config as it was composed then
+    del before["model"]["padding"], before["model"]["norm"], before["augment"]
+    assert config_sha(cfg) == config_sha(OmegaConf.create(before))
+    for changed in ("model.norm=true", "model.padding=1", "augment=affine"):
+        assert config_sha(resolve(make_cfg("model=csnn", changed))) != config_sha(cfg), changed
