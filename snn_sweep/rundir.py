@@ -95,8 +95,9 @@ def arch(model) -> str:
                              if args else "")
 
 
-# Model arguments the built-in conv nets gained later, at the value runs before them had
-LATER_MODEL_KEYS = {"padding": 0, "norm": False}
+# Settings added after runs were made (config path: the value those runs had): the augment
+# group, the built-in conv nets' padding and BatchNorm.
+ADDED_LATER = {"augment": None, "model.padding": 0, "model.norm": False}
 
 
 def config_sha(cfg) -> str:
@@ -110,11 +111,13 @@ def config_sha(cfg) -> str:
         c.pop(key, None)
     # Settings added after runs were made, at the value those runs had, are left out: a
     # relaunched sweep still finds its completed runs and a killed one its resume.pt.
-    if c.get("augment") is None:
-        c.pop("augment", None)
-    for key, before in LATER_MODEL_KEYS.items():
-        if c["model"].get(key, before) == before:
-            c["model"].pop(key, None)
+    for path, before in ADDED_LATER.items():
+        *parents, key = path.split(".")
+        node = c
+        for parent in parents:
+            node = node[parent]
+        if node.get(key, before) == before:
+            node.pop(key, None)
     if cfg.model.spiking:
         c["timesteps"] = effective_timesteps(cfg)
         if not uses_neuron(cfg):
