@@ -86,13 +86,14 @@ tuning: $(STAMP)
 # tuned twice, with sampler seeds 0 and 1, as two studies run side by side on one thread each
 # (one study file each). docs/results/recipes/ gets every study's trials and studies.md their
 # best trials; scripts/recipes.py writes the better of each model's two into
-# snn_sweep/conf/recipe/.
+# snn_sweep/conf/recipe/; scripts/wall_time.py the target's wall time (docs/results/wall_time.md).
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn cnn_bn csnn_bn
 SAMPLER_SEEDS := 0 1
 TUNE := $(RUN) -m hparams_search=recipe trainer.threads=1
 tune-recipes: $(STAMP)
 	rm -rf $(SWEEPS)/recipes
 	mkdir -p $(SWEEPS)/recipes
+	date +%s > $(SWEEPS)/recipes.start
 	for r in $(RECIPES); do \
 	  case $$r in \
 	    snn_rate|snn_direct) extra="timesteps=int(interval(8,25))";; \
@@ -113,12 +114,17 @@ tune-recipes: $(STAMP)
 	$(AGG) $(SWEEPS)/recipes --out docs/results/recipes \
 	  $(foreach r,$(RECIPES),$(foreach s,$(SAMPLER_SEEDS),--study sqlite:///$(SWEEPS)/recipes/$(r)_seed$(s).db))
 	$(BIN)/python scripts/recipes.py $(SWEEPS)/recipes
+	$(BIN)/python scripts/wall_time.py tune-recipes $$(cat $(SWEEPS)/recipes.start)
 
-# The README's main comparison (experiment=comparison: every recipe, 3 seeds, two jobs at a time).
+# The README's main comparison (experiment=comparison: every recipe, 3 seeds, two jobs at a time)
+# and its wall time (docs/results/wall_time.md).
 comparison: $(STAMP)
 	rm -rf $(SWEEPS)/comparison
+	mkdir -p $(SWEEPS)
+	date +%s > $(SWEEPS)/comparison.start
 	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
+	$(BIN)/python scripts/wall_time.py comparison $$(cat $(SWEEPS)/comparison.start)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # requirements.txt from the venv the suite passed in: its exact versions (pip freeze) resolved
