@@ -117,13 +117,15 @@ tune-recipes: $(STAMP)
 	$(BIN)/python scripts/wall_time.py tune-recipes $$(cat $(SWEEPS)/recipes.start)
 
 # The README's main comparison (experiment=comparison: every recipe, 3 seeds, two jobs at a time)
-# and its wall time (docs/results/wall_time.md).
+# with the targets it is measured against (docs/results/comparison/targets.md) and its wall time
+# (docs/results/wall_time.md).
 comparison: $(STAMP)
 	rm -rf $(SWEEPS)/comparison
 	mkdir -p $(SWEEPS)
 	date +%s > $(SWEEPS)/comparison.start
 	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
+	$(BIN)/python scripts/targets.py docs/results/comparison
 	$(BIN)/python scripts/wall_time.py comparison $$(cat $(SWEEPS)/comparison.start)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
