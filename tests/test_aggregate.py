@@ -1,6 +1,7 @@
 """The aggregator on hand-made run dirs: statuses, corrupt files, grouping and bad input; pruned
 jobs, jobs with repeats, and Optuna studies with one and two objectives; its fast reading
 against the exact one (OmegaConf objects, a read_csv per file) on a real sweep and odd files."""
+import math
 import json
 import statistics
 import subprocess
@@ -581,3 +582,24 @@ def test_curves_files_with_other_columns_keep_their_types(tmp_path, monkeypatch,
     aggregate_both_ways([sweep], tmp_path / "out2", monkeypatch, capsys)
     curves = pd.read_csv(tmp_path / "out2" / "fast" / "curves.csv", dtype=str)
     assert sorted(curves.loc[curves["job_dir"] == str(sweep / "1"), "value"]) == ["1", "1", "2"]
+
+
+def test_study_wall_time_leaves_out_pauses_and_counts_overlaps_once():
+    """wall_time_min: the time with a trial running; a study continued an hour later does not
+    count the hour, and two workers' overlapping trials count once."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from snn_sweep.aggregate.study import busy_seconds
+    t0 = dt.datetime(2026, 1, 1, 12)
+
+    def trial(start_s, end_s):
+        return SimpleNamespace(datetime_start=t0 + dt.timedelta(seconds=start_s),
+                               datetime_complete=None if end_s is None
+                               else t0 + dt.timedelta(seconds=end_s))
+    # two workers: [0, 60] and [30, 100] overlap; [100, 160] follows; the study is continued
+    # an hour later with [3760, 3820]; a trial still running (no end) does not count
+    trials = [trial(30, 100), trial(0, 60), trial(100, 160), trial(3760, 3820),
+              trial(3800, None), trial(40, 50)]
+    assert busy_seconds(trials) == 160 + 60
+    assert math.isnan(busy_seconds([trial(0, None)]))

@@ -200,21 +200,33 @@ def write_studies(studies: List[Any], df: pd.DataFrame, out: Path
     return df, written, notes
 
 
+def busy_seconds(trials) -> float:
+    """The time during which at least one of the trials ran: the union of their start-to-end
+    intervals, so that a study continued later (a killed sweep resumed, more trials added)
+    does not count the pause. NaN when no trial finished."""
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials
+                   if t.datetime_start and t.datetime_complete)
+    if not spans:
+        return math.nan
+    total, end = 0.0, spans[0][0]
+    for start, stop in spans:  # by start: count only what lies past the union so far
+        total += max((stop - max(start, end)).total_seconds(), 0.0)
+        end = max(end, stop)
+    return total
+
+
 def study_row(study, df: pd.DataFrame) -> Row:
     """One line of studies.csv: trials by state, epochs reported, wall and training time, best
     value (one objective) or size of the Pareto front (two)."""
     trials = study.trials
     states = [t.state.name for t in trials]
-    starts = [t.datetime_start for t in trials if t.datetime_start]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete]
     jobs = df[df["optuna_study"] == study.study_name]
     row: Row = {"study": study.study_name,
                 "directions": ",".join(d.name.lower() for d in study.directions),
                 "trials": len(trials), **{s.lower(): states.count(s)
                                           for s in ("COMPLETE", "PRUNED", "FAIL")},
                 "epochs": sum(len(t.intermediate_values) for t in trials),
-                "wall_time_min": (max(ends) - min(starts)).total_seconds() / 60
-                if starts and ends else math.nan,
+                "wall_time_min": busy_seconds(trials) / 60,
                 "train_time_min": pd.to_numeric(jobs.get("train_time_s"), errors="coerce").sum()
                 / 60 if "train_time_s" in jobs else math.nan}
     if len(study.directions) == 1 and "COMPLETE" in states:
