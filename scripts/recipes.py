@@ -21,8 +21,10 @@ GROUPS = ("encoder", "neuron", "optimizer", "scheduler", "augment")
 def update(name: str, params: dict, source: str) -> Path:
     path = RECIPES / f"{name}.yaml"
     lines = path.read_text().splitlines()
-    header = [ln for ln in lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("#"))]
-              if not ln.startswith(("# Provisional", "# has not been run", "# Tuned:"))]
+    header = lines[:next(i for i, ln in enumerate(lines) if not ln.startswith("#"))]
+    # the header's last paragraph, from "# Provisional" or "# Tuned:", is the note this replaces
+    header = header[:next((i for i, ln in enumerate(header)
+                           if ln.startswith(("# Provisional", "# Tuned:"))), len(header))]
     recipe = OmegaConf.load(path)
     for key, value in params.items():
         if key in GROUPS:

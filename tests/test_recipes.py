@@ -35,9 +35,15 @@ def test_best_trial_becomes_the_recipe(tmp_path, monkeypatch):
         for value, params in trials:
             study.add_trial(optuna.trial.create_trial(params=params, distributions=dist,
                                                       value=value))
+    path = conf / "recipe" / "csnn.yaml"  # an earlier note, over two lines, is replaced
+    head, body = path.read_text().split("\ndefaults:", 1)
+    path.write_text(f"{head}\n# Provisional: a starting point;\n# make tune-recipes replaces "
+                    f"it.\ndefaults:{body}")
     assert recipes.main([str(tmp_path), "csnn"]) == 0
-    text = (conf / "recipe" / "csnn.yaml").read_text()
+    text = path.read_text()
     assert text.startswith("# @package _global_\n")
+    assert "Provisional" not in text and "replaces it" not in text
+    assert text.count("# Tuned:") == 1
     assert "study recipe_csnn_seed0 (make tune-recipes), trial 1, val_acc 0.9800 (best of the " \
         "other seed: recipe_csnn_seed1 0.9750)" in text
     with initialize_config_dir(config_dir=str(conf)):
