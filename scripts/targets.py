@@ -28,18 +28,20 @@ TARGETS = {
 
 
 def table(summary: pd.DataFrame) -> str:
-    rows = ["| recipe | test_acc (mean ± std) | seeds | target | met | published |",
-            "|:-------|---------------------:|------:|-------:|:----|:----------|"]
+    rows = []
     for recipe, (target, anchor) in TARGETS.items():
         found = summary[summary["recipe"] == recipe]
         if found.empty:
             continue
         r = found.iloc[0]
-        acc = f"{r.test_acc_mean:.4f} ± {r.test_acc_std:.4f}"
-        met = "-" if target is None else ("met" if r.test_acc_mean >= target else "MISSED")
-        rows.append(f"| {recipe} | {acc} | {int(r.test_acc_count)} | "
-                    f"{'-' if target is None else f'{target:.3f}'} | {met} | {anchor} |")
-    return "\n".join(rows) + "\n"
+        rows.append({"recipe": recipe,
+                     "test_acc (mean ± std)": f"{r.test_acc_mean:.4f} ± {r.test_acc_std:.4f}",
+                     "seeds": int(r.test_acc_count),
+                     "target": "-" if target is None else f"{target:.3f}",
+                     "met": "-" if target is None else
+                     ("met" if r.test_acc_mean >= target else "MISSED"),
+                     "published": anchor})
+    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
 
 
 def main(argv) -> int:
