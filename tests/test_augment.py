@@ -101,8 +101,12 @@ def test_default_is_none_and_yaml_keeps_the_schema_defaults(make_cfg):
     assert cfg.augment.name == "affine" and list(cfg.augment.scale) == [0.85, 1.11]
     assert not repeated(OmegaConf.to_container(OmegaConf.load(CONF / "augment" / "affine.yaml")),
                         schema_defaults(AffineAugmentConfig))
+    mild = make_cfg("augment=affine_mild").augment
+    assert (mild.name, mild.degrees, mild.translate, list(mild.scale)) == \
+        ("affine_mild", 10.0, 0.1, [0.9, 1.1])
     reference = (CONF.parents[1] / "docs" / "configuration.md").read_text()
-    assert "| `augment` | `none`" in reference and "`affine`" in reference
+    assert "| `augment` | `none`" in reference and "`affine`" in reference \
+        and "`affine_mild`" in reference
 
 
 def spy_on_affine(monkeypatch):
