@@ -134,3 +134,20 @@ def test_versus_ann_confidence_interval():
     # snn: -0.0033, but its interval reaches past 0 (high +0.0001); csnn: +0.0020, wholly above
     assert not table.loc["snn", "beyond_seed_noise"]
     assert table.loc["csnn", "beyond_seed_noise"]
+
+
+def test_versus_ann_pairs_the_settings_both_sides_vary():
+    """Spiking and ANN runs with and without augmentation: each spiking group against the ANN
+    runs with its augmentation, not all of them; a setting only one side has (the SNN's
+    dropout) pairs nothing."""
+    rows = [{"model": m, "arch": "mlp", "spiking": m == "snn", "augment": aug, "dropout": d,
+             "test_acc": acc + 0.001 * seed}
+            for m, d in (("snn", 0.2), ("ann", 0.0))
+            for aug, acc in (("none", 0.97 if m == "snn" else 0.98),
+                             ("affine", 0.96 if m == "snn" else 0.99))
+            for seed in range(3)]
+    df = pd.DataFrame(rows).assign(status="completed", job_dir=[str(i) for i in range(12)])
+    table = versus_ann(df, ["model", "augment", "dropout"]).set_index("augment")
+    assert table.loc["none", "versus_runs"] == 3 and table.loc["affine", "versus_runs"] == 3
+    assert table.loc["none", "difference"] == pytest.approx(-0.01)
+    assert table.loc["affine", "difference"] == pytest.approx(-0.03)

@@ -61,7 +61,8 @@ def versus_ann(df: pd.DataFrame, keys: List[str], metric: str = "test_acc") -> p
     """For each group of spiking runs (by the varying settings): its mean metric minus that of
     the non-spiking runs of the same architecture (its ANN), with the 95% confidence interval
     of the difference by Welch's t-test over the runs (seeds) of both: a gap whose interval
-    excludes 0 exceeds seed noise."""
+    excludes 0 exceeds seed noise. Where the ANN runs also vary a setting the group has (an
+    augmentation, a number of epochs), only those with the group's value are its ANN."""
     if not all(c in df for c in ("spiking", "arch", metric)):
         return pd.DataFrame()
     done = df[(df["status"] == "completed") & df[metric].notna()]
@@ -70,6 +71,10 @@ def versus_ann(df: pd.DataFrame, keys: List[str], metric: str = "test_acc") -> p
     group_keys = [k for k in keys if k in done] or ["arch"]
     for name, g in done[spiking].groupby(group_keys, dropna=False, sort=True):
         ann = done[~spiking & (done["arch"] == g["arch"].iloc[0])]
+        for key, value in zip(group_keys, name if isinstance(name, tuple) else (name,)):
+            same = ann[key].astype(str) == str(value)
+            if same.any() and not same.all():
+                ann = ann[same]
         if ann.empty:
             continue
         a, b = g[metric].astype(float), ann[metric].astype(float)
