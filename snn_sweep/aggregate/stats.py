@@ -70,8 +70,9 @@ def versus_ann(df: pd.DataFrame, keys: List[str], metric: str = "test_acc") -> p
     rows = []
     group_keys = [k for k in keys if k in done] or ["arch"]
     for name, g in done[spiking].groupby(group_keys, dropna=False, sort=True):
+        names = name if isinstance(name, tuple) else (name,)
         ann = done[~spiking & (done["arch"] == g["arch"].iloc[0])]
-        for key, value in zip(group_keys, name if isinstance(name, tuple) else (name,)):
+        for key, value in zip(group_keys, names):
             same = ann[key].astype(str) == str(value)
             if same.any() and not same.all():
                 ann = ann[same]
@@ -83,7 +84,6 @@ def versus_ann(df: pd.DataFrame, keys: List[str], metric: str = "test_acc") -> p
             test = stats.ttest_ind(a, b, equal_var=False)
             ci = test.confidence_interval(0.95)
             low, high, p = float(ci.low), float(ci.high), float(test.pvalue)
-        names = name if isinstance(name, tuple) else (name,)
         rows.append({**dict(zip(group_keys, names)),
                      "versus": ", ".join(sorted(ann["model"].astype(str).unique())),
                      "runs": len(a), "versus_runs": len(b), f"{metric}_mean": a.mean(),
