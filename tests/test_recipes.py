@@ -6,6 +6,7 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("recipes", ROOT / "scripts" / "recipes.py")
@@ -72,3 +73,59 @@ def test_tuning_budget_overrides_the_recipe():
             spaces.append(dict(cfg.hydra.sweeper.params))
         assert spaces[0] == spaces[1]
         assert {"model.dropout", "augment", "optimizer.weight_decay"} <= set(spaces[0])
+
+
+def _budget_csv(path, rows):
+    """A results.csv as the aggregator writes it for experiment=augment_budget."""
+    import pandas as pd
+    pd.DataFrame(rows, columns=["job_dir", "status", "recipe", "augment", "seed", "val_acc",
+                                "test_acc"]).to_csv(path, index=False)
+    return path
+
+
+def test_budget_stage_writes_the_best_validation_option(tmp_path, monkeypatch):
+    conf = tmp_path / "conf"
+    shutil.copytree(ROOT / "snn_sweep" / "conf", conf)
+    monkeypatch.setattr(recipes, "RECIPES", conf / "recipe")
+    tuned = (conf / "recipe" / "cnn_bn.yaml").read_text()
+    # the best test accuracy (affine) must not count; a failed run's score must not either
+    csv = _budget_csv(tmp_path / "results.csv", [
+        ("0", "completed", "cnn_bn", "none", 0, 0.9930, 0.9990),
+        ("1", "completed", "cnn_bn", "affine_mild", 0, 0.9942, 0.9900),
+        ("2", "completed", "cnn_bn", "affine", 0, 0.9914, 0.9999),
+        ("3", "failed", "cnn_bn", "affine", 1, 0.9999, 0.9999),
+        ("4", "completed", "ann", "none", 0, 0.9800, 0.98),
+        ("5", "completed", "ann", "affine_mild", 0, 0.9800, 0.99)])  # a tie: the cheaper none
+    assert recipes.main(["--augment", str(csv)]) == 0
+    text = (conf / "recipe" / "cnn_bn.yaml").read_text()
+    tuned_note = next(ln for ln in tuned.splitlines() if ln.startswith("# Tuned:"))
+    assert tuned_note in text  # the studies' note stays; the augmentation's follows it
+    assert "# Augmentation: affine_mild, the best validation accuracy of experiment=" \
+        "augment_budget (make augment-budget, 1 seed): affine_mild 0.9942, none 0.9930, " \
+        "affine 0.9914" in text
+    # run again on other runs: the note is replaced, not added
+    csv = _budget_csv(tmp_path / "results.csv", [
+        ("0", "completed", "cnn_bn", "none", 0, 0.9950, 0.99),
+        ("1", "completed", "cnn_bn", "affine_mild", 0, 0.9942, 0.99)])
+    recipes.main(["--augment", str(csv)])
+    text = (conf / "recipe" / "cnn_bn.yaml").read_text()
+    assert text.count("# Augmentation:") == 1 and "none 0.9950, affine_mild 0.9942" in text
+    with initialize_config_dir(config_dir=str(conf)):
+        cnn_bn = compose("config", overrides=["recipe=cnn_bn"])
+        ann = compose("config", overrides=["recipe=ann"])
+    assert cnn_bn.augment is None and ann.augment is None
+    assert cnn_bn.optimizer.lr == OmegaConf.load(ROOT / "snn_sweep" / "conf" / "recipe" /
+                                                  "cnn_bn.yaml").optimizer.lr
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read it"),
+    ("recipe,augment,status\ncnn_bn,none,completed\n", "no column val_acc"),
+    ("recipe,augment,status,val_acc\ncnn_bn,none,failed,0.9\n", "no completed run")])
+def test_budget_stage_bad_input_is_one_line(tmp_path, content, message):
+    csv = tmp_path / "results.csv"
+    if content is not None:
+        csv.write_text(content)
+    with pytest.raises(SystemExit, match=message) as err:
+        recipes.main(["--augment", str(csv)])
+    assert str(csv) in str(err.value) and "\n" not in str(err.value)
