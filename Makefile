@@ -37,9 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST
-# and the aggregator: ~7 min on 2 cores, then the recipe studies, the comparison and the
-# augmentation budget sweep (below; their wall times are in docs/results.md, the last one's in
-# its runs' train_time_s). Job dirs go to multirun/results/ (not committed).
+# and the aggregator: ~7 min on 2 cores, then the comparison's three steps: the recipe
+# studies, the augmentation stage and the 3-seed runs (below; their wall times are in
+# docs/results.md). Job dirs go to multirun/results/ (not committed).
 RUN := $(BIN)/python -m snn_sweep data.root=$(DATA) trainer.progress=false
 AGG := $(BIN)/python -m snn_sweep.aggregate
 SWEEPS := multirun/results
