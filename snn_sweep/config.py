@@ -264,19 +264,24 @@ def validate(cfg) -> None:
     _check(m.timesteps is None or m.timesteps >= 1,
            "model.timesteps", m.timesteps, "null or an integer >= 1")
     model = cfg.model
-    if "hidden" in model:
-        _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden),
-               "model.hidden", list(model.hidden), "a non-empty list of integers >= 1")
-    if "channels" in model:
-        _check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
-               "model.channels", list(model.channels), "two integers >= 1")
-    if "kernel_size" in model:
-        _check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size, "3 or 5")
-        if "padding" in model:
-            _check(0 <= model.padding <= model.kernel_size // 2, "model.padding", model.padding,
-                   f"an integer in [0, {model.kernel_size // 2}] (model.kernel_size // 2)")
-    if "dropout" in model:
-        _check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout, "a number in [0, 1)")
+    # a user's model may name its own arguments hidden, channels ... with other meanings
+    if m._target_.startswith("snn_sweep.models."):
+        if "hidden" in model:
+            _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden),
+                   "model.hidden", list(model.hidden), "a non-empty list of integers >= 1")
+        if "channels" in model:
+            _check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
+                   "model.channels", list(model.channels), "two integers >= 1")
+        if "kernel_size" in model:
+            _check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size,
+                   "3 or 5")
+            if "padding" in model:
+                _check(0 <= model.padding <= model.kernel_size // 2, "model.padding",
+                       model.padding, f"an integer in [0, {model.kernel_size // 2}] "
+                       f"(model.kernel_size // 2)")
+        if "dropout" in model:
+            _check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout,
+                   "a number in [0, 1)")
     _check(m.spiking is not False or m.readout == Readout.membrane_ce, "model.readout",
            m.readout.value, "membrane_ce for a non-spiking model")
     if uses_neuron(cfg):

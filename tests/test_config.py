@@ -180,3 +180,24 @@ def test_presets_override_the_defaults(group):
             assert getattr(got, "value", got) == value, f"{path.name}: {key}"  # enums by value
             checked += 1
     assert checked
+
+
+def test_built_in_ranges_bind_only_the_built_in_models(make_cfg):
+    """A user's model may have arguments named like the built-ins' (an int `hidden`, three
+    `channels`, a 7x7 kernel): validate() leaves them to the user's constructor, and still
+    holds the built-in models to their ranges."""
+    from omegaconf import OmegaConf, open_dict
+
+    from snn_sweep.config import InputError, validate
+    cfg = make_cfg("model=cnn")
+    with open_dict(cfg):
+        user = OmegaConf.create({"_target_": "mynet.Net", "hidden": 128, "channels": [8, 16, 32],
+                                 "kernel_size": 7, "padding": 3, "dropout": 0.2})
+        cfg.model = user
+    validate(cfg)
+    for key, value in (("hidden", []), ("channels", [8, 16, 32]), ("kernel_size", 7)):
+        built_in = make_cfg("model=snn" if key == "hidden" else "model=cnn")
+        with open_dict(built_in):
+            built_in.model[key] = value
+        with pytest.raises(InputError, match=f"model.{key}="):
+            validate(built_in)
