@@ -222,10 +222,10 @@ class Sequential(nn.Module):
         weights = [m for m in layers if isinstance(m, Synapses)]
         if weights:
             weights[0].first = True
-        after_conv = False
+        after_conv = False  # whether the next Linear takes a conv's [T, B, H, W, C] output
         for m in layers:
             if isinstance(m, Linear):
-                m.channels_last = after_conv
+                m.channels_last, after_conv = after_conv, False
             after_conv = after_conv or isinstance(m, ConvPool)
         layers[-1].readout = True
         fused: List[nn.Module] = []

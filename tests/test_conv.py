@@ -144,3 +144,30 @@ def test_repeated_steps_computed_once(monkeypatch):
     monkeypatch.setattr(conv, "_majority_split", lambda xs: seen.append(len(xs)) or split(xs))
     check_input_layer(layer, x)
     assert seen == [3]
+
+
+def test_hidden_linear_after_convs_matches_plain_snntorch():
+    """A conv SNN with a hidden fully connected layer (conv - LIF - fc - LIF - fc - LIF, as
+    TSSL-BP's and PLIF's MNIST nets): only the first Linear after the convs takes their
+    channels_last output; the next one takes a flat vector."""
+    import snntorch as snn
+    from torch import nn
+
+    from snn_sweep import nn as fast
+    from snn_sweep.models import Readout
+    torch.manual_seed(0)
+    model = fast.Sequential(
+        fast.ConvPool(nn.Conv2d(1, 4, 5)), fast.Neurons(snn.Leaky(beta=0.9)),
+        fast.Linear(nn.Linear(4 * 12 * 12, 16)), fast.Neurons(snn.Leaky(beta=0.9)),
+        fast.Linear(nn.Linear(16, 10)), fast.Neurons(snn.Leaky(beta=0.9)))
+    with torch.no_grad():  # weights large enough that every layer spikes
+        for p in model.parameters():
+            p.mul_(4)
+    x, y = torch.rand(3, 2, 1, 28, 28) * 3, torch.tensor([1, 7])
+    (spk, loss, grads), (spk_ref, loss_ref, grads_ref) = against_plain(
+        model, Readout.membrane_ce, x, y)
+    assert spk.sum() > 0
+    torch.testing.assert_close(spk, spk_ref)
+    torch.testing.assert_close(loss, loss_ref)
+    for g, g_ref in zip(grads, grads_ref):
+        torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
