@@ -64,15 +64,14 @@ def from_studies(where: Path, names: list) -> None:
 
 
 def from_budget(csv: Path) -> None:
+    wanted = "give the aggregator's results.csv of experiment=augment_budget (make augment-budget)"
     try:
         runs = pd.read_csv(csv)
     except (OSError, pd.errors.ParserError) as err:
-        sys.exit(f"error: {csv}: cannot read it ({type(err).__name__}); give the aggregator's "
-                 f"results.csv of experiment=augment_budget (make augment-budget)")
+        sys.exit(f"error: {csv}: cannot read it ({type(err).__name__}); {wanted}")
     missing = {"recipe", "augment", "val_acc", "status"} - set(runs.columns)
     if missing:
-        sys.exit(f"error: {csv}: no column {', '.join(sorted(missing))}; give the aggregator's "
-                 f"results.csv of experiment=augment_budget (make augment-budget)")
+        sys.exit(f"error: {csv}: no column {', '.join(sorted(missing))}; {wanted}")
     runs = runs[runs.status == "completed"]
     if runs.empty:
         sys.exit(f"error: {csv}: no completed run")
