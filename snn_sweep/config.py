@@ -70,6 +70,8 @@ class ConvConfig(ModelSettings):
     pool: str = "max"
     padding: int = 0  # zero padding of each conv (1 keeps a 3x3 conv's size)
     norm: bool = False  # BatchNorm after each conv (conv-BN-LIF blocks)
+    # widths of fully connected layers between the convs and the output (LIF or ReLU each)
+    hidden: List[int] = field(default_factory=list)
 
 
 @dataclass
@@ -267,8 +269,11 @@ def validate(cfg) -> None:
     # a user's model may name its own arguments hidden, channels ... with other meanings
     if m._target_.startswith("snn_sweep.models."):
         if "hidden" in model:
-            _check(len(model.hidden) >= 1 and all(h >= 1 for h in model.hidden),
-                   "model.hidden", list(model.hidden), "a non-empty list of integers >= 1")
+            # an MLP needs a hidden layer; a conv net's are optional
+            least = 0 if "channels" in model else 1
+            _check(len(model.hidden) >= least and all(h >= 1 for h in model.hidden),
+                   "model.hidden", list(model.hidden),
+                   f"a {'non-empty ' if least else ''}list of integers >= 1")
         if "channels" in model:
             _check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
                    "model.channels", list(model.channels), "two integers >= 1")

@@ -201,3 +201,9 @@ def test_built_in_ranges_bind_only_the_built_in_models(make_cfg):
             built_in.model[key] = value
         with pytest.raises(InputError, match=f"model.{key}="):
             validate(built_in)
+    conv = make_cfg("model=cnn", "model.hidden=[]")  # a conv net's hidden layers are optional
+    validate(conv)
+    with open_dict(conv):
+        conv.model.hidden = [0]
+    with pytest.raises(InputError, match=r"model.hidden=\[0\] is not allowed: a list of integers >= 1"):
+        validate(conv)

@@ -171,3 +171,32 @@ def test_hidden_linear_after_convs_matches_plain_snntorch():
     torch.testing.assert_close(loss, loss_ref)
     for g, g_ref in zip(grads, grads_ref):
         torch.testing.assert_close(g, g_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_conv_net_hidden_layers(make_cfg):
+    """model.hidden adds fully connected layers before the output: ReLU (and dropout) in the
+    ANN, LIF in the SNN, which matches plain snnTorch step by step."""
+    ann = build_model(make_cfg("model=cnn_bn", "model.channels=[4,8]", "model.hidden=[16,12]",
+                               "model.dropout=0.2"))
+    linears = [m for m in ann.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(8 * 7 * 7, 16), (16, 12),
+                                                                 (12, 10)]
+    kinds = [type(m).__name__ for m in ann.body]
+    assert kinds[kinds.index("Flatten"):] == ["Flatten", "Linear", "ReLU", "Dropout", "Linear",
+                                              "ReLU", "Dropout", "Linear"]
+    cfg = make_cfg("model=csnn_bn", "model.channels=[4,8]", "model.hidden=[16]",
+                   "neuron.learn_beta=true", "neuron.threshold=0.5")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():  # weights large enough that every layer spikes
+        for name, p in model.named_parameters():
+            if "weight" in name:
+                p.mul_(3)
+    x, y = rate_coded(4, 6, (1, 28, 28)), torch.randint(0, 10, (6,))
+    model.train()
+    (s_a, l_a, g_a), (s_b, l_b, g_b) = against_plain(model, cfg.model.readout, x, y)
+    assert s_a.sum() > 0
+    torch.testing.assert_close(s_a, s_b)
+    torch.testing.assert_close(l_a, l_b)
+    for a, b in zip(g_a, g_b):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)

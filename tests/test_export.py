@@ -72,18 +72,21 @@ def test_mlp_export_reimports_to_the_same_spikes_and_classes(make_cfg, tmp_path)
     assert wrong["snntorch"]["spikes_equal"] < 1.0 and wrong["norse"]["spikes_equal"] < 1.0
 
 
-@pytest.mark.parametrize("model, pool", [("csnn", "sum"), ("csnn", "avg"), ("csnn_bn", "sum"),
-                                         ("csnn_bn", "avg")])
-def test_conv_export_with_sum_or_avg_pooling(make_cfg, tmp_path, model, pool):
-    """csnn_bn: padded convs, BatchNorm folded into them, each layer's learned decay."""
+@pytest.mark.parametrize("model, pool, hidden", [
+    ("csnn", "sum", []), ("csnn", "avg", []), ("csnn_bn", "sum", []), ("csnn_bn", "avg", []),
+    ("csnn_bn", "avg", [16])])
+def test_conv_export_with_sum_or_avg_pooling(make_cfg, tmp_path, model, pool, hidden):
+    """csnn_bn: padded convs, BatchNorm folded into them, each layer's learned decay; with a
+    hidden fully connected layer, its Affine-LIF pair between the convs and the output's."""
     run = make_run(make_cfg, tmp_path / "run", f"model={model}", f"model.pool={pool}",
-                   *EXPORTABLE, "neuron.threshold=0.5", "data.train_subset=100",
+                   f"model.hidden={hidden}", *EXPORTABLE, "neuron.threshold=0.5",
+                   "data.train_subset=100",
                    *(["neuron.learn_beta=true"] if model == "csnn_bn" else []))
     record = export.export_run(run, images=40, log=lambda s: None)
     check(record, 40)
     assert list(record["nodes"].values()) == [
         "Input", "Conv2d", "SumPool2d", "LIF", "Conv2d", "SumPool2d", "LIF", "Flatten",
-        "Affine", "LIF", "Output"]
+        *["Affine", "LIF"] * len(hidden), "Affine", "LIF", "Output"]
 
 
 @pytest.mark.parametrize("overrides, message", [
