@@ -131,9 +131,9 @@ comparison: $(STAMP)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The tuning's second stage (experiment=augment_budget, seed 0, two jobs at a time): the
-# recipes held to a target, each at its own budget, with each augmentation option; the best
-# validation accuracy's option goes into each recipe (scripts/recipes.py --augment), which the
-# comparison then trains (docs/results/augment_budget; its test column chooses nothing).
+# recipes but the tutorial-6 nets', each at its own budget, with each augmentation option; the
+# best validation accuracy's option goes into each recipe (scripts/recipes.py --augment), which
+# the comparison then trains (docs/results/augment_budget; its test column chooses nothing).
 augment-budget: $(STAMP)
 	rm -rf $(SWEEPS)/augment_budget
 	mkdir -p $(SWEEPS)

@@ -1,48 +1,54 @@
-"""Set the comparison's test accuracies beside the published figures they are measured against.
+"""Set the comparison's test accuracies beside the targets and the published figures.
 
     python scripts/targets.py docs/results/comparison
 
 reads the aggregator's summary.csv in DIR (mean and std over seeds of each recipe's test
-accuracy, each run tested once at its best validation epoch) and writes DIR/targets.md: per
-recipe, its accuracy, the target it has to reach and whether it does, and the published result
-of the same kind of network that the target comes from. The tutorial-sized conv nets (cnn, csnn)
-have no target: their literature-grade twins (cnn_bn, csnn_bn) carry it.
+accuracy, each run tested once at its best validation epoch) and writes DIR/targets.md: each
+kind of network's target (issue 21's: "SNN-MLP >= 98.7%, either encoding" ...), met when one of
+its recipes reaches it on average, with the published result it comes from; then each recipe's
+accuracy against its kind's target.
 """
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-# recipe: (target test accuracy, the published anchor)
+# kind: (target test accuracy, its recipes, the published anchor)
 TARGETS = {
-    "ann": (0.985, "784-800-10 MLP: 98.4 without augmentation, 98.9 with affine distortions "
-                   "(Simard et al. 2003)"),
-    "snn_rate": (0.987, "STBP 784-800-10: 98.89 (Wu et al. 2018); SMDP 784-800-10: 98.5 ± 0.3"),
-    "snn_direct": (0.987, "as snn_rate"),
-    "snn_single_step": (0.982, "-"),
-    "cnn": (None, "tutorial-6 net, a row of its own"),
-    "csnn": (None, "tutorial-6 net, a row of its own"),
-    "cnn_bn": (0.995, "small CNNs with BN and augmentation: >= 99.5"),
-    "csnn_bn": (0.995, "PLIF conv-BN net, T=8, direct: 99.63 val-selected, 99.72 with random "
-                       "affine augmentation (Fang et al. 2021)"),
+    "ANN-MLP": (0.985, ("ann",), "784-800-10 MLP: 98.4 without augmentation, 98.9 with affine "
+                                 "distortions (Simard et al. 2003)"),
+    "SNN-MLP, either encoding": (0.987, ("snn_rate", "snn_direct"),
+                                 "STBP 784-800-10: 98.89 (Wu et al. 2018); SMDP 784-800-10: "
+                                 "98.5 ± 0.3"),
+    "1-step SNN": (0.982, ("snn_single_step",), "-"),
+    "CNN": (0.995, ("cnn_bn", "cnn"), "small CNNs with BN and augmentation: >= 99.5"),
+    "conv SNN": (0.995, ("csnn_bn", "csnn"), "PLIF conv-BN net, T=8, direct: 99.63 "
+                                             "val-selected, 99.72 with random affine "
+                                             "augmentation (Fang et al. 2021)"),
 }
 
 
 def table(summary: pd.DataFrame) -> str:
-    rows = []
-    for recipe, (target, anchor) in TARGETS.items():
-        found = summary[summary["recipe"] == recipe]
-        if found.empty:
+    by_recipe = summary.set_index("recipe")
+    kinds, recipes = [], []
+    for kind, (target, names, anchor) in TARGETS.items():
+        found = [n for n in names if n in by_recipe.index]
+        if not found:
             continue
-        r = found.iloc[0]
-        rows.append({"recipe": recipe,
-                     "test_acc (mean ± std)": f"{r.test_acc_mean:.4f} ± {r.test_acc_std:.4f}",
-                     "seeds": int(r.test_acc_count),
-                     "target": "-" if target is None else f"{target:.3f}",
-                     "met": "-" if target is None else
-                     ("met" if r.test_acc_mean >= target else "MISSED"),
-                     "published": anchor})
-    return pd.DataFrame(rows).to_markdown(index=False) + "\n"
+        for n in found:
+            r = by_recipe.loc[n]
+            recipes.append({"recipe": n, "kind": kind,
+                            "test_acc (mean ± std)": f"{r.test_acc_mean:.4f} ± "
+                                                     f"{r.test_acc_std:.4f}",
+                            "seeds": int(r.test_acc_count), "target": f"{target:.3f}",
+                            "reaches it": "yes" if r.test_acc_mean >= target else "no"})
+        best = max(found, key=lambda n: by_recipe.loc[n, "test_acc_mean"])
+        mean = by_recipe.loc[best, "test_acc_mean"]
+        kinds.append({"kind": kind, "target": f"{target:.3f}", "best recipe": best,
+                      "test_acc (mean)": f"{mean:.4f}",
+                      "met": "met" if mean >= target else "MISSED", "published": anchor})
+    return (pd.DataFrame(kinds).to_markdown(index=False) + "\n\n"
+            + pd.DataFrame(recipes).to_markdown(index=False) + "\n")
 
 
 def main(argv) -> int:
