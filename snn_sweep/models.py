@@ -62,17 +62,26 @@ def with_dropout(layers: List[nn.Module], dropout: float) -> List[nn.Module]:
     return layers + [nn.Dropout(dropout)] if dropout else layers
 
 
+def fully_connected(sizes: Sequence[int]) -> List[nn.Linear]:
+    """sizes[0] -> sizes[1] -> ... -> sizes[-1]."""
+    return [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def relu_layers(linears: List[nn.Linear], dropout: float) -> List[nn.Module]:
+    """An ANN's fully connected layers: ReLU (and dropout) after each but the last."""
+    layers: List[nn.Module] = []
+    for lin in linears[:-1]:
+        layers += with_dropout([lin, nn.ReLU()], dropout)
+    return layers + [linears[-1]]
+
+
 def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (1000,),
         neuron: Optional[Mapping] = None, dropout: float = 0.0) -> nn.Module:
     """in -> hidden... -> num_classes: LIF layers with a neuron (784-1000-10 as snnTorch
     tutorial 5), ReLU without; dropout on every hidden layer's output while training."""
-    sizes = [math.prod(in_shape), *hidden, num_classes]
-    linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    linears = fully_connected([math.prod(in_shape), *hidden, num_classes])
     if neuron is None:
-        layers: List[nn.Module] = [nn.Flatten()]
-        for lin in linears[:-1]:
-            layers += with_dropout([lin, nn.ReLU()], dropout)
-        return ANN(nn.Sequential(*layers, linears[-1]))
+        return ANN(nn.Sequential(nn.Flatten(), *relu_layers(linears, dropout)))
     return spiking([fast.Linear(lin) for lin in linears], neuron, dropout)
 
 
@@ -121,17 +130,13 @@ def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] 
     c1, c2 = channels
     k = kernel_size
     out_shape = conv_out_shape((c1, c2), k, in_shape, padding)
-    sizes = [math.prod(out_shape), *hidden, num_classes]
-    linears = [nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])]
+    linears = fully_connected([math.prod(out_shape), *hidden, num_classes])
     if neuron is None:
-        layers: List[nn.Module] = []
-        for lin in linears[:-1]:
-            layers += with_dropout([lin, nn.ReLU()], dropout)
         return ANN(nn.Sequential(
             *with_dropout([conv_block(in_shape[0], c1, k, pool, padding, norm), nn.ReLU()],
                           dropout),
             *with_dropout([conv_block(c1, c2, k, pool, padding, norm), nn.ReLU()], dropout),
-            nn.Flatten(), *layers, linears[-1]))
+            nn.Flatten(), *relu_layers(linears, dropout)))
     return spiking([spiking_conv_block(in_shape[0], c1, k, pool, padding, norm),
                     spiking_conv_block(c1, c2, k, pool, padding, norm),
                     *[fast.Linear(lin) for lin in linears]], neuron, dropout)
