@@ -47,8 +47,8 @@ def table(summary: pd.DataFrame) -> str:
         kinds.append({"kind": kind, "target": f"{target:.3f}", "best recipe": best,
                       "test_acc (mean)": f"{mean:.4f}",
                       "met": "met" if mean >= target else "MISSED", "published": anchor})
-    return (pd.DataFrame(kinds).to_markdown(index=False) + "\n\n"
-            + pd.DataFrame(recipes).to_markdown(index=False) + "\n")
+    return (pd.DataFrame(kinds).to_markdown(index=False, disable_numparse=True) + "\n\n"
+            + pd.DataFrame(recipes).to_markdown(index=False, disable_numparse=True) + "\n")
 
 
 def main(argv) -> int:
