@@ -98,7 +98,9 @@ def compose_cfg(case: Case, data_root: str):
 def arch(cfg, in_shape) -> SimpleNamespace:
     """The sizes every side builds from, taken from the config ours is built from; a conv net's
     flattened output size is models.conv_out_shape's, the one its readout layer is built with."""
-    c1, c2 = cfg.model.get("channels", (0, 0))  # an MLP has none, a conv net no hidden widths
+    c1, c2 = cfg.model.get("channels", (0, 0))  # an MLP has none
+    # an MLP's first hidden width; the bench's conv nets (and the peers' twins) have none
+    hidden = (cfg.model.get("hidden") or [0])[0]
     k, padding = cfg.model.get("kernel_size", 1), cfg.model.get("padding", 0)
     flat = 0
     if c2:
@@ -107,7 +109,7 @@ def arch(cfg, in_shape) -> SimpleNamespace:
         with torch.random.fork_rng(devices=[]):
             flat = math.prod(conv_out_shape((c1, c2), k, tuple(in_shape), padding))
     return SimpleNamespace(inputs=math.prod(in_shape),
-                           hidden=cfg.model.get("hidden", [0])[0],
+                           hidden=hidden,
                            channels=(in_shape[0], c1, c2), k=k, padding=padding,
                            norm=cfg.model.get("norm", False), flat=flat,
                            dropout=cfg.model.get("dropout", 0.0), beta=cfg.neuron.beta,
