@@ -119,12 +119,14 @@ tune-recipes: $(STAMP)
 
 # The README's main comparison (experiment=comparison: every recipe, 3 seeds, two jobs at a time)
 # with the targets it is measured against (docs/results/comparison/targets.md) and its wall time
-# (docs/results/wall_time.md).
+# (docs/results/wall_time.md). The augmentation stage's runs of the option it chose are the
+# same configs as the comparison's seed 0: trainer.reuse copies them instead of training again.
 comparison: $(STAMP)
 	rm -rf $(SWEEPS)/comparison
 	mkdir -p $(SWEEPS)
 	date +%s > $(SWEEPS)/comparison.start
-	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison
+	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison \
+	    'trainer.reuse=[$(wildcard $(SWEEPS)/augment_budget)]'
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
 	$(BIN)/python scripts/targets.py docs/results/comparison
 	$(BIN)/python scripts/wall_time.py comparison $$(cat $(SWEEPS)/comparison.start)

@@ -6,6 +6,7 @@ user's own options need none).
 A misspelt key or a wrong type therefore fails at composition; value ranges that a type
 cannot express (beta in [0, 1], lr > 0, ...) are checked by `validate` before any work starts.
 """
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
@@ -165,6 +166,10 @@ class TrainerConfig:
     # Continue a killed run from its run dir's resume.pt (written after every epoch): name the
     # dir, hydra.run.dir=<its run dir> (a sweep: hydra.sweep.dir=<its sweep dir>).
     resume: bool = False
+    # Sweep or run dirs whose completed run of the same config (rundir.config_sha) stands in for
+    # this one: its files are copied into this run dir instead of training it again, e.g. the
+    # augmentation stage's seed-0 runs in the comparison (Makefile).
+    reuse: List[str] = field(default_factory=list)
     # Stop after this many epochs without a better optimized_metric; 0: train every epoch.
     early_stopping_patience: int = 0
 
@@ -330,6 +335,8 @@ def validate(cfg) -> None:
            cfg.trainer.early_stopping_patience, "an integer >= 0 (0: off)")
     _check(cfg.trainer.threads is None or cfg.trainer.threads >= 1, "trainer.threads",
            cfg.trainer.threads, "null or an integer >= 1")
+    for d in cfg.trainer.reuse:
+        _check(os.path.isdir(d), "trainer.reuse", d, "a list of existing sweep or run dirs")
     _check(cfg.trainer.device == "auto" or cfg.trainer.device.split(":")[0] in ("cpu", "cuda", "mps"),
            "trainer.device", cfg.trainer.device, "auto, cpu, cuda, cuda:N or mps")
     _check(cfg.optimized_metric in METRICS, "optimized_metric", cfg.optimized_metric,

@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import tempfile
 from typing import Dict, List, Optional
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after every epoch
+TRAINED = ("metrics.csv", "checkpoint.pt")  # what a completed run leaves besides result.json
 
 # result.json's schema, read by the trainer, the loggers and the aggregator. The fields that
 # say how a run was set up (settings() writes them); every other field is a metric or status.
@@ -106,7 +108,8 @@ def config_sha(cfg) -> str:
     built from it; the timesteps of a model that fixes its own), so that two jobs training the
     same thing have the same sha."""
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items() if k not in ("progress", "resume")}
+    c["trainer"] = {k: v for k, v in c["trainer"].items()
+                    if k not in ("progress", "resume", "reuse")}
     for key in ("logger", "trusted_modules"):
         c.pop(key, None)
     # Settings added after runs were made, at the value those runs had, are left out: a
@@ -152,6 +155,26 @@ def completed_sibling(out_dir: str, sha: str):
             if done is not None:
                 return path, done
     return None
+
+
+def completed_under(dirs: List[str], out_dir: str, sha: str):
+    """(run dir, result) of the first completed run of the same config under DIRS (searched
+    in order, each dir tree sorted by name), else None."""
+    for top in dirs:
+        for root, subdirs, files in os.walk(top):
+            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+            if RESULT in files and os.path.abspath(root) != os.path.abspath(out_dir):
+                done = completed(os.path.join(root, RESULT), sha)
+                if done is not None:
+                    return root, done
+    return None
+
+
+def copy_trained(src: str, dst: str) -> None:
+    """A completed run's files but result.json, from run dir SRC into DST."""
+    for name in TRAINED:
+        if os.path.exists(os.path.join(src, name)):
+            shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
 
 
 def save_resume(out_dir: str, state: Dict) -> None:

@@ -31,8 +31,9 @@ from .data import load_splits
 from .energy import PJ_PER_MAC, dense_macs
 from .models import predict
 from .optuna_trial import direction_for
-from .rundir import (NOT_AVERAGED, RESULT, completed, completed_sibling, config_sha, finish,
-                     load_resume, save_resume, settings, write_atomic, write_csv, write_json)
+from .rundir import (NOT_AVERAGED, RESULT, completed, completed_sibling, completed_under,
+                     config_sha, copy_trained, finish, load_resume, save_resume, settings,
+                     write_atomic, write_csv, write_json)
 from .runner import NonFiniteLossError, Runner, keep_freed_memory, resolve_device
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,16 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
         result.update({k: v for k, v in done.items() if k not in result},
                       status="duplicate", duplicate_of=path)
         write_json(result_path, result)
+        return result
+    reused = completed_under(cfg.trainer.reuse, out_dir, result["config_sha"])
+    if reused is not None:  # trainer.reuse: trained before, elsewhere
+        path, done = reused
+        log.info("%s holds a completed run of this config (trainer.reuse): copying it, not "
+                 "training it again", path)
+        copy_trained(path, out_dir)
+        result = {**done, **{k: v for k, v in result.items() if k != "snn_sweep_version"},
+                  "status": "completed", "reused_from": path}
+        finish(out_dir, result)
         return result
     snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
     try:

@@ -128,6 +128,22 @@ def test_crafted_tree(tree, tmp_path, capsys):
         assert (out / png).stat().st_size > 1000
 
 
+def test_reused_runs_count_as_completed_and_are_listed(tmp_path, capsys):
+    """A run trainer.reuse copied (result.json's reused_from) is a completed run of its sweep,
+    summarised with the others and listed with where it came from."""
+    sweep = tmp_path / "comparison"
+    write_job(sweep / "0", 5, 0, {**done(0.80, 0.81), "reused_from": "stage/3"}, curve(2, 0.8))
+    write_job(sweep / "1", 5, 1, done(0.90, 0.91), curve(2, 0.9))
+    main([str(sweep), "--out", str(tmp_path / "agg")])
+    printed = capsys.readouterr().out
+    res = pd.read_csv(tmp_path / "agg" / "results.csv")
+    assert list(res["status"]) == ["completed", "completed"]
+    assert list(res.columns[:3]) == ["job_dir", "status", "reused_from"]
+    assert "reused (trainer.reuse" in printed and f"{sweep / '0'}  = stage/3" in printed
+    summary = pd.read_csv(tmp_path / "agg" / "summary.csv")
+    assert summary["val_acc_count"].tolist() == [2]
+
+
 def test_output_defaults_to_first_dir_and_metric_option(tree, capsys):
     main([str(tree), "--metric", "val_acc"])
     assert (tree / "results.csv").is_file() and (tree / "accuracy_vs_timesteps.png").is_file()

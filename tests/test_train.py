@@ -232,6 +232,45 @@ def test_a_completed_run_of_the_same_config_is_not_trained_again(make_cfg, tmp_p
     assert (tmp_path / "metrics.csv").stat().st_mtime_ns != stamp
 
 
+def test_trainer_reuse_copies_a_completed_run_of_the_same_config(make_cfg, tmp_path,
+                                                                monkeypatch):
+    """trainer.reuse: a completed run of the same config under the named dirs is copied into
+    the run dir (result.json's metrics, metrics.csv, checkpoint.pt) and not trained; another
+    config, or a run that did not complete, is trained."""
+    import snn_sweep.train as train_module
+    stage = tmp_path / "stage"
+    train(make_cfg("seed=0"), str(stage / "0"))
+    train(make_cfg("seed=1"), str(stage / "1"))
+    (stage / "1" / "result.json").write_text(json.dumps(
+        {**json.loads((stage / "1" / "result.json").read_text()), "status": "failed"}))
+    first = json.loads((stage / "0" / "result.json").read_text())
+    trained = []
+    real = train_module._train
+    monkeypatch.setattr(train_module, "_train",
+                        lambda cfg, *a: (trained.append(cfg.seed), real(cfg, *a)))
+    reuse = f"trainer.reuse=[{stage}]"
+    train(make_cfg("seed=0", reuse), str(tmp_path / "comparison" / "0"))
+    copy = tmp_path / "comparison" / "0"
+    res = json.loads((copy / "result.json").read_text())
+    assert trained == [] and res["reused_from"] == str(stage / "0")
+    assert {k: res[k] for k in ("status", "val_acc", "test_acc", "config_sha")} == \
+        {k: first[k] for k in ("status", "val_acc", "test_acc", "config_sha")}
+    for name in ("metrics.csv", "checkpoint.pt"):
+        assert (copy / name).read_bytes() == (stage / "0" / name).read_bytes()
+    assert not (copy / "resume.pt").exists()
+    train(make_cfg("seed=1", reuse), str(tmp_path / "comparison" / "1"))  # that one failed
+    train(make_cfg("seed=2", reuse), str(tmp_path / "comparison" / "2"))  # no such run
+    assert trained == [1, 2]
+    assert "reused_from" not in json.loads((tmp_path / "comparison" / "2" / "result.json")
+                                           .read_text())
+
+
+def test_trainer_reuse_must_name_existing_dirs(make_cfg, tmp_path):
+    with pytest.raises(InputError, match=r"trainer.reuse='.*nowhere' is not allowed: a list of "
+                                         r"existing sweep or run dirs"):
+        train(make_cfg(f"trainer.reuse=[{tmp_path / 'nowhere'}]"), str(tmp_path / "run"))
+
+
 def test_threads_stay_as_set_after_the_compiled_kernels_start(make_cfg, tmp_path):
     """Numba's OpenMP layer resets the process's thread count when it starts; trainer.threads
     must hold for the whole run, and result.json must say what ran."""

@@ -75,6 +75,12 @@ def report(df: pd.DataFrame, dirs: List[Path], keys: List[str], md: str, notes: 
         lines.append("duplicates (the same settings as an earlier job, counted once):")
         lines += [f"  {job}  = {first}" for job, first in zip(twins["job_dir"],
                                                                twins["duplicate_of"])]
+    if "reused_from" in df:
+        reused = df[df["reused_from"].notna()]
+        lines.append("reused (trainer.reuse: a completed run of the same config, copied, not "
+                     "trained again):")
+        lines += [f"  {job}  = {src}" for job, src in zip(reused["job_dir"],
+                                                           reused["reused_from"])]
     pruned = df[df["status"] == "pruned"]
     if not pruned.empty:
         lines.append("pruned (kept out of the summary):")

@@ -53,8 +53,8 @@ def load(dirs: List[Path]) -> Runs:
     swept = [c for c in dict.fromkeys(swept) if c not in choice_cols]
     settings = setting_columns(df, swept, choice_cols)
     keys = varying(df, settings)
-    first = ["job_dir", "status"] + [c for c in ("repeat_of", "duplicate_of") if c in df] \
-        + settings
+    first = ["job_dir", "status"] + \
+        [c for c in ("repeat_of", "duplicate_of", "reused_from") if c in df] + settings
     df = df[first + [c for c in df.columns if c not in first]]
     curves = curves.merge(df[["job_dir", "status"] + settings], on="job_dir", how="left")
     curves = curves[["job_dir", "status"] + settings + ["epoch", "metric", "value"]]
