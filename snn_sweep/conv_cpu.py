@@ -56,17 +56,19 @@ def unpool(g_out, idx, g_pre):
     for r in prange(n):
         if odd:  # rows or columns past the last window get no gradient
             g_pre[r] = 0
+        # A pooled row at a time, as flat [W * C] rows: a view per window (pool's way) costs
+        # more than the few bytes of gradient it writes.
         for py in range(hp):
+            top, bot = g_pre[r, 2 * py].reshape(-1), g_pre[r, 2 * py + 1].reshape(-1)
+            g, k = g_out[r, py].reshape(-1), idx[r, py].reshape(-1)
             for px in range(wp):
-                g, k = g_out[r, py, px], idx[r, py, px]
-                a, b = g_pre[r, 2 * py, 2 * px], g_pre[r, 2 * py, 2 * px + 1]
-                e, f = g_pre[r, 2 * py + 1, 2 * px], g_pre[r, 2 * py + 1, 2 * px + 1]
-                for j in range(uint64(c)):
-                    v, i = g[j], k[j]
-                    a[j] = v if i == 0 else zero
-                    b[j] = v if i == 1 else zero
-                    e[j] = v if i == 2 else zero
-                    f[j] = v if i == 3 else zero
+                s, d = 2 * px * c, px * c
+                for j in range(c):
+                    v, i = g[d + j], k[d + j]
+                    top[s + j] = v if i == 0 else zero
+                    top[s + c + j] = v if i == 1 else zero
+                    bot[s + j] = v if i == 2 else zero
+                    bot[s + c + j] = v if i == 3 else zero
 
 
 @njit(inline="always")
