@@ -142,32 +142,40 @@ def completed(path: str, sha: str) -> Optional[Dict]:
     return done if ok and done.get("config_sha") == sha else None
 
 
+def _first_completed(run_dirs, out_dir: str, sha: str):
+    """(run dir, result) of the first of RUN_DIRS but OUT_DIR holding a completed run of the
+    same config, else None."""
+    out = os.path.abspath(out_dir)
+    for path in run_dirs:
+        if os.path.abspath(path) != out:
+            done = completed(os.path.join(path, RESULT), sha)
+            if done is not None:
+                return path, done
+    return None
+
+
 def completed_sibling(out_dir: str, sha: str):
     """(job dir, result) of a completed job of the same config in the same multirun (a
     sibling dir next to Hydra's multirun.yaml), else None."""
     sweep = os.path.dirname(os.path.abspath(out_dir))
     if not os.path.isfile(os.path.join(sweep, "multirun.yaml")):
         return None
-    for name in sorted(os.listdir(sweep)):
-        path = os.path.join(sweep, name)
-        if path != os.path.abspath(out_dir):
-            done = completed(os.path.join(path, "result.json"), sha)
-            if done is not None:
-                return path, done
-    return None
+    return _first_completed((os.path.join(sweep, name) for name in sorted(os.listdir(sweep))),
+                            out_dir, sha)
+
+
+def _run_dirs(top: str):
+    """The dirs under TOP holding a result.json, each level sorted by name, dot dirs skipped."""
+    for root, subdirs, files in os.walk(top):
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
+        if RESULT in files:
+            yield root
 
 
 def completed_under(dirs: List[str], out_dir: str, sha: str):
     """(run dir, result) of the first completed run of the same config under DIRS (searched
     in order, each dir tree sorted by name), else None."""
-    for top in dirs:
-        for root, subdirs, files in os.walk(top):
-            subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
-            if RESULT in files and os.path.abspath(root) != os.path.abspath(out_dir):
-                done = completed(os.path.join(root, RESULT), sha)
-                if done is not None:
-                    return root, done
-    return None
+    return _first_completed((run for top in dirs for run in _run_dirs(top)), out_dir, sha)
 
 
 def copy_trained(src: str, dst: str) -> None:
