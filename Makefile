@@ -33,7 +33,8 @@ bench: $(STAMP)
 	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --accuracy --cases $(BENCH_CASES) \
 	    --out docs/bench/bench.csv $(ARGS)
 	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --no-memory \
-	    --cases rate25_dropout,rate25_affine,csnn_bn_direct8 --out docs/bench/recipes.csv $(ARGS)
+	    --cases rate25_dropout,rate25_affine,csnn_bn_direct8,csnn_bn_direct8_bf16 \
+	    --out docs/bench/recipes.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST

@@ -26,6 +26,13 @@ class Readout(Enum):
     count_mse = "count_mse"  # MSE on output spike counts (snntorch mse_count_loss)
 
 
+class Precision(Enum):
+    fp32 = "fp32"  # everything in float32
+    # matmuls and convs that PyTorch runs (nn.Linear, nn.Conv2d) in bfloat16 under torch.autocast,
+    # their outputs back in float32: weights, optimizer, neuron state and loss stay float32.
+    bf16 = "bf16"
+
+
 class Reset(Enum):
     subtract = "subtract"
     zero = "zero"
@@ -172,6 +179,7 @@ class TrainerConfig:
     reuse: List[str] = field(default_factory=list)
     # Stop after this many epochs without a better optimized_metric; 0: train every epoch.
     early_stopping_patience: int = 0
+    precision: Precision = Precision.fp32  # bf16: mixed precision (docs/performance.md)
 
 
 @dataclass

@@ -33,6 +33,12 @@ def _compiled(x: torch.Tensor) -> bool:
     return conv_cpu is not None and x.device.type == "cpu" and x.dtype == torch.float32
 
 
+def full(y: torch.Tensor) -> torch.Tensor:
+    """y in float32 if autocast computed it in a lower precision (trainer.precision=bf16):
+    pooling, BatchNorm and the neurons after a weight layer run in float32."""
+    return y.float() if y.dtype in (torch.bfloat16, torch.float16) else y
+
+
 def to_nchw(x: torch.Tensor) -> torch.Tensor:
     """[N, H, W, C] -> the same memory as an [N, C, H, W] tensor in channels_last format."""
     return x.permute(0, 3, 1, 2)
@@ -119,7 +125,7 @@ def conv_pool(conv: nn.Conv2d, x: torch.Tensor, pool: str = "max",
     """conv, 2x2 pool (then norm, if any) on every step of x [T, B, H, W, C] ->
     [T, B, H', W', C']."""
     steps, batch = x.shape[:2]
-    y = pool_as(to_nhwc(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:])))), pool)
+    y = pool_as(to_nhwc(full(conv(to_nchw(x.reshape(steps * batch, *x.shape[2:]))))), pool)
     if norm is not None:  # after the pool: a quarter of the elements to normalize
         y = to_nhwc(norm(to_nchw(y)))  # BatchNorm2d keeps the channels_last layout
     return y.view(steps, batch, *y.shape[1:])
@@ -145,7 +151,7 @@ def _split_conv_pool(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     if split is None:
         return conv_pool(conv, x.permute(0, 1, 3, 4, 2).contiguous())
     majority, dev = split
-    base = to_nhwc(conv(majority.contiguous(memory_format=torch.channels_last)))
+    base = to_nhwc(full(conv(majority.contiguous(memory_format=torch.channels_last))))
     return SparseConvPool.apply(dev.permute(0, 1, 3, 4, 2).contiguous(), base, conv.weight)
 
 

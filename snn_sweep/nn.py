@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conv import POOLS, conv_pool, input_conv_pool
+from .conv import POOLS, conv_pool, full, input_conv_pool
 from .lif import Derivative, derivative_of, fusable, leaky_linear, leaky_sequence
 from .sparse import sparse_input_linear
 
@@ -48,8 +48,8 @@ class Synapses(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if constant(x):
-            return repeat(self.over_time(x[:1]), x.shape[0])
-        return self.over_time(x)
+            return repeat(full(self.over_time(x[:1])), x.shape[0])
+        return full(self.over_time(x))
 
     def over_time(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -181,7 +181,9 @@ class LeakyLinear(nn.Module):
     layer when training on the compiled CPU path (lif.LeakyLinearFunction: the spikes never
     leave the cache, the dropout mask scales them there); otherwise the layers in turn, with
     the same mask: without a gradient to take (evaluation, where energy.Recorder's hooks see
-    each), or off that path (a GPU, float64)."""
+    each), or off that path (a GPU, float64). Its Linear computes in float32 under any
+    trainer.precision, on every path, so that the fused kernel's training and the unfused
+    evaluation agree."""
 
     def __init__(self, neurons: Neurons, synapses: Linear, dropout: Optional[Dropout] = None):
         super().__init__()
@@ -199,16 +201,23 @@ class LeakyLinear(nn.Module):
         spk = self.neurons(cur)
         if scale is not None:
             spk = self.dropout(spk, scale)
-        return self.synapses(spk)
+        with torch.autocast(cur.device.type, enabled=False):  # float32, as the fused kernel
+            return self.synapses(spk)
+
+
+# The fused kernel computes a row's outputs as dot products in cache, which beats a GEMM
+# (MKL, oneDNN) on a skinny Linear only: up to this many outputs (docs/performance.md).
+FUSED_MAX_OUT = 64
 
 
 def fusable_run(layers) -> int:
     """How many of layers, from the first, LeakyLinear runs as one: Neurons of a fusable
-    neuron, Dropout or not, then a Linear (3 or 2); else 0."""
+    neuron, Dropout or not, then a Linear of at most FUSED_MAX_OUT outputs (3 or 2); else 0."""
     if not (isinstance(layers[0], Neurons) and fusable(layers[0].neuron)):
         return 0
     n = 2 if len(layers) > 2 and isinstance(layers[1], Dropout) else 1
-    return n + 1 if len(layers) > n and isinstance(layers[n], Linear) else 0
+    return n + 1 if (len(layers) > n and isinstance(layers[n], Linear)
+                     and layers[n].layer.out_features <= FUSED_MAX_OUT) else 0
 
 
 class Sequential(nn.Module):

@@ -25,8 +25,8 @@ TRAINED = ("metrics.csv", "checkpoint.pt")  # what a completed run leaves beside
 # result.json's schema, read by the trainer, the loggers and the aggregator. The fields that
 # say how a run was set up (settings() writes them); every other field is a metric or status.
 SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
-            "dropout", "augment", "optimizer", "lr", "batch_size", "dataset", "seed",
-            "optimized_metric", "pareto_metric")
+            "dropout", "augment", "optimizer", "lr", "batch_size", "precision", "dataset",
+            "seed", "optimized_metric", "pareto_metric")
 TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")  # optuna_trial.trial_info
 # Numbers that are settings, not metrics: repeats do not average them.
 NOT_AVERAGED = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
@@ -79,6 +79,7 @@ def settings(cfg) -> Dict:
         "optimizer": cfg.optimizer.name,
         "lr": cfg.optimizer.get("lr"),
         "batch_size": cfg.data.batch_size,
+        "precision": cfg.trainer.precision.value,
         "dataset": cfg.data.name,
         "seed": cfg.seed,
         "optimized_metric": cfg.optimized_metric,
@@ -98,8 +99,9 @@ def arch(model) -> str:
 
 
 # Settings added after runs were made (config path: the value those runs had): the augment
-# group, the built-in conv nets' padding and BatchNorm.
-ADDED_LATER = {"augment": None, "model.padding": 0, "model.norm": False}
+# group, the built-in conv nets' padding and BatchNorm, mixed precision.
+ADDED_LATER = {"augment": None, "model.padding": 0, "model.norm": False,
+               "trainer.precision": "fp32"}
 
 
 def config_sha(cfg) -> str:

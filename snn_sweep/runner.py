@@ -11,7 +11,7 @@ import torch
 from hydra.errors import CompactHydraException
 
 from .build import build_augment, build_encoder
-from .config import InputError, effective_timesteps, model_settings
+from .config import InputError, Precision, effective_timesteps, model_settings
 from .energy import Recorder
 from .models import predict, readout_loss
 
@@ -64,11 +64,20 @@ class Runner:
         self.steps = effective_timesteps(cfg)
         self.readout = model_settings(cfg.model).readout
         self.encode = build_encoder(cfg) if self.steps is not None else None
+        self.bf16 = cfg.trainer.precision == Precision.bf16
         augment = build_augment(cfg)
         self.augment = None if augment is None else partial(augment, generator=augment_generator)
 
     def forward(self, x):
         x = x.to(self.device, non_blocking=True)
+        if not self.bf16:
+            return self.run_model(x)
+        with torch.autocast(self.device.type, torch.bfloat16):
+            spk, mem = self.run_model(x)
+        # the loss in float32, whatever a model returns under autocast
+        return None if spk is None else spk.float(), mem.float()
+
+    def run_model(self, x):
         if self.steps is None:
             return None, self.model(x).unsqueeze(0)
         return self.model(self.encode(x, num_steps=self.steps))

@@ -33,7 +33,9 @@ GATHER_COST = 3
 
 
 class MajoritySparseLinear(torch.autograd.Function):
+    # float32 under trainer.precision=bf16 too: gathers and adds, not a matmul autocast speeds up
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         steps, batch, n_in = x.shape
         count = x.sum(0)
@@ -61,6 +63,7 @@ class MajoritySparseLinear(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad):
         g_x = g_w = g_b = None
         if ctx.dense:

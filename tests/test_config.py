@@ -127,6 +127,7 @@ def test_single_step_model_runs_one_step_whatever_timesteps_says(make_cfg, tmp_p
     (["timesteps=ten"], "could not be converted to Integer"),  # wrong type
     (["trainer.epochs=1.5"], "could not be converted to Integer"),
     (["model.readout=spikes"], "Invalid value 'spikes', expected one of"),  # not a Readout
+    (["trainer.precision=fp16"], "Invalid value 'fp16', expected one of [fp32, bf16]"),
 ])
 def test_schema_rejects_at_composition(make_cfg, overrides, message):
     with pytest.raises(ConfigCompositionException) as info:

@@ -66,6 +66,14 @@ def test_sequential_wires_the_layers():
     assert [type(m).__name__ for m in convs.layers] == ["ConvPool", "Neurons", "ConvPool",
                                                        "LeakyLinear", "Neurons"]
     assert convs.layers[3].synapses.channels_last  # the Linear after the convs reads NHWC
+    # a Linear wider than FUSED_MAX_OUT stays its own layer (a GEMM beats the fused kernel)
+    wide = fast.Sequential(fast.Linear(nn.Linear(784, 32)), fast.Neurons(snn.Leaky(beta=0.9)),
+                           fast.Linear(nn.Linear(32, fast.FUSED_MAX_OUT + 1)),
+                           fast.Neurons(snn.Leaky(beta=0.9)), fast.Dropout(0.5),
+                           fast.Linear(nn.Linear(fast.FUSED_MAX_OUT + 1, 10)),
+                           fast.Neurons(snn.Leaky(beta=0.9)))
+    assert [type(m).__name__ for m in wide.layers] == ["Linear", "Neurons", "Linear",
+                                                      "LeakyLinear", "Neurons"]
     with pytest.raises(ValueError, match="last layer of a Sequential must be Neurons"):
         fast.Sequential(fast.Linear(nn.Linear(4, 2)))
 
@@ -136,3 +144,49 @@ def test_energy_hooks_count_a_plain_snntorch_network_as_ours(analog):
     assert stats[0]["spikes_per_sample"] > 0
     if analog:  # the first layer multiplies analog input at every step: dense MACs
         assert stats[0]["energy_pj_per_sample"] > 5 * 784 * 32 * 4.6
+
+
+def test_bf16_runs_the_convs_in_bf16_and_the_neurons_in_float32():
+    """Under autocast (trainer.precision=bf16, runner.Runner) each conv computes in bfloat16,
+    every neuron integrates a float32 current, the readout is float32, and the network computes
+    what it does in float32 up to bfloat16's rounding: the first layer's current within 1%,
+    its spikes nearly all the same (a current at the threshold may round across it), the
+    readout's membrane correlated (later layers compound those flips)."""
+    net, x = conv_bn_net(), spikes()
+    dtypes = {"conv": set(), "neuron": set()}
+    outs = {"current": [], "spikes": []}
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda _m, _i, out: dtypes["conv"].add(out.dtype))
+        if isinstance(m, fast.Neurons):
+            m.register_forward_pre_hook(lambda _m, inp: dtypes["neuron"].add(inp[0].dtype))
+    net.layers[0].register_forward_hook(lambda _m, _i, out: outs["current"].append(out))
+    net.layers[1].register_forward_hook(lambda _m, _i, out: outs["spikes"].append(out))
+    with torch.autocast("cpu", torch.bfloat16):
+        spk, mem = net(x)
+    assert dtypes == {"conv": {torch.bfloat16}, "neuron": {torch.float32}}
+    assert spk.dtype == mem.dtype == torch.float32
+    _, mem_ref = net(x)
+    (cur, cur_ref), (s, s_ref) = outs["current"], outs["spikes"]
+    assert (cur - cur_ref).abs().mean() < 0.01 * cur_ref.abs().mean()
+    assert (s == s_ref).float().mean() > 0.99
+    assert torch.corrcoef(torch.stack([mem.flatten(), mem_ref.flatten()]))[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_bf16_fused_leaky_linear_trains_and_evaluates_alike(dropout):
+    """A LeakyLinear's Linear computes in float32 under autocast, on the fused (training) and
+    unfused (evaluation) path alike: both give the same output for the same input."""
+    torch.manual_seed(0)
+    net = fast.Sequential(fast.Linear(nn.Linear(784, 64)), fast.Neurons(snn.Leaky(beta=0.9)),
+                          *([fast.Dropout(0.0)] if dropout else []),
+                          fast.Linear(nn.Linear(64, 10)), fast.Neurons(snn.Leaky(beta=0.9)))
+    assert [type(m).__name__ for m in net.layers] == ["Linear", "LeakyLinear", "Neurons"]
+    x = spikes(batch=8)
+    with torch.autocast("cpu", torch.bfloat16):
+        _, mem_train = net(x)  # parameters need grad: the fused kernel
+        with torch.no_grad():
+            _, mem_eval = net(x)
+        mem_train.sum().backward()  # the sparse input layer's backward under autocast
+    torch.testing.assert_close(mem_train.detach(), mem_eval, rtol=1e-5, atol=1e-5)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.parameters())

@@ -124,6 +124,15 @@ def test_dropout_acts_only_while_training(make_cfg, model):
     assert not torch.allclose(out[0.5, "train"], out[0.5, "eval"])
 
 
+@pytest.mark.parametrize("model", ["snn", "ann", "csnn_bn"])
+def test_learns_in_bf16_and_records_it(make_cfg, tmp_path, model):
+    """trainer.precision=bf16 (autocast over the model) trains every kind of model, rate-coded
+    spikes through the sparse input layer included, and result.json says so."""
+    res, _ = run(make_cfg, tmp_path, f"model={model}", "trainer.precision=bf16",
+                 "trainer.epochs=3", "optimizer.lr=2e-3")
+    assert res["precision"] == "bf16" and res["test_acc"] > 0.5  # chance is 0.1
+
+
 def test_learns_with_dropout(make_cfg, tmp_path):
     res, _ = run(make_cfg, tmp_path, "trainer.epochs=3", "optimizer.lr=2e-3", "model.dropout=0.3")
     assert res["test_acc"] > 0.5 and res["dropout"] == 0.3
@@ -293,8 +302,9 @@ def test_arch_pairs_each_spiking_model_with_its_ann_twin(make_cfg):
 
 
 def test_settings_added_later_keep_the_sha_of_runs_made_before_them(make_cfg):
-    """A run made before the conv nets had padding and norm, or before augment existed, keeps
-    its config_sha (a relaunched sweep still finds it done), while other values change it."""
+    """A run made before the conv nets had padding and norm, or before augment or
+    trainer.precision existed, keeps its config_sha (a relaunched sweep still finds it done),
+    while other values change it."""
     from omegaconf import OmegaConf
 
     from snn_sweep.build import resolve
@@ -302,6 +312,8 @@ def test_settings_added_later_keep_the_sha_of_runs_made_before_them(make_cfg):
     cfg = resolve(make_cfg("model=csnn"))
     before = OmegaConf.to_container(cfg)  # the config as it was composed then
     del before["model"]["padding"], before["model"]["norm"], before["augment"]
+    del before["trainer"]["precision"]
     assert config_sha(cfg) == config_sha(OmegaConf.create(before))
-    for changed in ("model.norm=true", "model.padding=1", "augment=affine"):
+    for changed in ("model.norm=true", "model.padding=1", "augment=affine",
+                    "trainer.precision=bf16"):
         assert config_sha(resolve(make_cfg("model=csnn", changed))) != config_sha(cfg), changed

@@ -54,6 +54,10 @@ CASES = {c.name: c for c in [
     Case("rate25_affine", "snn", "rate", 25, ("augment=affine",), base="rate25", others=False),
     # recipe=csnn_bn's network: conv-BN-LIF blocks, each LIF layer learning its decay
     Case("csnn_bn_direct8", "csnn_bn", "direct", 8, ("neuron.learn_beta=true", "neuron.beta=0.5")),
+    # mixed precision (trainer.precision=bf16): the same net against itself in float32
+    Case("csnn_bn_direct8_bf16", "csnn_bn", "direct", 8,
+         ("neuron.learn_beta=true", "neuron.beta=0.5", "trainer.precision=bf16"),
+         base="csnn_bn_direct8", others=False),
 ]}
 QUICK = ["rate25", "direct25", "csnn_direct8", "ann"]
 PEER_NAMES = ("spikingjelly", "norse")
