@@ -85,34 +85,34 @@ tuning: $(STAMP)
 # Each model's recipe studies (snn_sweep/conf/hparams_search/recipe.yaml) on full MNIST's
 # training split, the same budget and search space for every model; the spiking MLPs also
 # search their timesteps, the conv SNNs their timesteps (and csnn its encoder). Each model is
-# tuned twice, with sampler seeds 0 and 1, as two studies run side by side on one thread each
-# (one study file each). docs/results/recipes/ gets every study's trials and studies.md their
+# tuned twice, with sampler seeds 0 and 1: 16 studies, two at a time on one thread each (one
+# study file each). docs/results/recipes/ gets every study's trials and studies.md their
 # best trials; scripts/recipes.py writes the better of each model's two into
 # snn_sweep/conf/recipe/; scripts/wall_time.py the target's wall time (docs/results/wall_time.md).
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn cnn_bn csnn_bn
 SAMPLER_SEEDS := 0 1
 TUNE := $(RUN) -m hparams_search=recipe trainer.threads=1
+reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword $(1)))
+# One study, recipe $1 and sampler seed $2 (sh -c's arguments); xargs keeps two running, the
+# conv nets' (the longest, last in RECIPES) first, so that the two cores end together.
+STUDY := r=$$1; s=$$2; \
+  case $$r in \
+    snn_rate|snn_direct) extra="timesteps=int(interval(8,25))";; \
+    csnn) extra="encoder=choice(direct,rate) timesteps=int(interval(4,8))";; \
+    csnn_bn) extra="timesteps=int(interval(4,8))";; \
+    *) extra="";; \
+  esac; \
+  $(TUNE) recipe=$$r $$extra hydra.sweeper.study_name=recipe_$${r}_seed$$s \
+    hydra.sweeper.sampler.seed=$$s \
+    hydra.sweeper.storage=sqlite:///$(SWEEPS)/recipes/$${r}_seed$$s.db \
+    hydra.sweep.dir=$(SWEEPS)/recipes/$$r/seed$$s > $(SWEEPS)/recipes/$${r}_seed$$s.log 2>&1
+
 tune-recipes: $(STAMP)
 	rm -rf $(SWEEPS)/recipes
 	mkdir -p $(SWEEPS)/recipes
 	date +%s > $(SWEEPS)/recipes.start
-	for r in $(RECIPES); do \
-	  case $$r in \
-	    snn_rate|snn_direct) extra="timesteps=int(interval(8,25))";; \
-	    csnn) extra="encoder=choice(direct,rate) timesteps=int(interval(4,8))";; \
-	    csnn_bn) extra="timesteps=int(interval(4,8))";; \
-	    *) extra="";; \
-	  esac; \
-	  pids=""; \
-	  for s in $(SAMPLER_SEEDS); do \
-	    $(TUNE) recipe=$$r $$extra hydra.sweeper.study_name=recipe_$${r}_seed$$s \
-	      hydra.sweeper.sampler.seed=$$s \
-	      hydra.sweeper.storage=sqlite:///$(SWEEPS)/recipes/$${r}_seed$$s.db \
-	      hydra.sweep.dir=$(SWEEPS)/recipes/$$r/seed$$s > $(SWEEPS)/recipes/$${r}_seed$$s.log 2>&1 & \
-	    pids="$$pids $$!"; \
-	  done; \
-	  for p in $$pids; do wait $$p || exit 1; done; \
-	done
+	for r in $(call reverse,$(RECIPES)); do for s in $(SAMPLER_SEEDS); do echo $$r $$s; done; done | \
+	  xargs -P 2 -n 2 sh -c '$(STUDY)' study || exit 1
 	$(AGG) $(SWEEPS)/recipes --out docs/results/recipes \
 	  $(foreach r,$(RECIPES),$(foreach s,$(SAMPLER_SEEDS),--study sqlite:///$(SWEEPS)/recipes/$(r)_seed$(s).db))
 	$(BIN)/python scripts/recipes.py $(SWEEPS)/recipes
