@@ -176,14 +176,19 @@ class Dropout(nn.Module):
         return x * scale
 
 
+# Under autocast (trainer.precision=bf16) a Linear wider than this runs faster as a bfloat16
+# GEMM than in the fused float32 kernel; a narrower one does not (docs/performance.md).
+FUSED_MAX_OUT = 64
+
+
 class LeakyLinear(nn.Module):
     """Leaky neurons and the Linear their spikes feed, with Dropout between them or not, as one
     layer when training on the compiled CPU path (lif.LeakyLinearFunction: the spikes never
     leave the cache, the dropout mask scales them there); otherwise the layers in turn, with
     the same mask: without a gradient to take (evaluation, where energy.Recorder's hooks see
-    each), or off that path (a GPU, float64). Its Linear computes in float32 under any
-    trainer.precision, on every path, so that the fused kernel's training and the unfused
-    evaluation agree."""
+    each), off that path (a GPU, float64), or under autocast with a Linear wider than
+    FUSED_MAX_OUT. The Linear computes in float32 whenever training would fuse it, in
+    evaluation too, so that the two agree under any trainer.precision."""
 
     def __init__(self, neurons: Neurons, synapses: Linear, dropout: Optional[Dropout] = None):
         super().__init__()
@@ -193,31 +198,30 @@ class LeakyLinear(nn.Module):
         steps = cur.shape[0] if constant(cur) else None
         flat = cur[0].flatten(1) if steps else cur.flatten(2)
         scale = self.dropout.scale(cur) if self.dropout is not None else None
-        fused = leaky_linear(self.neurons.neuron, flat, *self.synapses.affine(cur.shape),
-                             self.neurons.derivative, steps, keep_spikes=False,
-                             scale=None if scale is None else scale.reshape(flat.shape[-2:]))
-        if fused is not None:
-            return fused[0]
+        wide = (torch.is_autocast_enabled(cur.device.type)
+                and self.synapses.layer.out_features > FUSED_MAX_OUT)
+        if not wide:
+            fused = leaky_linear(self.neurons.neuron, flat, *self.synapses.affine(cur.shape),
+                                 self.neurons.derivative, steps, keep_spikes=False,
+                                 scale=None if scale is None else scale.reshape(flat.shape[-2:]))
+            if fused is not None:
+                return fused[0]
         spk = self.neurons(cur)
         if scale is not None:
             spk = self.dropout(spk, scale)
+        if wide:
+            return self.synapses(spk)
         with torch.autocast(cur.device.type, enabled=False):  # float32, as the fused kernel
             return self.synapses(spk)
 
 
-# The fused kernel computes a row's outputs as dot products in cache, which beats a GEMM
-# (MKL, oneDNN) on a skinny Linear only: up to this many outputs (docs/performance.md).
-FUSED_MAX_OUT = 64
-
-
 def fusable_run(layers) -> int:
     """How many of layers, from the first, LeakyLinear runs as one: Neurons of a fusable
-    neuron, Dropout or not, then a Linear of at most FUSED_MAX_OUT outputs (3 or 2); else 0."""
+    neuron, Dropout or not, then a Linear (3 or 2); else 0."""
     if not (isinstance(layers[0], Neurons) and fusable(layers[0].neuron)):
         return 0
     n = 2 if len(layers) > 2 and isinstance(layers[1], Dropout) else 1
-    return n + 1 if (len(layers) > n and isinstance(layers[n], Linear)
-                     and layers[n].layer.out_features <= FUSED_MAX_OUT) else 0
+    return n + 1 if len(layers) > n and isinstance(layers[n], Linear) else 0
 
 
 class Sequential(nn.Module):
