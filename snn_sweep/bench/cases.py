@@ -38,6 +38,9 @@ class Case:
 CONV_MODELS = ("csnn", "csnn_bn")
 
 
+# recipe=csnn_bn's neurons: each LIF layer learning its decay from 0.5
+CSNN_BN = ("neuron.learn_beta=true", "neuron.beta=0.5")
+
 CASES = {c.name: c for c in [
     *(Case(f"rate{t}", "snn", "rate", t) for t in (1, 10, 25, 50)),
     *(Case(f"direct{t}", "snn", "direct", t) for t in (1, 10, 25, 50)),
@@ -52,11 +55,10 @@ CASES = {c.name: c for c in [
     Case("rate25_dropout", "snn", "rate", 25, ("model.dropout=0.5",), base="rate25"),
     # the augmentation's cost: ours with and without it
     Case("rate25_affine", "snn", "rate", 25, ("augment=affine",), base="rate25", others=False),
-    # recipe=csnn_bn's network: conv-BN-LIF blocks, each LIF layer learning its decay
-    Case("csnn_bn_direct8", "csnn_bn", "direct", 8, ("neuron.learn_beta=true", "neuron.beta=0.5")),
+    # recipe=csnn_bn's network: conv-BN-LIF blocks
+    Case("csnn_bn_direct8", "csnn_bn", "direct", 8, CSNN_BN),
     # mixed precision (trainer.precision=bf16): the same net against itself in float32
-    Case("csnn_bn_direct8_bf16", "csnn_bn", "direct", 8,
-         ("neuron.learn_beta=true", "neuron.beta=0.5", "trainer.precision=bf16"),
+    Case("csnn_bn_direct8_bf16", "csnn_bn", "direct", 8, (*CSNN_BN, "trainer.precision=bf16"),
          base="csnn_bn_direct8", others=False),
 ]}
 QUICK = ["rate25", "direct25", "csnn_direct8", "ann"]
