@@ -156,6 +156,29 @@ def test_experiment_presets_compose(make_cfg, preset):
             make_cfg(f"{key}={v}")
 
 
+def test_augment_stage_runs_are_the_comparisons_seed_0():
+    """make comparison copies (trainer.reuse) the augmentation stage's runs of each recipe's
+    chosen option: that holds only if they have the comparison's seed-0 config_sha."""
+    from hydra import compose, initialize_config_dir
+
+    from snn_sweep.rundir import config_sha
+
+    def composed(*overrides, sweep=False):
+        with initialize_config_dir(config_dir=str(CONF)):
+            return compose("config", overrides=list(overrides), return_hydra_config=sweep)
+
+    stage = composed("experiment=augment_budget", sweep=True).hydra.sweeper.params
+    compared = composed("experiment=comparison", sweep=True).hydra.sweeper.params
+    assert set(stage.recipe.split(",")) <= set(compared.recipe.split(","))
+    for recipe in stage.recipe.split(","):
+        chosen = composed("experiment=comparison", f"recipe={recipe}", "seed=0")
+        option = chosen.augment.name
+        assert option in stage.augment.split(","), recipe
+        staged = composed("experiment=augment_budget", f"recipe={recipe}", f"augment={option}",
+                          "seed=0")
+        assert config_sha(staged) == config_sha(chosen), recipe
+
+
 def leaves(node, prefix=""):
     for k, v in node.items():
         if isinstance(v, dict):
