@@ -388,6 +388,25 @@ def test_one_objective_study_writes_no_pareto_files(tmp_path, capsys):
     assert list(res["trial_value"]) == [0.8, 0.9] and set(res["trial_state"]) == {"COMPLETE"}
 
 
+def test_best_parameters_on_a_bound_are_named():
+    """Ints at an end of their range, floats within 5% of it (of the log range when log):
+    what a study's best trial says about its search space; categorical choices have none."""
+    import optuna
+
+    from snn_sweep.aggregate.study import on_bounds
+    D = optuna.distributions
+    dists = {"lr": D.FloatDistribution(1e-4, 3e-2, log=True), "T": D.IntDistribution(8, 25),
+             "p": D.FloatDistribution(0.0, 1.0), "aug": D.CategoricalDistribution(["a", "b"])}
+
+    def trial(**params):
+        return optuna.trial.create_trial(params=params, distributions=dists, value=0.9)
+
+    assert on_bounds(trial(lr=2.5e-2, T=25, p=0.5, aug="b")) == "lr=0.025 (high); T=25 (high)"
+    assert on_bounds(trial(lr=1e-3, T=8, p=0.04, aug="a")) == "T=8 (low); p=0.04 (low)"
+    # 2.2e-2 is 5.4% of the log range below 3e-2: inside; so are T=24 and p=0.94
+    assert on_bounds(trial(lr=2.2e-2, T=24, p=0.94, aug="a")) == "-"
+
+
 def test_several_studies_compared_in_studies_md(tmp_path, capsys):
     """Two studies (say with and without a pruner), each in its own storage: one studies.md row
     each, and each study's own files in a folder of its name."""
@@ -421,6 +440,7 @@ def test_several_studies_compared_in_studies_md(tmp_path, capsys):
     assert table.loc["pruned", "train_time_min"] == pytest.approx(5.0)
     assert table.loc["unpruned", "best_value"] == pytest.approx(0.7)
     assert table.loc["unpruned", "best_trial"] == 2
+    assert table.loc["unpruned", "best_on_bound"] == "timesteps=5 (low)"
     for name in ("pruned", "unpruned"):
         assert (tmp_path / "out" / name / "trials.md").is_file()
     res = pd.read_csv(tmp_path / "out" / "results.csv")

@@ -215,9 +215,35 @@ def busy_seconds(trials) -> float:
     return total
 
 
+# A float parameter within this fraction of its range (of its log range for a log one) from an
+# end counts as on that bound: a sampler draws no float exactly at a bound.
+EDGE = 0.05
+
+
+def on_bounds(trial) -> str:
+    """The trial's numeric parameters at (ints) or near (floats) an end of their search range,
+    e.g. `timesteps=25 (high)`: a best value there says the range may cut the optimum off.
+    Categorical choices have no order, so no bound; `-` when none is on one."""
+    import optuna
+
+    found = []
+    for name, dist in trial.distributions.items():
+        if not isinstance(dist, (optuna.distributions.IntDistribution,
+                                 optuna.distributions.FloatDistribution)) or dist.low == dist.high:
+            continue
+        value = trial.params[name]
+        scale = math.log if dist.log else float
+        where = (scale(value) - scale(dist.low)) / (scale(dist.high) - scale(dist.low))
+        edge = 0.0 if isinstance(dist, optuna.distributions.IntDistribution) else EDGE
+        if where <= edge or where >= 1 - edge:
+            found.append(f"{name}={value:.4g} ({'low' if where <= edge else 'high'})")
+    return "; ".join(found) or "-"
+
+
 def study_row(study, df: pd.DataFrame) -> Row:
     """One line of studies.csv: trials by state, epochs reported, wall and training time, best
-    value (one objective) or size of the Pareto front (two)."""
+    value (one objective) and the best trial's parameters on a bound of their range, or size of
+    the Pareto front (two)."""
     trials = study.trials
     states = [t.state.name for t in trials]
     jobs = df[df["optuna_study"] == study.study_name]
@@ -231,6 +257,7 @@ def study_row(study, df: pd.DataFrame) -> Row:
                 / 60 if "train_time_s" in jobs else math.nan}
     if len(study.directions) == 1 and "COMPLETE" in states:
         row["best_trial"], row["best_value"] = study.best_trial.number, study.best_value
+        row["best_on_bound"] = on_bounds(study.best_trial)
     elif "COMPLETE" in states:
         row["pareto_front"] = len(study.best_trials)
     return row
