@@ -28,6 +28,7 @@ def test_the_pipeline_is_summed_once_every_target_has_a_row(tmp_path, monkeypatc
     table = tmp_path / "wall_time.md"
     monkeypatch.setattr(wall_time, "TABLE", table)
     now = int(time.time())
+    monkeypatch.setattr(wall_time.time, "time", lambda: float(now))  # whole minutes below
     wall_time.main(["tune-recipes", str(now - 60 * 60)])
     wall_time.main(["comparison", str(now - 100 * 60)])
     assert table.read_text().splitlines()[-1].endswith("not measured yet (no row for "
