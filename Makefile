@@ -45,7 +45,7 @@ RUN := $(BIN)/python -m snn_sweep data.root=$(DATA) trainer.progress=false
 AGG := $(BIN)/python -m snn_sweep.aggregate
 SWEEPS := multirun/results
 results: $(STAMP)
-	rm -rf $(SWEEPS)
+	rm -rf $(SWEEPS)/snn_vs_ann $(SWEEPS)/timesteps $(SWEEPS)/card $(SWEEPS)/optuna $(SWEEPS)/optuna.db
 	$(RUN) -m experiment=snn_vs_ann hydra.sweep.dir=$(SWEEPS)/snn_vs_ann
 	$(AGG) $(SWEEPS)/snn_vs_ann --out docs/results/snn_vs_ann
 	$(RUN) -m experiment=timesteps hydra.sweep.dir=$(SWEEPS)/timesteps
@@ -57,7 +57,7 @@ results: $(STAMP)
 	    hydra.sweeper.n_trials=4 hydra.sweeper.storage=sqlite:///$(SWEEPS)/optuna.db \
 	    hydra.sweep.dir=$(SWEEPS)/optuna/run$$i || exit 1; done
 	$(AGG) $(SWEEPS)/optuna --out docs/results/optuna --study sqlite:///$(SWEEPS)/optuna.db
-	$(MAKE) tune-recipes augment-budget comparison DATA=$(DATA)
+	$(MAKE) tune-recipes augment-budget comparison DATA=$(DATA) RESUME=$(RESUME)
 
 # The README's tuning figures (docs/results/pruning/, docs/results/pareto/), on full MNIST:
 # two 20-trial studies of snn_optuna_pruned's 5-epoch trials, one with its median pruner and one
@@ -82,6 +82,16 @@ tuning: $(STAMP)
 	$(AGG) $(SWEEPS)/pareto --out docs/results/pareto --study sqlite:///$(SWEEPS)/pareto.db
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
+# The long targets below (tune-recipes, augment-budget, comparison; hours on 2 cores) start
+# from an empty sweep dir. RESUME=1 continues a killed one in its sweep dir instead: each
+# run from its last finished epoch (trainer.resume=true), each study with the trials it lacks
+# (the recipe studies' max_trials); its wall time then sums its segments (scripts/wall_time.py).
+RESUME ?=
+# $(call begin,SWEEP_DIR): the target's sweep dir and its wall-time record, new or continued.
+begin = $(if $(RESUME),$(BIN)/python scripts/wall_time.py --resume $(1),\
+  rm -rf $(1) $(1).start && mkdir -p $(1) && $(BIN)/python scripts/wall_time.py --start $(1))
+CONTINUE := $(if $(RESUME),trainer.resume=true)
+
 # Each model's recipe studies (snn_sweep/conf/hparams_search/recipe.yaml) on full MNIST's
 # training split, the same budget and search space for every model; the spiking MLPs also
 # search their timesteps, the conv SNNs their timesteps (and csnn its encoder). Each model is
@@ -105,32 +115,28 @@ STUDY := r=$$1; s=$$2; \
   $(TUNE) recipe=$$r $$extra hydra.sweeper.study_name=recipe_$${r}_seed$$s \
     hydra.sweeper.sampler.seed=$$s \
     hydra.sweeper.storage=sqlite:///$(SWEEPS)/recipes/$${r}_seed$$s.db \
-    hydra.sweep.dir=$(SWEEPS)/recipes/$$r/seed$$s > $(SWEEPS)/recipes/$${r}_seed$$s.log 2>&1
+    hydra.sweep.dir=$(SWEEPS)/recipes/$$r/seed$$s >> $(SWEEPS)/recipes/$${r}_seed$$s.log 2>&1
 
 tune-recipes: $(STAMP)
-	rm -rf $(SWEEPS)/recipes
-	mkdir -p $(SWEEPS)/recipes
-	date +%s > $(SWEEPS)/recipes.start
+	$(call begin,$(SWEEPS)/recipes)
 	for r in $(call reverse,$(RECIPES)); do for s in $(SAMPLER_SEEDS); do echo $$r $$s; done; done | \
 	  xargs -P 2 -n 2 sh -c '$(STUDY)' study || exit 1
 	$(AGG) $(SWEEPS)/recipes --out docs/results/recipes \
 	  $(foreach r,$(RECIPES),$(foreach s,$(SAMPLER_SEEDS),--study sqlite:///$(SWEEPS)/recipes/$(r)_seed$(s).db))
 	$(BIN)/python scripts/recipes.py $(SWEEPS)/recipes
-	$(BIN)/python scripts/wall_time.py tune-recipes $$(cat $(SWEEPS)/recipes.start)
+	$(BIN)/python scripts/wall_time.py tune-recipes $(SWEEPS)/recipes
 
 # The README's main comparison (experiment=comparison: every recipe, 3 seeds, two jobs at a time)
 # with the targets it is measured against (docs/results/comparison/targets.md) and its wall time
 # (docs/results/wall_time.md). The augmentation stage's runs of the option it chose are the
 # same configs as the comparison's seed 0: trainer.reuse copies them instead of training again.
 comparison: $(STAMP)
-	rm -rf $(SWEEPS)/comparison
-	mkdir -p $(SWEEPS)
-	date +%s > $(SWEEPS)/comparison.start
-	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison \
+	$(call begin,$(SWEEPS)/comparison)
+	$(RUN) -m experiment=comparison hydra.sweep.dir=$(SWEEPS)/comparison $(CONTINUE) \
 	    'trainer.reuse=[$(wildcard $(SWEEPS)/augment_budget)]'
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
 	$(BIN)/python scripts/targets.py docs/results/comparison
-	$(BIN)/python scripts/wall_time.py comparison $$(cat $(SWEEPS)/comparison.start)
+	$(BIN)/python scripts/wall_time.py comparison $(SWEEPS)/comparison
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The tuning's second stage (experiment=augment_budget, seed 0, two jobs at a time): the
@@ -138,13 +144,11 @@ comparison: $(STAMP)
 # best validation accuracy's option goes into each recipe (scripts/recipes.py --augment), which
 # the comparison then trains (docs/results/augment_budget; its test column chooses nothing).
 augment-budget: $(STAMP)
-	rm -rf $(SWEEPS)/augment_budget
-	mkdir -p $(SWEEPS)
-	date +%s > $(SWEEPS)/augment_budget.start
-	$(RUN) -m experiment=augment_budget hydra.sweep.dir=$(SWEEPS)/augment_budget
+	$(call begin,$(SWEEPS)/augment_budget)
+	$(RUN) -m experiment=augment_budget hydra.sweep.dir=$(SWEEPS)/augment_budget $(CONTINUE)
 	$(AGG) $(SWEEPS)/augment_budget --out docs/results/augment_budget --metric val_acc
 	$(BIN)/python scripts/recipes.py --augment docs/results/augment_budget/results.csv
-	$(BIN)/python scripts/wall_time.py augment-budget $$(cat $(SWEEPS)/augment_budget.start)
+	$(BIN)/python scripts/wall_time.py augment-budget $(SWEEPS)/augment_budget
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # requirements.txt from the venv the suite passed in: its exact versions (pip freeze) resolved

@@ -26,7 +26,7 @@ APP = Path(__file__).resolve().parent / "sweeper_apps" / "app.py"
 SWEEPERS = {"upstream": "optuna", "ours": "snn_sweep_optuna"}
 GRID = ["hydra/sweeper/sampler=grid", "x=range(0,4)", "y=choice(0,1)"]  # 8 points
 # What ours adds to upstream's settings (pruning, heartbeats); the rest must be upstream's.
-OURS_ONLY = {"pruner", "heartbeat_interval", "grace_period", "retry_failed_trials"}
+OURS_ONLY = {"pruner", "heartbeat_interval", "grace_period", "retry_failed_trials", "max_trials"}
 
 
 @dataclass
@@ -155,6 +155,21 @@ def test_a_continued_grid_runs_only_the_points_left(sweeps):
     points = sorted((t.params["x"], t.params["y"]) for t in rest.trials)
     assert points == sorted(itertools.product(range(4), range(2)))  # each point once
     assert rest.results == first.results
+
+
+def test_max_trials_caps_the_study_over_its_sweeps(sweeps):
+    """A sweep relaunched as it was (a killed one, make tune-recipes RESUME=1) runs only the
+    trials its study lacks; a failed trial counts, as a finished one."""
+    args = ["x=range(0,4)", "y=choice(0,1)", "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.max_trials=5", "fail_x=[3]", "hydra.sweeper.max_failure_rate=1.0"]
+    first = sweeps.ours(*args)
+    assert first.rc == 0 and len(first.trials) == 3
+    second = sweeps.ours(*args)
+    assert second.rc == 0 and len(second.trials) == 5
+    assert second.trials[:3] == first.trials
+    third = sweeps.ours(*args)
+    assert third.rc == 0 and "holds 5 finished trials (max_trials=5): nothing left to run" \
+        in third.out and third.trials == second.trials and third.results == second.results
 
 
 def test_two_objectives_give_upstreams_pareto_front(sweeps):

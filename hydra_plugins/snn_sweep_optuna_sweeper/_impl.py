@@ -140,8 +140,9 @@ class _Heartbeat:
 class TrialSweeperImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: Optional[int] = None,
                  grace_period: Optional[int] = None, retry_failed_trials: int = 0,
-                 **kwargs: Any) -> None:
+                 max_trials: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_trials = max_trials
         self.pruner = pruner  # a config: each job instantiates it (snn_sweep.optuna_trial)
         self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         if heartbeat_interval and retry_failed_trials:
@@ -168,6 +169,12 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         study = self._open_study(directions, metrics)
         left = self.n_trials
+        if self.max_trials is not None:  # trials a job finished, in this sweep or earlier ones
+            done = sum("job_status" in t.user_attrs for t in study.get_trials(deepcopy=False))
+            left = min(left, self.max_trials - done)
+            if left <= 0:
+                log.info(f"Study {study.study_name} holds {done} finished trials "
+                         f"(max_trials={self.max_trials}): nothing left to run")
         failures: List[str] = []
         ran = 0
         # Optuna warns that heartbeats are meant for study.optimize; _Heartbeat does its part.

@@ -26,6 +26,8 @@ Where it differs from upstream, and why:
   on. Only jobs that report to their trial (snn_sweep.optuna_trial) are ever pruned;
 - heartbeats (RDB storages): a RUNNING trial whose sweeper was killed is failed by the next
   sweeper that uses the study, and asked again with retry_failed_trials;
+- max_trials caps the study's trials over all its sweeps, so a killed sweep relaunched as it
+  was runs only the trials its study lacks;
 - a seeded sampler draws each trial from `seed + trial number`, so workers sharing a study and
   a continued study draw new points (upstream replays the first run's); the points of a seeded
   study therefore differ from upstream's with the same seed;
@@ -74,6 +76,11 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
     heartbeat_interval: Optional[int] = 60
     grace_period: Optional[int] = None
     retry_failed_trials: int = 0
+    # The most trials the study is to hold, those of earlier sweeps included (the trials a job
+    # finished: completed, pruned or failed): a sweep runs n_trials or what is left, so a killed
+    # sweep relaunched as it was completes its study instead of adding n_trials (Optuna's
+    # MaxTrialsCallback, for this loop). null: n_trials more, as upstream.
+    max_trials: Optional[int] = None
 
 
 # The schema behind snn_sweep/conf/hydra/sweeper/optuna_trials.yaml: a misspelt key fails at
@@ -91,11 +98,11 @@ class OptunaTrialSweeper(upstream.OptunaSweeper):
 
     def __init__(self, pruner: Any = None, heartbeat_interval: Optional[int] = 60,
                  grace_period: Optional[int] = None, retry_failed_trials: int = 0,
-                 **kwargs: Any) -> None:
+                 max_trials: Optional[int] = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)  # instantiates the sampler as upstream does
         from ._impl import TrialSweeperImpl
 
         self.sweeper = TrialSweeperImpl(
             **{**kwargs, "sampler": self.sweeper.sampler}, pruner=pruner,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            retry_failed_trials=retry_failed_trials)
+            retry_failed_trials=retry_failed_trials, max_trials=max_trials)
