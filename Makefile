@@ -146,7 +146,8 @@ comparison: $(STAMP)
 augment-budget: $(STAMP)
 	$(call begin,$(SWEEPS)/augment_budget)
 	$(RUN) -m experiment=augment_budget hydra.sweep.dir=$(SWEEPS)/augment_budget $(CONTINUE)
-	$(AGG) $(SWEEPS)/augment_budget --out docs/results/augment_budget --metric val_acc
+	$(AGG) $(SWEEPS)/augment_budget --out docs/results/augment_budget --metric val_acc \
+	    --lines recipe,augment
 	$(BIN)/python scripts/recipes.py --augment docs/results/augment_budget/results.csv
 	$(BIN)/python scripts/wall_time.py augment-budget $(SWEEPS)/augment_budget
 	$(BIN)/python scripts/include.py README.md docs/*.md

@@ -639,3 +639,26 @@ def test_study_wall_time_leaves_out_pauses_and_counts_overlaps_once():
               trial(3800, None), trial(40, 50)]
     assert busy_seconds(trials) == 160 + 60
     assert math.isnan(busy_seconds([trial(0, None)]))
+
+
+def test_lines_choose_what_splits_the_learning_curves(tmp_path, capsys):
+    """By default a line per model (and encoder, timesteps where they vary): runs that differ
+    only in augment are averaged; --lines model,augment gives each option its own line; a key
+    that is no setting of the runs is refused in one line."""
+    from snn_sweep.aggregate.plots import curve_lines
+    sweep = tmp_path / "sweep"
+    for i, aug in enumerate(("none", "affine_mild", "none", "affine_mild")):
+        job = write_job(sweep / str(i), 5, 0, {**done(0.8, 0.8), "augment": aug}, curve(2, 0.8),
+                        model="ann" if i < 2 else "snn")
+        hydra = OmegaConf.load(job / ".hydra" / "hydra.yaml")
+        hydra.hydra.runtime.choices.augment = aug  # a group choice, as in a real run
+        OmegaConf.save(hydra, job / ".hydra" / "hydra.yaml")
+    main([str(sweep), "--out", str(tmp_path / "a"), "--lines", "model,augment"])
+    curves = pd.read_csv(tmp_path / "a" / "curves.csv")
+    assert sorted(set(curve_lines(curves))) == ["ann", "snn"]
+    assert sorted(set(curve_lines(curves, ["model", "augment"]))) == [
+        "ann / affine_mild", "ann / none", "snn / affine_mild", "snn / none"]
+    assert (tmp_path / "a" / "learning_curves.png").stat().st_size > 1000
+    with pytest.raises(SystemExit, match=r"^error: --lines augmnt: not a setting of these "
+                                         r"runs; their settings: .*augment"):
+        main([str(sweep), "--out", str(tmp_path / "b"), "--lines", "model,augmnt"])

@@ -15,10 +15,14 @@ from .study import load_study, write_studies
 
 
 def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: List[str],
-              study_name: Optional[str]) -> str:
+              study_name: Optional[str], lines: Optional[List[str]] = None) -> str:
     """Do the work; return the text to print. Raises AggregateError on bad input."""
     runs = load(dirs)
     df, keys = runs.results, runs.keys
+    unknown = [k for k in lines or [] if k not in runs.settings]
+    if unknown:
+        raise AggregateError(f"--lines {','.join(unknown)}: not a setting of these runs; "
+                             f"their settings: {', '.join(runs.settings)}")
     studies = [load_study(url, study_name, df) for url in study_urls]
     completed = df[df["status"] == "completed"]
     if not completed.empty and metric not in completed:
@@ -44,7 +48,8 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
     plotted, not_drawn = drawn({
         "accuracy_vs_timesteps.png": plot_vs_timesteps(df, metric,
                                                        out / "accuracy_vs_timesteps.png"),
-        "learning_curves.png": plot_learning_curves(runs.curves, out / "learning_curves.png"),
+        "learning_curves.png": plot_learning_curves(runs.curves, out / "learning_curves.png",
+                                                    lines),
         "accuracy_vs_energy.png": plot_vs_energy(summary, keys, metric,
                                                  out / "accuracy_vs_energy.png")})
     return report(df, dirs, keys, md, notes + not_drawn + runs.problems,
@@ -115,12 +120,18 @@ def main(argv: Optional[List[str]] = None) -> None:
                         "(or, with two objectives, pareto.csv, pareto.md and pareto.png) and "
                         "maps jobs to trials; give it again to compare several studies (each "
                         "one's files then go to OUT/<study name>/)")
+    p.add_argument("--lines", metavar="KEY[,KEY...]",
+                   type=lambda s: [k for k in s.split(",") if k],
+                   help="settings whose values make the learning curves' lines, e.g. "
+                        "recipe,augment (default: model, encoder and timesteps where they vary; "
+                        "each line is the mean of its runs)")
     p.add_argument("--study-name", metavar="NAME",
                    help="study in that storage (default: the one the jobs name, or the only one)")
     args = p.parse_args(argv)
     if args.study_name and len(args.study) != 1:
         p.error("--study-name needs exactly one --study STORAGE_URL")
     try:
-        print(aggregate(args.dirs, args.out, args.metric, args.study, args.study_name))
+        print(aggregate(args.dirs, args.out, args.metric, args.study, args.study_name,
+                        args.lines))
     except AggregateError as e:
         sys.exit(f"error: {e}")

@@ -63,28 +63,40 @@ def line_labels(data: pd.DataFrame, keys: List[str]) -> pd.Series:
     return line.map(pd.Series(labels.to_numpy(), index=first.to_numpy()))
 
 
-def plot_learning_curves(curves: pd.DataFrame, path: Path) -> Optional[str]:
-    """Loss and accuracy per epoch of the completed jobs, averaged per model and encoder (an
-    ANN against rate- and direct-coded SNNs, each its own line)."""
+def curve_lines(curves: pd.DataFrame, lines: Optional[List[str]] = None) -> pd.Series:
+    """Each curve row's line: its values of LINES, by default of model, encoder and timesteps
+    where they vary (an ANN against rate- and direct-coded SNNs, each its own line)."""
+    keys = lines or [k for k in ("model", "encoder", "timesteps") if k in curves
+                     and curves[k].astype(str).nunique() > 1] or \
+        [k for k in ("model",) if k in curves]
+    return line_labels(curves, keys) if keys else pd.Series("run", index=curves.index)
+
+
+def plot_learning_curves(curves: pd.DataFrame, path: Path,
+                         lines: Optional[List[str]] = None) -> Optional[str]:
+    """Loss and accuracy per epoch of the completed jobs, averaged per line (curve_lines)."""
     curves = curves[curves["status"] == "completed"]
     if curves.empty:
         return "no metrics.csv of a completed job"
-    keys = [k for k in ("model", "encoder", "timesteps") if k in curves
-            and curves[k].astype(str).nunique() > 1] or [k for k in ("model",) if k in curves]
-    data = curves.assign(line=line_labels(curves, keys) if keys else "run")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    data = curves.assign(line=curve_lines(curves, lines))
+    many = data["line"].nunique() > 10  # past matplotlib's 10 default colours: tab20, legend aside
+    fig, axes = plt.subplots(1, 2, figsize=(14 if many else 11, 4.5))
     for ax, kind in zip(axes, ("loss", "acc")):
         for i, (name, g) in enumerate(data.groupby("line")):
             for split, style in (("train", "-"), ("val", "--")):
                 m = g[g["metric"] == f"{split}_{kind}"].groupby("epoch")["value"].mean()
                 if not m.empty:
-                    ax.plot(m.index, m.values, style, marker="o", markersize=3,
-                            color=f"C{i % 10}", label=f"{name} {split}")
+                    ax.plot(m.index, m.values, style, marker="o", markersize=2 if many else 3,
+                            color=plt.get_cmap("tab20")(i % 20) if many else f"C{i % 10}",
+                            label=f"{name} {split}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("accuracy" if kind == "acc" else "loss")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if not many:
+            ax.legend(fontsize=7)
+    if many:
+        axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("Learning curves (mean over the completed runs of each line)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
