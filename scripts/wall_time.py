@@ -43,11 +43,14 @@ def pipeline(rows) -> str:
 def segments(stamp: Path) -> list:
     """SWEEP_DIR.start's segments, [start, end] or [start] for the one running."""
     try:
-        lines = stamp.read_text().split("\n")
-        return [[int(x) for x in ln.split()] for ln in lines if ln.strip()]
+        spans = [[int(x) for x in ln.split()] for ln in stamp.read_text().splitlines()
+                 if ln.strip()]
+        if not spans or any(len(s) != 2 for s in spans[:-1]) or len(spans[-1]) not in (1, 2):
+            raise ValueError("a segment without its end before the last, or none")
     except (OSError, ValueError) as e:
         sys.exit(f"error: {stamp}: not a wall-time record (lines of 'START [END]' in seconds: "
                  f"{e}); run the target without RESUME=1")
+    return spans
 
 
 def newest(where: Path) -> int:

@@ -93,9 +93,10 @@ def test_resuming_what_never_started_says_so(clock, tmp_path):
     with pytest.raises(SystemExit, match=r"comparison\.start: no such file: .* was never "
                                          r"started by its make target"):
         wall_time.main(["--resume", str(tmp_path / "comparison")])
-    (tmp_path / "other.start").write_text("yesterday\n")
-    with pytest.raises(SystemExit, match=r"other\.start: not a wall-time record"):
-        wall_time.main(["other", str(tmp_path / "other")])
+    for text in ("yesterday\n", "", "1 2 3\n", "1\n2\n"):
+        (tmp_path / "other.start").write_text(text)
+        with pytest.raises(SystemExit, match=r"other\.start: not a wall-time record"):
+            wall_time.main(["other", str(tmp_path / "other")])
 
 
 @pytest.mark.parametrize("argv", [[], ["comparison"], ["--start", ""]])
