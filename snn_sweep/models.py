@@ -18,7 +18,7 @@ from torch import nn
 
 from . import nn as fast
 from .config import NeuronConfig, Readout, SynapticNeuronConfig
-from .conv import POOLS
+from .nn.conv import POOLS
 
 NEURON_CLASSES = {"leaky": snn.Leaky, "lapicque": snn.Lapicque, "synaptic": snn.Synaptic,
                   "alpha": snn.Alpha}

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from conftest import against_plain
 
-from snn_sweep import conv, lif
+from snn_sweep.nn import conv, lif
 from snn_sweep.nn import ConvPool
 from snn_sweep.build import build_model
 

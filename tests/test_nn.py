@@ -7,7 +7,8 @@ import torch
 from conftest import against_plain
 from torch import nn
 
-from snn_sweep import lif, nn as fast
+from snn_sweep import nn as fast
+from snn_sweep.nn import lif
 from snn_sweep.config import Readout
 from snn_sweep.energy import Recorder, dense_macs
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-import snn_sweep.sparse as sparse
-from snn_sweep.sparse import MajoritySparseLinear, sparse_input_linear
+import snn_sweep.nn.sparse as sparse
+from snn_sweep.nn.sparse import MajoritySparseLinear, sparse_input_linear
 
 
 def dense_and_sparse(x, n_out=6, seed=0):

@@ -24,7 +24,7 @@ from .sparse import MAX_DENSITY, on_distinct_steps
 try:
     if lif.lif_cpu is None:
         raise ImportError(lif.UNAVAILABLE)
-    from . import conv_cpu
+    from .kernels import conv_cpu
 except Exception:  # no usable Numba: PyTorch's own ops compute the same (lif.py says why)
     conv_cpu = None  # type: ignore[assignment]
 

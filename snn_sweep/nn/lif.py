@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 try:
     if os.environ.get("SNN_SWEEP_KERNELS") == "eager":  # a way out should Numba misbehave
         raise ImportError("SNN_SWEEP_KERNELS=eager")
-    from . import lif_cpu
+    from .kernels import lif_cpu
     UNAVAILABLE: Optional[str] = None
 except Exception as e:  # no usable Numba here: the eager path computes the same, slower
     lif_cpu = None  # type: ignore[assignment]
