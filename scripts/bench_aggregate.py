@@ -5,11 +5,11 @@
 
 Runs a small real sweep (16 jobs of 2 epochs on synthetic digits, about 20 s) unless --source
 names one, copies its job dirs into a temporary folder until there are N of them, each copy with
-its own seed and config_sha (.hydra/, result.json and metrics.csv; not the checkpoint, nor the
-seed_<s>/ dirs of a job with repeats), and times in this one process, in turns, best of
---repeat: the plain read (json.load of every result.json, pandas.read_csv of every metrics.csv)
-and snn_sweep.aggregate's aggregate (every table and plot written). Prints a Markdown table,
-also written to --write.
+its own seed and config_sha (result.json and metrics.csv, and .hydra/ for a job made before the
+run record; not the checkpoint, nor the seed_<s>/ dirs of a job with repeats), and times in
+this one process, in turns, best of --repeat: the plain read (json.load of every result.json,
+pandas.read_csv of every metrics.csv) and snn_sweep.aggregate's aggregate (every table and
+plot written). Prints a Markdown table, also written to --write.
 """
 import argparse
 import hashlib
@@ -62,22 +62,32 @@ def source_sweep(tmp: Path) -> Path:
 
 
 def clone(jobs, n: int, dest: Path) -> None:
-    """n job dirs, copy k of the sources shifting their seeds by k * (highest seed + 1)."""
+    """n job dirs, copy k of the sources shifting their seeds by k * (highest seed + 1): in the
+    run record (seed, config_sha, and the seed in its identity, swept values, overrides and
+    config), or, for a source made before it, in result.json and .hydra/."""
     results = [json.loads((job / "result.json").read_text()) for job in jobs]
     step = max(r.get("seed", 0) for r in results) + 1
     for j in range(n):
         job, result, k = jobs[j % len(jobs)], results[j % len(jobs)], j // len(jobs)
         seed = result.get("seed", 0) + k * step
         out = dest / str(j)
-        (out / ".hydra").mkdir(parents=True)
-        for name, pattern, new in (("config.yaml", r"(?m)^seed: \d+$", f"seed: {seed}"),
-                                   ("overrides.yaml", r"(?m)^- seed=\d+$", f"- seed={seed}"),
-                                   ("hydra.yaml", r"\bseed=\d+", f"seed={seed}")):
-            text = (job / ".hydra" / name).read_text()
-            (out / ".hydra" / name).write_text(re.sub(pattern, new, text))
+        out.mkdir(parents=True)
         sha = hashlib.sha256(f"{result.get('config_sha')}/{k}".encode()).hexdigest()[:16]
-        (out / "result.json").write_text(json.dumps({**result, "seed": seed, "config_sha": sha},
-                                                    indent=2) + "\n")
+        copy = {**result, "seed": seed, "config_sha": sha}
+        if "identity_version" in result:
+            for field in ("identity", "swept", "config"):
+                if "seed" in result.get(field, {}):
+                    copy[field] = {**result[field], "seed": seed}
+            copy["overrides"] = [re.sub(r"^seed=\d+$", f"seed={seed}", o)
+                                 for o in result.get("overrides", [])]
+        else:  # the aggregator reads .hydra/ for it
+            (out / ".hydra").mkdir()
+            for name, pattern, new in (("config.yaml", r"(?m)^seed: \d+$", f"seed: {seed}"),
+                                       ("overrides.yaml", r"(?m)^- seed=\d+$", f"- seed={seed}"),
+                                       ("hydra.yaml", r"\bseed=\d+", f"seed={seed}")):
+                text = (job / ".hydra" / name).read_text()
+                (out / ".hydra" / name).write_text(re.sub(pattern, new, text))
+        (out / "result.json").write_text(json.dumps(copy, indent=2) + "\n")
         if (job / "metrics.csv").is_file():  # not for a job that found its twin's result
             shutil.copyfile(job / "metrics.csv", out / "metrics.csv")
 

@@ -31,7 +31,7 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
     if cfg.trainer.threads is None:
         cfg.trainer.threads = launcher_threads(hc)
     with open_dict(cfg):  # a user's option without a name is called by its file's name
-        for group in ("model", "encoder", "optimizer"):
+        for group in ("model", "encoder", "neuron", "optimizer"):
             if cfg[group].get("name") is None and hc.runtime.choices.get(group):
                 cfg[group].name = hc.runtime.choices[group]
     multirun = hc.mode == RunMode.MULTIRUN
@@ -44,7 +44,8 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
         loggers.epoch(step, row)
         return reporter is not None and reporter(step, row[cfg.optimized_metric])
     try:
-        result = train_result(cfg, out_dir, trial_info(hc.job.env_set), on_epoch)
+        result = train_result(cfg, out_dir, {**trial_info(hc.job.env_set), **launch(hc, cfg)},
+                              on_epoch)
     except RunPruned as e:
         loggers.finish({"status": "pruned"})
         import optuna  # only a TrialReporter prunes, so this is an Optuna sweep
@@ -71,6 +72,21 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
             raise InputError("the sweeper has two directions: set pareto_metric")
         return result["objective"], result[cfg.pareto_metric]
     return result["objective"]
+
+
+def launch(hc, cfg) -> Dict:
+    """How Hydra composed the job, for its run record: the group choices, the command line's
+    overrides, and the resolved value of each overridden key that is not a group choice."""
+    choices = {k: v for k, v in hc.runtime.choices.items() if "/" not in k}
+    overrides = list(hc.overrides.task)
+    keys = [str(o).split("=", 1)[0].lstrip("+~").split("@")[0] for o in overrides]
+    swept = {}
+    for key in dict.fromkeys(keys):
+        if key not in choices:
+            value = OmegaConf.select(cfg, key, default=None)
+            swept[key] = OmegaConf.to_container(value, resolve=True, enum_to_str=True) \
+                if OmegaConf.is_config(value) else getattr(value, "value", value)
+    return {"choices": choices, "overrides": overrides, "swept": swept}
 
 
 def launcher_threads(hc) -> Optional[int]:

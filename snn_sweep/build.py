@@ -1,7 +1,7 @@
 """Config nodes with `_target_` -> objects, built only from trusted modules.
 
-The model, encoder, augmentation, optimizer, scheduler, dataset and loggers, each built by
-`hydra.utils.instantiate` with an execution whitelist.
+The model (and its neuron), encoder, augmentation, optimizer, scheduler, dataset and loggers,
+each built by `hydra.utils.instantiate` with an execution whitelist.
 
 A config may only name targets in trusted modules: this package and the libraries it builds
 from (TRUSTED), the modules in the folder a run is launched from (the user's own code), and the
@@ -9,18 +9,20 @@ module prefixes listed in the config's `trusted_modules`. Anything else is refus
 naming the key and how to allow it, as is a target that cannot be imported, takes other
 arguments, or returns the wrong thing. `resolve` builds everything once before training, so a
 bad `_target_` fails before any work starts, and fills in what a config may leave out (a model's
-`spiking` and `name`).
+`spiking`, the nodes' `name`s).
 """
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from .config import MODEL_SETTINGS, InputError, effective_timesteps, model_settings, validate
+from .config import (MODEL_SETTINGS, NEURON_SETTINGS, InputError, effective_timesteps,
+                     model_settings, neuron_key)
+from .validate import validate
 
 # The package and the libraries whose classes and functions its configs name.
 TRUSTED = ("snn_sweep", "torch.optim", "torch.nn", "torchvision.datasets", "snntorch",
@@ -55,16 +57,30 @@ def _reason(e: BaseException) -> str:
     return text[:300]
 
 
-def build(cfg, key: str, *args: Any, partial: bool = False, call: bool = True,
-          drop: tuple = ("name",), **kwargs: Any) -> Any:
-    """instantiate(cfg.<key>) with the run's whitelist, less the pipeline's own keys (drop);
-    with partial, that partial called with *args, **kwargs (or returned, with call=False).
-    Any failure is one InputError line naming the key."""
-    node = OmegaConf.select(cfg, key)
-    spec = OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-    target = spec.get("_target_")
+def spec_of(cfg, key: str, drop: tuple = ("name",)) -> Dict[str, Any]:
+    """The node cfg.<key> as instantiate builds it: resolved, less the pipeline's own keys
+    (drop) and the `name` label of any node nested in it (the model's neuron)."""
+    spec = OmegaConf.to_container(OmegaConf.select(cfg, key), resolve=True, enum_to_str=True)
     for k in drop:
         spec.pop(k, None)
+    for value in spec.values():
+        if isinstance(value, dict) and "_target_" in value:
+            value.pop("name", None)
+    return spec
+
+
+def model_spec(cfg) -> Dict[str, Any]:
+    """What build_model instantiates: checkpoint.pt keeps it to rebuild the model."""
+    return spec_of(cfg, "model", drop=MODEL_SETTINGS)
+
+
+def build(cfg, key: str, *args: Any, partial: bool = False, call: bool = True,
+          drop: tuple = ("name",), spec: Optional[Dict[str, Any]] = None, **kwargs: Any) -> Any:
+    """instantiate(cfg.<key>) (or of spec, given) with the run's whitelist, less the
+    pipeline's own keys (drop); with partial, that partial called with *args, **kwargs (or
+    returned, with call=False). Any failure is one InputError line naming the key."""
+    spec = spec_of(cfg, key, drop) if spec is None else spec
+    target = spec.get("_target_")
     allowed = whitelist(cfg)
     try:
         made = instantiate(spec, _partial_=partial, _convert_="all",
@@ -73,7 +89,10 @@ def build(cfg, key: str, *args: Any, partial: bool = False, call: bool = True,
     except InputError:
         raise
     except InstantiationException as e:
-        text = _reason(e)
+        text = _reason(e).split(" full_key: ")[0]
+        inner = str(e).rsplit("\nfull_key: ", 1)[1:]
+        if inner:  # a node inside this one failed (the neuron's spike_grad)
+            key, target = f"{key}.{inner[0]}", _target_at(spec, inner[0]) or target
         if "not in the Hydra execution whitelist" in text:
             top = str(target).split(".")[0]
             raise InputError(f"{key}._target_={target!r} is not in a trusted module: add "
@@ -85,12 +104,38 @@ def build(cfg, key: str, *args: Any, partial: bool = False, call: bool = True,
         raise InputError(f"{key} ({target}): {type(e).__name__}: {_reason(e)}") from None
 
 
+def _target_at(spec: Dict[str, Any], path: str) -> Optional[str]:
+    """The _target_ of the node at a dotted path inside spec, if there is one."""
+    node: Any = spec
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node.get("_target_") if isinstance(node, dict) else None
+
+
 def build_model(cfg) -> torch.nn.Module:
-    model = build(cfg, "model", drop=MODEL_SETTINGS)
+    model = build(cfg, "model", spec=model_spec(cfg))
     if not isinstance(model, torch.nn.Module):
         raise InputError(f"model._target_={cfg.model._target_!r} returned a "
                          f"{type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def check_neuron(cfg) -> None:
+    """Build the model's neuron node (its partial) and make one neuron from it, so that a bad
+    target or argument fails in one line naming the neuron, not the model built from it."""
+    key = neuron_key(cfg)
+    if key is None:
+        return
+    make = build(cfg, key, partial=True, call=False, drop=NEURON_SETTINGS)
+    target = OmegaConf.select(cfg, key)._target_
+    try:
+        with torch.random.fork_rng(devices=[]):  # a neuron with weights leaves the RNG as it was
+            neuron = make()
+    except Exception as e:
+        raise InputError(f"{key} ({target}): {type(e).__name__}: {_reason(e)}") from None
+    if not isinstance(neuron, torch.nn.Module):
+        raise InputError(f"{key}._target_={target!r} made a {type(neuron).__name__}, not a "
+                         f"neuron (a torch.nn.Module)")
 
 
 def build_encoder(cfg) -> Callable[..., torch.Tensor]:
@@ -148,13 +193,17 @@ def resolve(cfg):
     on a batch of two blank images. Raises InputError (one line, naming the key) on any
     failure."""
     cfg = cfg.copy()
+    check_neuron(cfg)
     with open_dict(cfg):
         model = build_model(cfg)
         if model_settings(cfg.model).spiking is None:
             cfg.model.spiking = is_spiking(model)
-        for key in ("model", "encoder", "optimizer", "augment"):
-            if cfg.get(key) is not None and cfg[key].get("name") is None:
-                cfg[key].name = name_of(cfg[key]._target_)
+        for key in ("model", "encoder", "optimizer", "augment", "neuron"):
+            if cfg.get(key) is not None and cfg[key].get("name") is None \
+                    and isinstance(cfg[key].get("_target_"), str):
+                name = name_of(cfg[key]._target_)
+                # a neuron is called as the built-in options are: leaky for snntorch.Leaky
+                cfg[key].name = name.lower() if key == "neuron" else name
     steps = effective_timesteps(cfg)
     shape = tuple(cfg.data.shape)
     x = torch.zeros(2, *shape)

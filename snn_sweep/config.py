@@ -1,12 +1,10 @@
-"""The config schema, its defaults, and the value checks a type cannot express.
+"""The config schema: dataclasses in Hydra's ConfigStore behind the YAML in conf/, and the
+pipeline's reading of a node's own keys.
 
-Dataclasses registered in Hydra's ConfigStore back the YAML in conf/ (the built-in options; a
-user's own options need none).
-
-A misspelt key or a wrong type therefore fails at composition; value ranges that a type
-cannot express (beta in [0, 1], lr > 0, ...) are checked by `validate` before any work starts.
+The dataclasses back the built-in options (a user's own options need none), so a misspelt key
+or a wrong type fails at composition; the defaults are written here once. Value ranges that a
+type cannot express (beta in [0, 1], lr > 0, ...) are checked by validate.py.
 """
-import os
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Dict, List, Optional
@@ -58,7 +56,8 @@ class MLPConfig(ModelSettings):
     in_shape: List[int] = MISSING
     num_classes: int = MISSING
     hidden: List[int] = MISSING
-    neuron: Any = None  # the `neuron` node (${neuron}) for an SNN, null for an ANN
+    # the `neuron` node (${neuron}: a partial, one neuron per layer) for an SNN, null for an ANN
+    neuron: Any = None
     # Dropout on every hidden layer's output while training (ReLU activations, or spikes on
     # each step); 0 turns it off.
     dropout: float = 0.0
@@ -128,19 +127,30 @@ class AffineAugmentConfig(AugmentConfig):
 
 
 @dataclass
+class SurrogateConfig:
+    """A surrogate gradient, a function in snntorch.surrogate (conf/neuron/surrogate/); its
+    arguments, none by default (snnTorch's), go beside it: +neuron.spike_grad.alpha=3."""
+    _target_: str = MISSING
+
+
+@dataclass
 class NeuronConfig:
-    name: str = MISSING
+    """The arguments of snnTorch's first-order neurons (snntorch.Leaky, snntorch.Lapicque;
+    conf/neuron/leaky.yaml, lapicque.yaml): a partial, which a model calls once per layer."""
+    _target_: str = MISSING
+    _partial_: bool = True
+    name: Optional[str] = None  # the pipeline's: the `neuron` group option (or the class name)
     beta: float = 0.95
     threshold: float = 1.0
     reset_mechanism: Reset = Reset.subtract
     learn_beta: bool = False
     learn_threshold: bool = False
-    surrogate: str = "atan"  # a function in snntorch.surrogate, see SURROGATES
-    surrogate_args: Dict[str, float] = field(default_factory=dict)
+    spike_grad: SurrogateConfig = MISSING  # set by the neuron/surrogate group's option
 
 
 @dataclass
 class SynapticNeuronConfig(NeuronConfig):
+    """snntorch.Synaptic's and snntorch.Alpha's (conf/neuron/synaptic.yaml, alpha.yaml)."""
     alpha: float = 0.9  # synaptic current decay
     learn_alpha: bool = False
 
@@ -204,13 +214,10 @@ class Config:
     trusted_modules: List[str] = field(default_factory=list)
 
 
-NEURONS = ("leaky", "synaptic", "lapicque", "alpha")  # the built-in models' snnTorch neurons
-SURROGATES = ("atan", "fast_sigmoid", "sigmoid", "triangular", "straight_through_estimator",
-              "spike_rate_escape")
-METRICS = ("val_acc", "val_loss")  # never the test set
-PARETO_METRICS = ("val_energy_pj_per_sample", "val_spikes_per_sample", "val_synops_per_sample")
-# The model node's keys that are the pipeline's, not the constructor's (ModelSettings).
+# The model node's keys that are the pipeline's, not the constructor's (ModelSettings); the
+# neuron node's likewise (NeuronConfig).
 MODEL_SETTINGS = ("name", "spiking", "readout", "timesteps")
+NEURON_SETTINGS = ("name",)
 
 
 def register_configs() -> None:
@@ -235,139 +242,32 @@ def register_configs() -> None:
         cs.store(group=f"schema/{group}", name=name, node=node, replace=True)
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise InputError(f"{key}={value!r} is not allowed: {allowed}")
-
-
-def _in_unit(cfg, key: str) -> None:
-    v = OmegaConf.select(cfg, key)
-    _check(0.0 <= v <= 1.0, key, v, "a number in [0, 1]")
-
-
-def _positive(cfg, key: str) -> None:
-    v = OmegaConf.select(cfg, key)
-    _check(v > 0, key, v, "a number > 0")
-
-
 def model_settings(model_cfg) -> ModelSettings:
     """The pipeline's keys of a model node, typed, with ModelSettings' defaults for those it
     leaves out (a user's model YAML may hold only _target_ and its constructor's arguments)."""
     given = {k: model_cfg[k] for k in MODEL_SETTINGS if k in model_cfg}
     if "readout" in given and not isinstance(given["readout"], Readout):
         readouts = [r.value for r in Readout]
-        _check(given["readout"] in readouts, "model.readout", given["readout"],
-               f"one of {', '.join(readouts)}")
+        if given["readout"] not in readouts:
+            raise InputError(f"model.readout={given['readout']!r} is not allowed: one of "
+                             f"{', '.join(readouts)}")
         given["readout"] = Readout(given["readout"])
     return ModelSettings(_target_=model_cfg.get("_target_"), **given)
 
 
 def uses_neuron(cfg) -> bool:
-    """Whether the model is built from the `neuron` group (the built-ins pass it as ${neuron})."""
+    """Whether the model is built with a neuron node (the built-ins take the `neuron` group's
+    as ${neuron}; a user's model may hold its own)."""
     return "neuron" in cfg.model and cfg.model.neuron is not None
 
 
-def validate(cfg) -> None:
-    """Reject values the schema's types cannot rule out, naming the key and what is allowed.
-    A user's model, encoder or optimizer checks its own arguments when it is built (build.py);
-    here are the built-ins' ranges, by the keys they have."""
-    for node in ("model", "encoder", "optimizer"):
-        _check(isinstance(cfg[node].get("_target_"), str), f"{node}._target_",
-               cfg[node].get("_target_"), "a dotted path to a class or function")
-    m = model_settings(cfg.model)
-    _check(cfg.timesteps >= 1, "timesteps", cfg.timesteps, "an integer >= 1")
-    _check(m.timesteps is None or m.timesteps >= 1,
-           "model.timesteps", m.timesteps, "null or an integer >= 1")
-    model = cfg.model
-    # a user's model may name its own arguments hidden, channels ... with other meanings
-    if m._target_.startswith("snn_sweep.models."):
-        if "hidden" in model:
-            # an MLP needs a hidden layer; a conv net's are optional
-            least = 0 if "channels" in model else 1
-            _check(len(model.hidden) >= least and all(h >= 1 for h in model.hidden),
-                   "model.hidden", list(model.hidden),
-                   f"a {'non-empty ' if least else ''}list of integers >= 1")
-        if "channels" in model:
-            _check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
-                   "model.channels", list(model.channels), "two integers >= 1")
-        if "kernel_size" in model:
-            _check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size,
-                   "3 or 5")
-            if "padding" in model:
-                _check(0 <= model.padding <= model.kernel_size // 2, "model.padding",
-                       model.padding, f"an integer in [0, {model.kernel_size // 2}] "
-                       f"(model.kernel_size // 2)")
-        if "dropout" in model:
-            _check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout,
-                   "a number in [0, 1)")
-    _check(m.spiking is not False or m.readout == Readout.membrane_ce, "model.readout",
-           m.readout.value, "membrane_ce for a non-spiking model")
-    if uses_neuron(cfg):
-        _check(cfg.neuron.name in NEURONS, "neuron.name", cfg.neuron.name,
-               f"one of {', '.join(NEURONS)}")
-        _in_unit(cfg, "neuron.beta")
-        if "alpha" in cfg.neuron:
-            _in_unit(cfg, "neuron.alpha")
-            if cfg.neuron.name == "alpha":
-                _check(cfg.neuron.alpha > cfg.neuron.beta, "neuron.alpha", cfg.neuron.alpha,
-                       f"the alpha neuron needs alpha > neuron.beta ({cfg.neuron.beta})")
-        _positive(cfg, "neuron.threshold")
-        _check(cfg.neuron.surrogate in SURROGATES, "neuron.surrogate", cfg.neuron.surrogate,
-               f"one of {', '.join(SURROGATES)}")
-    for key in ("encoder.gain", "encoder.tau", "optimizer.lr"):
-        if OmegaConf.select(cfg, key) is not None:
-            _positive(cfg, key)
-    if cfg.encoder.get("_target_") == "snn_sweep.encoders.delta":
-        _positive(cfg, "encoder.threshold")
-        _check(cfg.encoder.saccade_px >= 0, "encoder.saccade_px", cfg.encoder.saccade_px,
-               "an integer >= 0")
-    if cfg.get("augment") is not None:
-        _check(isinstance(cfg.augment.get("_target_"), str), "augment._target_",
-               cfg.augment.get("_target_"), "a dotted path to a function")
-        if cfg.augment._target_ == "snn_sweep.augment.affine":
-            _validate_affine(cfg.augment)
-    if "weight_decay" in cfg.optimizer:
-        _check(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay",
-               cfg.optimizer.weight_decay, "a number >= 0")
-    if "momentum" in cfg.optimizer:
-        _check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
-               "a number in [0, 1)")
-    _check(cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "an integer >= 1")
-    _check(cfg.data.eval_batch_size >= 1, "data.eval_batch_size", cfg.data.eval_batch_size,
-           "an integer >= 1")
-    _check(cfg.data.val_size >= 1, "data.val_size", cfg.data.val_size, "an integer >= 1")
-    _check(cfg.data.train_subset is None or cfg.data.train_subset >= 1, "data.train_subset",
-           cfg.data.train_subset, "null or an integer >= 1")
-    _check(cfg.trainer.epochs >= 1, "trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
-    _check(cfg.trainer.early_stopping_patience >= 0, "trainer.early_stopping_patience",
-           cfg.trainer.early_stopping_patience, "an integer >= 0 (0: off)")
-    _check(cfg.trainer.threads is None or cfg.trainer.threads >= 1, "trainer.threads",
-           cfg.trainer.threads, "null or an integer >= 1")
-    for d in cfg.trainer.reuse:
-        _check(os.path.isdir(d), "trainer.reuse", d, "a list of existing sweep or run dirs")
-    _check(cfg.trainer.device == "auto" or cfg.trainer.device.split(":")[0] in ("cpu", "cuda", "mps"),
-           "trainer.device", cfg.trainer.device, "auto, cpu, cuda, cuda:N or mps")
-    _check(cfg.optimized_metric in METRICS, "optimized_metric", cfg.optimized_metric,
-           f"one of {', '.join(METRICS)}")
-    _check(cfg.pareto_metric is None or cfg.pareto_metric in PARETO_METRICS, "pareto_metric",
-           cfg.pareto_metric, f"null or one of {', '.join(PARETO_METRICS)}")
-    _check(cfg.repeats >= 1, "repeats", cfg.repeats, "an integer >= 1")
-    steps = m.timesteps if m.timesteps is not None else cfg.timesteps
-    if m.spiking is not False and m.readout == Readout.count_mse:
-        _check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")
-
-
-def _validate_affine(aug) -> None:
-    """snn_sweep.augment.affine's arguments, those the node sets (a user's YAML may leave some
-    to the function's defaults)."""
-    if "degrees" in aug:
-        _check(aug.degrees >= 0, "augment.degrees", aug.degrees, "a number >= 0")
-    if "translate" in aug:
-        _check(0 <= aug.translate < 1, "augment.translate", aug.translate, "a number in [0, 1)")
-    if "scale" in aug:
-        scale = list(aug.scale) if OmegaConf.is_list(aug.scale) else aug.scale
-        _check(isinstance(scale, list) and len(scale) == 2 and 0 < scale[0] <= scale[1],
-               "augment.scale", scale, "a pair [lo, hi] with 0 < lo <= hi")
+def neuron_key(cfg) -> Optional[str]:
+    """Where the model's neuron node is, to name it: `neuron` when the model takes the group's
+    (${neuron}), `model.neuron` when it holds one of its own, None when it has none."""
+    if not uses_neuron(cfg):
+        return None
+    group = OmegaConf.to_container(cfg.model)["neuron"] == "${neuron}"  # unresolved
+    return "neuron" if group else "model.neuron"
 
 
 def effective_timesteps(cfg) -> Optional[int]:

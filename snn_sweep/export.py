@@ -21,37 +21,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
 from .config import InputError, effective_timesteps, model_settings
 from .nir_graph import DT, describe, last_lif, metadata_for_nir, need_nir, to_nir
 
-RUN_FILES = ("checkpoint.pt", ".hydra/config.yaml")
-
-
 def load_run(run_dir: str, data_root: Optional[str] = None):
-    """(config, model with the checkpoint's weights) of a run dir; InputError if it is not one."""
-    from .build import build_model, resolve
-    for name in RUN_FILES:
-        if not os.path.isfile(os.path.join(run_dir, name)):
-            raise InputError(f"{run_dir}: no {name} (a run dir of `python -m snn_sweep` with "
-                             f"trainer.checkpoint=true holds checkpoint.pt and .hydra/config.yaml)")
-    cfg = OmegaConf.load(os.path.join(run_dir, ".hydra", "config.yaml"))
-    if data_root is not None:
-        cfg.data.root, cfg.data.download = data_root, False
-    cfg = resolve(cfg)
-    if not cfg.model.spiking:
-        raise InputError(f"{run_dir}: model={cfg.model.name} is not spiking; only spiking "
+    """(config, model with the checkpoint's weights) of a spiking run; InputError otherwise."""
+    from .load import load_run as load
+    run = load(run_dir, data_root)
+    if not run.cfg.model.spiking:
+        raise InputError(f"{run_dir}: model={run.cfg.model.name} is not spiking; only spiking "
                          f"models export to NIR")
-    model = build_model(cfg)
-    try:
-        state = torch.load(os.path.join(run_dir, "checkpoint.pt"), weights_only=True)
-        model.load_state_dict(state)
-    except Exception as e:
-        raise InputError(f"{run_dir}/checkpoint.pt: does not load into the run's model "
-                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
-    model.eval()
-    return cfg, model
+    return run.cfg, run.model
 
 
 # --- graph -----------------------------------------------------------------------------------

@@ -1,41 +1,25 @@
 """The built-in networks, in plain PyTorch with snnTorch neurons, and the readouts.
 
-`mlp` and `conv_net` are the `_target_`s of conf/model/: with a `neuron` they build a spiking
-network from snn_sweep.nn's layers, without one its ANN twin. A spiking model takes [T, B, C, H, W]
-and returns output spikes and membrane [T, B, K]; an ANN takes [B, C, H, W] and returns logits
-[B, K]. Any model keeping that contract trains here, a user's own included (README).
+`mlp` and `conv_net` are the `_target_`s of conf/model/: with a `neuron` (a factory, the
+`neuron` node's partial: one neuron per layer) they build a spiking network from snn_sweep.nn's
+layers, without one its ANN twin. A spiking model takes [T, B, C, H, W] and returns output
+spikes and membrane [T, B, K]; an ANN takes [B, C, H, W] and returns logits [B, K]. Any model
+keeping that contract trains here, a user's own included (README).
 """
 import math
-from dataclasses import fields
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
-import snntorch as snn
 import torch
 import torch.nn.functional as F
 from snntorch import functional as SF
-from snntorch import surrogate
 from torch import nn
 
 from . import nn as fast
-from .config import NeuronConfig, Readout, SynapticNeuronConfig
+from .config import Readout
 from .nn.conv import POOLS
 
-NEURON_CLASSES = {"leaky": snn.Leaky, "lapicque": snn.Lapicque, "synaptic": snn.Synaptic,
-                  "alpha": snn.Alpha}
-
-
-def make_neuron(spec: Mapping) -> nn.Module:
-    """An snnTorch neuron from a `neuron` group node (conf/neuron/; NeuronConfig's fields, with
-    its defaults for those left out)."""
-    schema = SynapticNeuronConfig if "alpha" in spec else NeuronConfig
-    cfg = schema(**{f.name: spec[f.name] for f in fields(schema) if f.name in spec})
-    common = dict(threshold=cfg.threshold,
-                  spike_grad=getattr(surrogate, cfg.surrogate)(**cfg.surrogate_args),
-                  learn_beta=cfg.learn_beta, learn_threshold=cfg.learn_threshold,
-                  reset_mechanism=getattr(cfg.reset_mechanism, "value", cfg.reset_mechanism))
-    if isinstance(cfg, SynapticNeuronConfig):
-        common.update(alpha=cfg.alpha, learn_alpha=cfg.learn_alpha)
-    return NEURON_CLASSES[cfg.name](beta=cfg.beta, **common)
+# A neuron factory: the `neuron` node's partial (conf/neuron/), called once per layer.
+NeuronFactory = Callable[[], nn.Module]
 
 
 class ANN(nn.Module):
@@ -47,11 +31,13 @@ class ANN(nn.Module):
         return self.body(x)
 
 
-def spiking(synapses: List[fast.Synapses], neuron: Mapping, dropout: float) -> fast.Sequential:
-    """synapses[i] -> neurons (-> dropout) -> synapses[i + 1] ... -> readout neurons."""
+def spiking(synapses: List[fast.Synapses], neuron: NeuronFactory,
+            dropout: float) -> fast.Sequential:
+    """synapses[i] -> neurons (-> dropout) -> synapses[i + 1] ... -> readout neurons, a
+    neuron() for each layer."""
     layers: List[nn.Module] = []
     for i, s in enumerate(synapses):
-        layers += [s, fast.Neurons(make_neuron(neuron))]
+        layers += [s, fast.Neurons(neuron())]
         if dropout and i < len(synapses) - 1:
             layers.append(fast.Dropout(dropout))
     return fast.Sequential(*layers)
@@ -76,7 +62,7 @@ def relu_layers(linears: List[nn.Linear], dropout: float) -> List[nn.Module]:
 
 
 def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (1000,),
-        neuron: Optional[Mapping] = None, dropout: float = 0.0) -> nn.Module:
+        neuron: Optional[NeuronFactory] = None, dropout: float = 0.0) -> nn.Module:
     """in -> hidden... -> num_classes: LIF layers with a neuron (784-1000-10 as snnTorch
     tutorial 5), ReLU without; dropout on every hidden layer's output while training."""
     linears = fully_connected([math.prod(in_shape), *hidden, num_classes])
@@ -116,7 +102,7 @@ def spiking_conv_block(c_in: int, c_out: int, k: int, pool: str, padding: int,
 
 
 def conv_net(in_shape: Sequence[int], num_classes: int, channels: Sequence[int] = (12, 64),
-             kernel_size: int = 5, neuron: Optional[Mapping] = None,
+             kernel_size: int = 5, neuron: Optional[NeuronFactory] = None,
              dropout: float = 0.0, pool: str = "max", padding: int = 0,
              norm: bool = False, hidden: Sequence[int] = ()) -> nn.Module:
     """c1 C k - P2 - c2 C k - P2 - hidden... - num_classes (snnTorch tutorial 6's

@@ -1,38 +1,22 @@
-"""The files of a run dir and result.json's schema.
-
-result.json, metrics.csv, resume.pt, checkpoint.pt: atomic writes, result.json's fields, the
-identity of a run's config, and finding a completed run of it."""
+"""A run dir's files: atomic writes of result.json, metrics.csv, resume.pt and checkpoint.pt, and the lookup of a completed run."""
 import csv
-import hashlib
 import io
 import json
 import logging
 import os
 import shutil
 import tempfile
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from omegaconf import OmegaConf
-
-from .config import MODEL_SETTINGS, InputError, effective_timesteps, model_settings, uses_neuron
+from .config import InputError
+from .record import FINAL, NOT_AVERAGED, SETTINGS, TRIAL_FIELDS, matches  # noqa: F401 (moved)
 
 log = logging.getLogger(__name__)
 
 RESULT = "result.json"
 RESUME = "resume.pt"  # the run dir's resumable checkpoint, rewritten after every epoch
-TRAINED = ("metrics.csv", "checkpoint.pt")  # what a completed run leaves besides result.json
-
-# result.json's schema, read by the trainer, the loggers and the aggregator. The fields that
-# say how a run was set up (settings() writes them); every other field is a metric or status.
-SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
-            "dropout", "augment", "optimizer", "lr", "batch_size", "precision", "dataset",
-            "seed", "optimized_metric", "pareto_metric")
-TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")  # optuna_trial.trial_info
-# Numbers that are settings, not metrics: repeats do not average them.
-NOT_AVERAGED = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
-# The final metrics a logger reports, where a run has them.
-FINAL = ("objective", "val_acc", "val_loss", "test_acc", "test_loss", "train_time_s",
-         "energy_pj_per_sample", "spikes_per_sample")
+CHECKPOINT = "checkpoint.pt"
+TRAINED = ("metrics.csv", CHECKPOINT)  # what a completed run leaves besides result.json
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -60,113 +44,25 @@ def write_csv(path: str, rows: List[Dict]) -> None:
     write_atomic(path, buf.getvalue().encode())
 
 
-def settings(cfg) -> Dict:
-    """The run's settings as result.json records them (cfg resolved by build.resolve), in the
-    order of SETTINGS; pareto_metric only when set."""
-    spiking = bool(cfg.model.spiking)
-    neuron = spiking and uses_neuron(cfg)
-    values = {
-        "model": cfg.model.name,
-        "arch": arch(cfg.model),
-        "spiking": spiking,
-        "encoder": cfg.encoder.name if spiking else None,
-        "neuron": cfg.neuron.name if neuron else None,
-        "timesteps": effective_timesteps(cfg),
-        "beta": cfg.neuron.beta if neuron else None,
-        "readout": model_settings(cfg.model).readout.value,
-        "dropout": cfg.model.get("dropout"),
-        "augment": cfg.augment.name if cfg.get("augment") is not None else "none",
-        "optimizer": cfg.optimizer.name,
-        "lr": cfg.optimizer.get("lr"),
-        "batch_size": cfg.data.batch_size,
-        "precision": cfg.trainer.precision.value,
-        "dataset": cfg.data.name,
-        "seed": cfg.seed,
-        "optimized_metric": cfg.optimized_metric,
-        "pareto_metric": cfg.pareto_metric,
-    }
-    return {k: values[k] for k in SETTINGS if k != "pareto_metric" or values[k] is not None}
-
-
-def arch(model) -> str:
-    """The model's layers, which match a spiking model with its ANN twin (the aggregator's
-    versus table): its _target_ and the constructor's arguments that shape it, less the
-    neuron, dropout, the sizes the dataset sets and the pipeline's own keys."""
-    skip = {"_target_", "neuron", "dropout", "in_shape", "num_classes", *MODEL_SETTINGS}
-    args = {k: v for k, v in OmegaConf.to_container(model, resolve=True).items() if k not in skip}
-    return model._target_ + (f"({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})"
-                             if args else "")
-
-
-# Settings added after runs were made (config path: the value those runs had): the augment
-# group, the built-in conv nets' padding and BatchNorm, mixed precision.
-ADDED_LATER = {"augment": None, "model.padding": 0, "model.norm": False,
-               "trainer.precision": "fp32"}
-
-
-def config_sha(cfg) -> str:
-    """What identifies a run: its resolved config, less how it is watched and resumed and what
-    its model ignores (an ANN's encoder, neuron and timesteps; the neuron group of a model not
-    built from it; the timesteps of a model that fixes its own), so that two jobs training the
-    same thing have the same sha."""
-    c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items()
-                    if k not in ("progress", "resume", "reuse")}
-    for key in ("logger", "trusted_modules"):
-        c.pop(key, None)
-    # Settings added after runs were made, at the value those runs had, are left out: a
-    # relaunched sweep still finds its completed runs and a killed one its resume.pt.
-    for path, before in ADDED_LATER.items():
-        *parents, key = path.split(".")
-        node = c
-        for parent in parents:
-            node = node[parent]
-        if node.get(key, before) == before:
-            node.pop(key, None)
-    if cfg.model.spiking:
-        c["timesteps"] = effective_timesteps(cfg)
-        if not uses_neuron(cfg):
-            c.pop("neuron", None)
-    else:
-        for key in ("encoder", "neuron", "timesteps"):
-            c.pop(key, None)
-    return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def completed(path: str, sha: str) -> Optional[Dict]:
-    """The completed result.json of the same config at path, else None."""
+def read_record(path: str) -> Optional[Dict]:
+    """A result.json as a dict; None when missing or unreadable."""
     try:
         with open(path) as f:
             done = json.load(f)
     except (OSError, ValueError):
         return None
-    ok = isinstance(done, dict) and done.get("status") == "completed"
-    return done if ok and done.get("config_sha") == sha else None
+    return done if isinstance(done, dict) else None
 
 
-def _first_completed(run_dirs, out_dir: str, sha: str):
-    """(run dir, result) of the first of RUN_DIRS but OUT_DIR holding a completed run of the
-    same config, else None."""
-    out = os.path.abspath(out_dir)
-    for path in run_dirs:
-        if os.path.abspath(path) != out:
-            done = completed(os.path.join(path, RESULT), sha)
-            if done is not None:
-                return path, done
-    return None
-
-
-def completed_sibling(out_dir: str, sha: str):
-    """(job dir, result) of a completed job of the same config in the same multirun (a
-    sibling dir next to Hydra's multirun.yaml), else None."""
+def _sweep_jobs(out_dir: str) -> List[str]:
+    """The job dirs of out_dir's multirun (siblings next to Hydra's multirun.yaml), else []."""
     sweep = os.path.dirname(os.path.abspath(out_dir))
     if not os.path.isfile(os.path.join(sweep, "multirun.yaml")):
-        return None
-    return _first_completed((os.path.join(sweep, name) for name in sorted(os.listdir(sweep))),
-                            out_dir, sha)
+        return []
+    return [os.path.join(sweep, name) for name in sorted(os.listdir(sweep))]
 
 
-def _run_dirs(top: str):
+def _run_dirs(top: str) -> Iterator[str]:
     """The dirs under TOP holding a result.json, each level sorted by name, dot dirs skipped."""
     for root, subdirs, files in os.walk(top):
         subdirs[:] = sorted(d for d in subdirs if not d.startswith("."))
@@ -174,10 +70,29 @@ def _run_dirs(top: str):
             yield root
 
 
-def completed_under(dirs: List[str], out_dir: str, sha: str):
-    """(run dir, result) of the first completed run of the same config under DIRS (searched
-    in order, each dir tree sorted by name), else None."""
-    return _first_completed((run for top in dirs for run in _run_dirs(top)), out_dir, sha)
+def _candidates(out_dir: str, reuse: Iterable[str]) -> Iterator[Tuple[str, str]]:
+    """(where, run dir) in the order a completed run is looked for: the run dir itself
+    ("self"), the other jobs of its sweep ("sibling"), then the trainer.reuse dirs ("reuse")."""
+    yield "self", out_dir
+    out = os.path.abspath(out_dir)
+    for path in _sweep_jobs(out_dir):
+        if os.path.abspath(path) != out:
+            yield "sibling", path
+    for top in reuse:
+        for path in _run_dirs(top):
+            if os.path.abspath(path) != out:
+                yield "reuse", path
+
+
+def find_completed(cfg, out_dir: str, sha: str) -> Optional[Tuple[str, str, Dict]]:
+    """(where, run dir, result) of the first completed run of cfg (record.matches) among
+    _candidates; None when there is none. A relaunched run, a duplicate job of a sweep and
+    trainer.reuse share this one lookup."""
+    for where, path in _candidates(out_dir, cfg.trainer.reuse):
+        done = read_record(os.path.join(path, RESULT))
+        if done is not None and done.get("status") == "completed" and matches(done, cfg, sha):
+            return where, path, done
+    return None
 
 
 def copy_trained(src: str, dst: str) -> None:
@@ -194,7 +109,7 @@ def save_resume(out_dir: str, state: Dict) -> None:
     write_atomic(os.path.join(out_dir, RESUME), buf.getvalue())
 
 
-def load_resume(out_dir: str, sha: str) -> Optional[Dict]:
+def load_resume(out_dir: str, cfg, sha: str) -> Optional[Dict]:
     """resume.pt of this config, or None when the run dir has none."""
     import torch
     path = os.path.join(out_dir, RESUME)
@@ -209,7 +124,7 @@ def load_resume(out_dir: str, sha: str) -> Optional[Dict]:
     except Exception as e:
         raise InputError(f"trainer.resume=true: {path} is unreadable ({type(e).__name__}); "
                          f"remove it to start over") from None
-    if state.get("config_sha") != sha:
+    if not matches(state, cfg, sha):
         raise InputError(f"trainer.resume=true: {path} belongs to a run of another config; "
                          f"resume with that config, or remove it to start over")
     return state

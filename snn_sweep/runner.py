@@ -28,8 +28,8 @@ def keep_freed_memory() -> None:
     PyTorch has no caching allocator on the CPU, and glibc returns a freed block above its
     mmap threshold to the OS at once, so every batch page-faults its activation buffers in
     anew; on 2 cores that cost more than the arithmetic of a T=25 training step
-    (README, Performance). Serving blocks up to 32 MB from the heap and trimming it only above
-    1 GB keeps them; the process-wide effect is the point."""
+    (docs/performance.md#how-the-speed-is-obtained). Serving blocks up to 32 MB from the heap
+    and trimming it only above 1 GB keeps them; the process-wide effect is the point."""
     if not sys.platform.startswith("linux"):
         return
     try:

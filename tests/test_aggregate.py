@@ -1,8 +1,13 @@
 """The aggregator on hand-made run dirs: statuses, corrupt files, grouping and bad input; pruned
-jobs, jobs with repeats, and Optuna studies with one and two objectives; its fast reading
-against the exact one (OmegaConf objects, a read_csv per file) on a real sweep and odd files."""
+jobs, jobs with repeats, and Optuna studies with one and two objectives; the run record
+(result.json) read without .hydra/, and .hydra/ read by OmegaConf for runs made before it; its
+grouped metrics.csv reading against one read_csv per file, on a real sweep and odd files;
+matplotlib's backend left as it was."""
+import hashlib
 import math
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -20,28 +25,57 @@ import snn_sweep.aggregate as agg
 from snn_sweep.aggregate import ANN_LINE, main
 
 ROOT = Path(__file__).resolve().parents[1]
+NESTED = ("config", "identity", "choices", "overrides", "swept", "context")
+
+
+def record(cfg: Dict, choices: Dict, overrides: List[str], seed: int) -> Dict:
+    """The run record's fields (notes/record_spec.md) of a job Hydra ran with cfg, choices and
+    overrides: what the trainer writes besides today's flat fields."""
+    swept = {}
+    for override in overrides:
+        key = override.split("=", 1)[0]
+        if key not in choices:
+            value = OmegaConf.select(OmegaConf.create(cfg), key)
+            swept[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    identity = {k: v for k, v in cfg.items() if k != "data"}
+    return {"identity_version": 2, "identity": identity,
+            "config_sha": hashlib.sha256(json.dumps(identity, sort_keys=True).encode()
+                                         ).hexdigest()[:16],
+            "context": {"data_root": cfg["data"]["root"], "download": False, "device": "cpu",
+                        "threads": 2, "host": "node7", "python": "3.11.9", "torch": "2.5.1",
+                        "snntorch": "0.9.1", "snn_sweep": "0.1.0",
+                        "started": f"2024-01-01T12:00:0{seed % 10}", "ended": None},
+            "choices": {k: v for k, v in choices.items() if "/" not in k},
+            "overrides": overrides, "swept": swept, "config": cfg}
 
 
 def write_job(job: Path, timesteps: Optional[int], seed: int, result, metrics: List[Dict],
-              encoder: str = "rate", model: str = "snn", repeats: int = 1) -> Path:
-    """A job dir as `python -m snn_sweep -m ...` leaves it; result: dict, None or raw text."""
+              encoder: str = "rate", model: str = "snn", repeats: int = 1, old: bool = False,
+              groups: Optional[Dict[str, str]] = None) -> Path:
+    """A job dir as `python -m snn_sweep -m ...` leaves it; result: dict, None or raw text. A
+    dict becomes a run record, or, old=True, a result.json made before it (no
+    identity_version); groups: group choices besides model, encoder and experiment."""
     hydra = job / ".hydra"
     hydra.mkdir(parents=True)
     cfg = {"model": {"name": model, "hidden": [64]}, "encoder": {"name": encoder},
            "timesteps": timesteps or 25, "seed": seed, "neuron": {"beta": 0.95},
-           "repeats": repeats}
+           "repeats": repeats, "data": {"root": "/data", "train_subset": 100}}
+    if isinstance(result, dict) and "dropout" in result:
+        cfg["model"]["dropout"] = result["dropout"]
+    choices = {"model": model, "encoder": encoder, "experiment": None, **(groups or {}),
+               "hydra/launcher": "basic", "schema/model@model": "model"}
+    cfg.update({g: {"name": option} for g, option in (groups or {}).items()})
+    overrides = [f"timesteps={timesteps}", f"seed={seed}", "data.train_subset=100",
+                 "model.hidden=[64]"]
     OmegaConf.save(OmegaConf.create(cfg), hydra / "config.yaml")
-    choices = {"model": model, "encoder": encoder, "experiment": None, "hydra/launcher": "basic",
-               "schema/model@model": "model"}
     OmegaConf.save(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}}),
                    hydra / "hydra.yaml")
-    OmegaConf.save(OmegaConf.create([f"timesteps={timesteps}", f"seed={seed}",
-                                     "data.train_subset=100", "model.hidden=[64]"]),
-                   hydra / "overrides.yaml")
+    OmegaConf.save(OmegaConf.create(overrides), hydra / "overrides.yaml")
     if isinstance(result, dict):
         (job / "result.json").write_text(json.dumps(
             {"model": model, "encoder": encoder, "timesteps": timesteps, "seed": seed,
-             "beta": 0.95, "traceback": "long\ntext", **result}))
+             "beta": 0.95, "traceback": "long\ntext",
+             **({} if old else record(cfg, choices, overrides, seed)), **result}))
     elif isinstance(result, str):
         (job / "result.json").write_text(result)
     write_metrics(job, metrics)
@@ -54,12 +88,21 @@ def write_metrics(run: Path, metrics: List[Dict]) -> None:
 
 
 def write_seed(job: Path, seed: int, result: Optional[Dict], metrics: List[Dict]) -> Path:
-    """job/seed_<seed>/ of a job with repeats: result.json (None: none), metrics.csv, no .hydra."""
+    """job/seed_<seed>/ of a job with repeats: result.json (None: none), metrics.csv, no .hydra;
+    a run record (its own seed, config_sha and start) when the job's result.json is one."""
     run = job / f"seed_{seed}"
     run.mkdir()
     if result is not None:
+        path = job / "result.json"
+        parent = json.loads(path.read_text()) if path.is_file() else {}
+        own = {k: parent[k] for k in ("identity_version",) + NESTED if k in parent}
+        if own:
+            own["identity"] = {**own["identity"], "seed": seed}
+            own["config_sha"] = hashlib.sha256(json.dumps(
+                own["identity"], sort_keys=True).encode()).hexdigest()[:16]
+            own["context"] = {**own["context"], "started": f"seed {seed}"}
         (run / "result.json").write_text(json.dumps(
-            {"model": "snn", "encoder": "rate", "seed": seed, **result}))
+            {"model": "snn", "encoder": "rate", "seed": seed, **own, **result}))
     write_metrics(run, metrics)
     return run
 
@@ -302,6 +345,120 @@ def test_repeats_job_with_a_seed_dir_missing(tmp_path, capsys):
     assert "1 completed, 1 unfinished" in printed
 
 
+def test_run_record_read_without_hydra_files(tree, tmp_path, monkeypatch, capsys):
+    """New runs are read from result.json and metrics.csv alone: with .hydra/ deleted (and with
+    it broken) every file written is the same; the record's choices and swept values are the
+    columns (lists as JSON text), its context's fields plain columns, its nested fields none."""
+    for job in ("0", "1", "2", "3", "5"):  # the jobs with a run record
+        assert "identity_version" in json.loads((tree / job / "result.json").read_text())
+    for job in ("4", "10"):  # killed before its first write, or cut off: not run records
+        shutil.rmtree(tree / job)
+    write_job(tree / "6", 5, 2, done(0.82, 0.83), curve(2, 0.8), encoder="direct",
+              groups={"augment": "affine_mild"})
+    bare = without_hydra(tree, tmp_path / "bare")
+    for hydra in tree.rglob(".hydra"):  # what a record's reading must not open
+        for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+            (hydra / name).write_text("model: [unclosed\n")
+    with monkeypatch.context() as m:
+        m.setattr(OmegaConf, "load", no_omegaconf_load)
+        main([str(bare), "--out", str(tmp_path / "a")])
+        printed = capsys.readouterr().out
+        main([str(tree), "--out", str(tmp_path / "a_tree")])
+        assert capsys.readouterr().out.replace(str(tmp_path / "a_tree"), str(tmp_path / "a")
+                                               ).replace(str(tree), str(bare)) == printed
+    same_files(tmp_path / "a_tree", tmp_path / "a", str(tree), str(bare))
+    assert "unreadable" not in printed and "skipped" not in printed
+
+    res = pd.read_csv(tmp_path / "a" / "results.csv")
+    res.index = res["job_dir"].map(lambda p: Path(p).name)
+    assert list(res.index) == ["0", "1", "2", "3", "5", "6"]
+    assert list(res["model"]) == ["snn"] * 4 + ["ann", "snn"]
+    assert list(res["encoder"]) == ["rate"] * 5 + ["direct"]
+    assert list(res["augment"].fillna("-")) == ["-"] * 5 + ["affine_mild"]
+    assert list(res["data.train_subset"]) == [100] * 6
+    assert list(res["model.hidden"]) == ["[64]"] * 6
+    assert res.loc["5", "timesteps"] != res.loc["5", "timesteps"]  # result.json's None wins
+    assert (res.loc["0", "seed"], res.loc["6", "seed"]) == (0, 2)
+    for col, value in (("data_root", "/data"), ("threads", 2), ("device", "cpu"),
+                       ("host", "node7"), ("snn_sweep", "0.1.0"), ("download", False)):
+        assert list(res[col]) == [value] * 6, col
+    assert list(res["started"]) == [f"2024-01-01T12:00:0{s}" for s in (0, 1, 0, 1, 0, 2)]
+    assert not set(NESTED) & set(res.columns) and "identity_version" in res
+    assert "experiment" not in res and "hydra/launcher" not in res and "traceback" not in res
+    assert "grouped by model, encoder, timesteps" in printed
+
+
+def test_running_job_with_repeats_known_from_its_record(tmp_path, capsys):
+    """A job with repeats still running (or killed) has its seeds in its record from the start:
+    one row per seed, .hydra/ or not; each seed's own record gives its context."""
+    sweep = tmp_path / "sweep"
+    job = write_job(sweep / "0", 5, 0, {
+        "status": "running", "repeats": 3, "seeds": [0, 1, 2],
+        "seed_dirs": ["seed_0", "seed_1", "seed_2"]}, [], repeats=3)
+    write_seed(job, 0, done(0.8, 0.8), curve(2, 0.8))
+    write_seed(job, 1, {"status": "running"}, curve(1, 0.6))  # seed_2/ not made yet
+    shutil.rmtree(job / ".hydra")
+    main([str(sweep)])
+    printed = capsys.readouterr().out
+    assert printed.startswith("3 runs of 1 jobs")
+    res = pd.read_csv(sweep / "results.csv").set_index("job_dir")
+    assert list(res.index) == [str(job / f"seed_{s}") for s in range(3)]
+    assert list(res["status"]) == ["completed", "running", "unfinished"]
+    assert list(res["seed"]) == [0, 1, 2] and set(res["repeat_of"]) == {str(job)}
+    assert list(res["model.hidden"]) == ["[64]"] * 3 and list(res["encoder"]) == ["rate"] * 3
+    assert list(res["started"].fillna("-")) == ["seed 0", "seed 1", "-"]
+    assert f"  {job / 'seed_2'}  unfinished: no result.json" in printed
+
+
+def test_runs_before_the_record_aggregate_with_new_ones(tmp_path):
+    """A sweep continued after the change: jobs without identity_version (.hydra/ read) and run
+    records side by side, the same columns from both; a record whose choices, swept values
+    or context are not JSON objects is reported as corrupt and skipped."""
+    sweep = tmp_path / "sweep"
+    write_job(sweep / "0", 5, 0, done(0.8, 0.8), curve(1, 0.8), old=True)
+    write_job(sweep / "1", 10, 0, done(0.9, 0.9), curve(1, 0.9), old=True, encoder="direct")
+    write_job(sweep / "2", 5, 1, done(0.7, 0.7), curve(1, 0.7))
+    write_job(sweep / "3", 10, 1, done(0.6, 0.6), curve(1, 0.6), encoder="direct")
+    for i, field in ((4, "choices"), (5, "swept"), (6, "context")):
+        write_job(sweep / str(i), 5, 2, {**done(0.5, 0.5), field: ["x"]}, [])
+    runs = agg.load([sweep])
+    res = runs.results
+    assert [Path(p).name for p in res["job_dir"]] == ["0", "1", "2", "3"]
+    assert list(res["encoder"]) == ["rate", "direct", "rate", "direct"]
+    assert list(res["model"]) == ["snn"] * 4
+    assert list(res["model.hidden"]) == ["[64]"] * 4 and list(res["data.train_subset"]) == [100] * 4
+    assert list(res["identity_version"].isna()) == [True, True, False, False]
+    assert res["host"].isna().tolist() == [True, True, False, False]
+    assert runs.keys == ["encoder", "timesteps"]
+    assert runs.problems == [f"skipped {sweep / str(i) / 'result.json'}: corrupt ({field}: not "
+                             f"a JSON object)" for i, field in ((4, "choices"), (5, "swept"),
+                                                                (6, "context"))]
+
+
+def test_importing_the_aggregator_keeps_the_matplotlib_backend(tree, tmp_path):
+    """A notebook's backend stays: importing snn_sweep.aggregate and writing every plot (Optuna's
+    history included) neither switches it nor leaves a pyplot figure open."""
+    url = make_study(tmp_path, ["maximize"], [{"job": tree / "0", "timesteps": 5,
+                                               "values": [0.8]}])
+    code = f"""
+import matplotlib
+import snn_sweep.aggregate
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert matplotlib.rcParams["backend"] == "svg"
+import sys
+assert "matplotlib.pyplot" not in sys.modules
+snn_sweep.aggregate.main([{str(tree)!r}, "--out", {str(tmp_path / "out")!r}, "--study",
+                          {url!r}, "--study-name", "s"])
+import matplotlib.pyplot as plt
+assert matplotlib.get_backend() == "svg" and plt.get_fignums() == []
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "MPLBACKEND": "svg"}, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for png in ("accuracy_vs_timesteps.png", "learning_curves.png", "optuna_history.png"):
+        assert (tmp_path / "out" / png).read_bytes()[:4] == b"\x89PNG", png
+
+
 def make_study(tmp_path: Path, directions: List[str], trials: List[Dict]):
     """A sqlite study made directly with Optuna, its trials pointing at job dirs."""
     import optuna
@@ -448,14 +605,11 @@ def test_several_studies_compared_in_studies_md(tmp_path, capsys):
     assert "pruned/trials.csv" in printed and "studies.md" in printed
 
 
-# The fast reading (.hydra/ a few lines at a time, metrics.csv files that share a header by one
-# read_csv call, line labels once per line) against the reading it replaces, run in the same
-# test: OmegaConf objects per job, read_csv and melt per file, a label per curve row.
+# The grouped reading (metrics.csv files that share a header by one read_csv call, line labels
+# once per line) against the reading it replaces, run in the same test: read_csv and melt per
+# file, a label per curve row.
 
 def exact_reading(monkeypatch) -> None:
-    def no_fast(job):
-        raise agg.errors.Unusual("the test turned the fast reading off")
-    monkeypatch.setattr(agg.hydra_files, "read_hydra_fast", no_fast)
     monkeypatch.setattr(agg.runs, "read_curves", agg.curves.read_curves_each)
     monkeypatch.setattr(agg.plots, "line_labels", lambda curves, keys: curves.apply(
         lambda r: agg.plots._label(r, keys), axis=1))
@@ -474,16 +628,33 @@ def aggregate_both_ways(dirs: List[Path], out: Path, monkeypatch, capsys) -> Dic
             printed[way] = capsys.readouterr().out.replace(str(out / way), "OUT")
             loaded[way] = agg.load(dirs)
     assert printed["fast"] == printed["exact"]
-    files = sorted(p.name for p in (out / "fast").iterdir())
-    assert files == sorted(p.name for p in (out / "exact").iterdir())
-    for name in files:
-        assert (out / "fast" / name).read_bytes() == (out / "exact" / name).read_bytes(), name
+    same_files(out / "fast", out / "exact")
     fast, exact = loaded["fast"], loaded["exact"]
     pd.testing.assert_frame_equal(fast.results, exact.results)
     pd.testing.assert_frame_equal(fast.curves, exact.curves)
     assert (fast.keys, fast.settings, fast.problems) == (exact.keys, exact.settings,
                                                          exact.problems)
     return printed["fast"]
+
+
+def same_files(a: Path, b: Path, old: str = "", new: str = "") -> None:
+    """Both folders hold the same files, byte for byte once old is replaced by new in a's."""
+    files = sorted(p.name for p in a.iterdir())
+    assert files == sorted(p.name for p in b.iterdir())
+    for name in files:
+        assert (a / name).read_bytes().replace(old.encode(), new.encode()) == \
+            (b / name).read_bytes(), name
+
+
+def without_hydra(sweep: Path, dest: Path) -> Path:
+    """A copy of the sweep with every .hydra/ dir left out."""
+    shutil.copytree(sweep, dest, ignore=shutil.ignore_patterns(".hydra"))
+    assert not list(dest.rglob(".hydra"))
+    return dest
+
+
+def no_omegaconf_load(*args, **kwargs):
+    raise AssertionError("OmegaConf.load called")
 
 
 @pytest.fixture(scope="module")
@@ -501,23 +672,28 @@ def real_sweep(data_root, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_real_sweep_same_outputs_without_omegaconf(real_sweep, tmp_path, monkeypatch, capsys):
-    """Every file written (the plots included) is byte for byte the same as with OmegaConf
-    reading each job, and the fast reading loads no config through OmegaConf."""
-    def no_omegaconf(*args, **kwargs):
-        raise AssertionError("OmegaConf.load called")
+def test_real_sweep_reads_the_run_record_only(real_sweep, tmp_path, monkeypatch, capsys):
+    """A real sweep's jobs are read from their run records: no config loaded by OmegaConf, and
+    every file written (the plots included) byte for byte the same with .hydra/ deleted; the
+    grouped metrics.csv reading gives what a read_csv per file gives."""
     with monkeypatch.context() as m:
-        m.setattr(OmegaConf, "load", no_omegaconf)
+        m.setattr(OmegaConf, "load", no_omegaconf_load)
         runs = agg.load([real_sweep])
     assert len(runs.results) == 12 and (runs.results["status"] == "duplicate").sum() == 3
     assert runs.curves["job_dir"].nunique() == 11  # the ANN that found its twin trained none
-    assert {"model", "encoder", "repeats", "data.train_subset", "model.hidden"} <= set(
-        runs.results)
+    assert {"model", "encoder", "repeats", "data.train_subset", "model.hidden", "threads",
+            "device", "data_root"} <= set(runs.results)
+    assert not set(NESTED) & set(runs.results)
     printed = aggregate_both_ways([real_sweep], tmp_path, monkeypatch, capsys)
     assert printed.startswith("12 runs of 8 jobs")
     for name in ("results.csv", "summary.csv", "curves.csv", "versus_ann.csv",
                  "learning_curves.png"):
         assert (tmp_path / "fast" / name).is_file()
+    bare = without_hydra(real_sweep, tmp_path / "bare")
+    main([str(bare), "--out", str(tmp_path / "out_bare")])
+    assert capsys.readouterr().out.replace(str(tmp_path / "out_bare"), "OUT").replace(
+        str(bare), str(real_sweep)) == printed
+    same_files(tmp_path / "out_bare", tmp_path / "fast", str(bare), str(real_sweep))
 
 
 def test_crafted_tree_same_outputs_and_problems_in_job_order(tree, tmp_path, monkeypatch,
@@ -546,13 +722,14 @@ def edit(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def test_interpolated_swept_values_are_resolved(tmp_path, monkeypatch, capsys):
-    """A swept key whose config.yaml value is an interpolation (`model.in_shape=${data.shape}`
-    on the command line: Hydra keeps ${data.shape} in config.yaml and writes the override as
-    $\\{data.shape\\}) gets the resolved value, as OmegaConf.select gives it."""
+def test_interpolated_swept_values_are_resolved(tmp_path):
+    """A run made before the run record, with a swept key whose config.yaml value is an
+    interpolation (`model.in_shape=${data.shape}` on the command line: Hydra keeps
+    ${data.shape} in config.yaml and writes the override as $\\{data.shape\\}), gets the
+    resolved value, as OmegaConf.select gives it."""
     sweep = tmp_path / "sweep"
     for i in range(2):
-        job = write_job(sweep / str(i), 5, i, done(0.8, 0.8), curve(1, 0.8))
+        job = write_job(sweep / str(i), 5, i, done(0.8, 0.8), curve(1, 0.8), old=True)
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
         cfg.data = {"shape": [1, 28, 28], "train_subset": 100}
         cfg.model.in_shape = "${data.shape}"
@@ -565,19 +742,14 @@ def test_interpolated_swept_values_are_resolved(tmp_path, monkeypatch, capsys):
     runs = agg.load([sweep])
     assert list(runs.results["model.in_shape"]) == ["[1, 28, 28]"] * 2
     assert list(runs.results["model.neuron"]) == ['{"beta": 0.95}'] * 2
-    aggregate_both_ways([sweep], tmp_path / "out", monkeypatch, capsys)
+    assert runs.problems == []
 
 
-@pytest.mark.parametrize("change", ["flow style", "comments", "no overrides", "duplicate key",
-                                    "no choices", "crlf metrics", "quoted metrics"])
-def test_files_of_other_shapes_read_as_omegaconf_and_pandas_read_them(tmp_path, monkeypatch,
-                                                                       capsys, change):
-    """.hydra files not in OmegaConf.save's block style, or broken, and metrics.csv files in
-    other dialects: the same tables and messages as the exact reading."""
-    sweep = tmp_path / "sweep"
-    for i in range(3):
-        write_job(sweep / str(i), 5 * (i + 1), i, done(0.8, 0.8), curve(2, 0.8 + i / 100))
-    hydra = sweep / "1" / ".hydra"
+HYDRA_CHANGES = ["flow style", "comments", "no overrides", "duplicate key", "no choices"]
+
+
+def change_hydra(hydra: Path, change: str) -> None:
+    """.hydra files not in OmegaConf.save's block style, or broken."""
     if change == "flow style":
         cfg = OmegaConf.to_container(OmegaConf.load(hydra / "config.yaml"))
         (hydra / "config.yaml").write_text(yaml.safe_dump(cfg, default_flow_style=True))
@@ -590,17 +762,54 @@ def test_files_of_other_shapes_read_as_omegaconf_and_pandas_read_them(tmp_path, 
         edit(hydra / "config.yaml", "seed: 1\n", "seed: 1\nseed: 2\n")
     elif change == "no choices":
         edit(hydra / "hydra.yaml", "choices:", "options:")
-    elif change == "crlf metrics":
+
+
+@pytest.mark.parametrize("change", HYDRA_CHANGES)
+def test_hydra_files_of_runs_before_the_record_read_by_omegaconf(tmp_path, change):
+    """Runs made before the run record (no identity_version): their group choices and swept
+    values come from .hydra/ as OmegaConf reads it, whatever the YAML style; a broken file is
+    reported by path and its job skipped."""
+    sweep = tmp_path / "sweep"
+    for i in range(3):
+        write_job(sweep / str(i), 5 * (i + 1), i, done(0.8, 0.8), curve(2, 0.8), old=True,
+                  encoder="direct" if i == 1 else "rate")
+    hydra = sweep / "1" / ".hydra"
+    change_hydra(hydra, change)
+    runs = agg.load([sweep])
+    res = runs.results.set_index(runs.results["job_dir"].map(lambda p: Path(p).name))
+    if change in ("duplicate key", "no choices"):
+        name = "config.yaml" if change == "duplicate key" else "hydra.yaml"
+        assert len(runs.problems) == 1
+        assert runs.problems[0].startswith(f"skipped {hydra / name}: unreadable (")
+        assert list(res.index) == ["0", "2"]
+        return
+    assert runs.problems == [] and list(res.index) == ["0", "1", "2"]
+    assert list(res["encoder"]) == ["rate", "direct", "rate"]  # hydra.yaml's choices
+    assert "experiment" not in res and "hydra/launcher" not in res
+    if change == "no overrides":
+        assert res.loc["1", ["data.train_subset", "model.hidden"]].isna().all()
+        assert res.loc["0", "model.hidden"] == "[64]"
+    else:
+        assert list(res["data.train_subset"]) == [100] * 3
+        assert list(res["model.hidden"]) == ["[64]"] * 3
+    assert "timesteps" in runs.keys and "encoder" in runs.keys
+
+
+@pytest.mark.parametrize("change", ["crlf metrics", "quoted metrics"])
+def test_metrics_files_of_other_dialects_read_as_pandas_reads_them(tmp_path, monkeypatch,
+                                                                   capsys, change):
+    """metrics.csv files in other dialects: the same tables and messages as a read_csv per
+    file."""
+    sweep = tmp_path / "sweep"
+    for i in range(3):
+        write_job(sweep / str(i), 5 * (i + 1), i, done(0.8, 0.8), curve(2, 0.8 + i / 100))
+    if change == "crlf metrics":
         pd.DataFrame(curve(2, 0.5)).to_csv(sweep / "1" / "metrics.csv", index=False,
                                            lineterminator="\r\n")
-    elif change == "quoted metrics":
+    else:
         (sweep / "1" / "metrics.csv").write_text('epoch,"val_acc"\n1,"0.5"\n2,0.25\n')
     printed = aggregate_both_ways([sweep], tmp_path / "out", monkeypatch, capsys)
-    if change in ("duplicate key", "no choices"):
-        assert f"skipped {hydra / ('config.yaml' if change == 'duplicate key' else 'hydra.yaml')}"\
-            f": unreadable" in printed
-    else:
-        assert "unreadable" not in printed
+    assert "unreadable" not in printed
 
 
 def test_curves_files_with_other_columns_keep_their_types(tmp_path, monkeypatch, capsys):
@@ -648,11 +857,8 @@ def test_lines_choose_what_splits_the_learning_curves(tmp_path, capsys):
     from snn_sweep.aggregate.plots import curve_lines
     sweep = tmp_path / "sweep"
     for i, aug in enumerate(("none", "affine_mild", "none", "affine_mild")):
-        job = write_job(sweep / str(i), 5, 0, {**done(0.8, 0.8), "augment": aug}, curve(2, 0.8),
-                        model="ann" if i < 2 else "snn")
-        hydra = OmegaConf.load(job / ".hydra" / "hydra.yaml")
-        hydra.hydra.runtime.choices.augment = aug  # a group choice, as in a real run
-        OmegaConf.save(hydra, job / ".hydra" / "hydra.yaml")
+        write_job(sweep / str(i), 5, 0, {**done(0.8, 0.8), "augment": aug}, curve(2, 0.8),
+                  model="ann" if i < 2 else "snn", groups={"augment": aug})
     main([str(sweep), "--out", str(tmp_path / "a"), "--lines", "model,augment"])
     curves = pd.read_csv(tmp_path / "a" / "curves.csv")
     assert sorted(set(curve_lines(curves))) == ["ann", "snn"]

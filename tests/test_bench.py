@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import make_dataset
 
-from snn_sweep.bench import cases, cli, measure, peers, report, sides
+from bench import cases, cli, measure, peers, report, sides
 
 INSTALLED, _ = peers.find_peers()
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,15 +256,25 @@ def test_targets_come_from_the_shipped_yaml():
         (raw["eval_ratio_min"], raw["csnn_train_ratio_peer_min"])
     assert (cases.MEMORY_CASE.steps, cases.MEMORY_LIMIT_MIB) == \
         (raw["memory"]["timesteps"], raw["memory"]["peak_rss_mib_max"])
+    assert cases.TARGETS_FILE.parent == ROOT / "bench"
+
+
+def test_bench_stays_out_of_the_installed_package():
+    """The bench (its peers are not the package's dependencies) sits beside snn_sweep, in no
+    package or package data that setuptools installs."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "snn_sweep.bench" in setup["packages"]
-    assert cases.TARGETS_FILE.name in setup["package-data"]["snn_sweep.bench"]
+    assert not [p for p in setup["packages"] if "bench" in p]
+    assert not [p for p in setup.get("package-data", {}) if "bench" in p]
+    assert not (ROOT / "snn_sweep" / "bench").exists()
+    assert Path(cli.__file__).parent == ROOT / "bench"
 
 
 @pytest.mark.slow
-def test_memory_check_runs_the_bench_in_child_processes(tiny_root):
-    """memory_case spawns `python -m snn_sweep.bench --memory-child` for each side."""
+def test_memory_check_runs_the_bench_in_child_processes(tiny_root, tmp_path, monkeypatch):
+    """memory_case spawns `python -m bench --memory-child` for each side, from the project
+    root, whatever the caller's working directory."""
+    monkeypatch.chdir(tmp_path)  # not the project root
     row = measure.memory_case(2, str(tiny_root), 1)
     assert row["case"] == f"memory_rate2_batch{cases.BATCH}"
     for which in ("ours", "ref"):

@@ -1,6 +1,7 @@
 """Bring your own network: a user folder outside the package (examples/byo, copied) with its own
 conf/ and a .py file, run through the CLI from that folder: a plain snnTorch tutorial-5 network,
-an encoder and an optimizer of the user's, grid and Optuna sweeps, the aggregator; bad targets."""
+an encoder, an optimizer and a neuron of the user's, grid and Optuna sweeps, the aggregator; bad
+targets."""
 import json
 import os
 import shutil
@@ -152,3 +153,63 @@ def test_network_of_snn_sweep_nn_layers_from_the_users_folder(user_dir, data_roo
     res = json.loads((run / "result.json").read_text())
     assert res["model"] == "fast" and res["spiking"] and res["test_acc"] > 0.5
     assert res["spikes_per_sample"] > 0 and res["firing_rate_1"] >= 0
+
+
+def test_users_neuron_in_a_built_in_model_with_a_surrogate_sweep(user_dir, data_root):
+    """neuron=<the user's YAML> in the built-in model=snn: their snn.Leaky subclass in every
+    layer, run on the stepped path (one log line says so), its surrogate swept with
+    snn_sweep's neuron/surrogate group."""
+    out = user_dir / "multirun" / "neuron"
+    r = snn_sweep(user_dir, "--config-dir", "conf", "model=snn", "neuron=adaptive", "encoder=rate",
+                  "-m", "neuron/surrogate=atan,fast_sigmoid", *small_overrides(data_root),
+                  "trainer.epochs=3", "optimizer.lr=5e-3", f"hydra.sweep.dir={out}")
+    results = [json.loads((out / str(i) / "result.json").read_text()) for i in range(2)]
+    assert [r["status"] for r in results] == ["completed"] * 2
+    assert [r["neuron"] for r in results] == ["adaptive"] * 2 and results[0]["beta"] == 0.9
+    assert all(r["test_acc"] > 0.5 for r in results)
+    assert results[0]["val_loss"] != results[1]["val_loss"]  # another surrogate, other gradients
+    grads = [(out / str(i) / ".hydra" / "config.yaml").read_text() for i in range(2)]
+    assert "snntorch.surrogate.atan" in grads[0] and "snntorch.surrogate.fast_sigmoid" in grads[1]
+    said = "AdaptiveLeaky neurons run the stepped path, not the fused LIF kernels"
+    assert (r.stdout + r.stderr).count(said) == 1  # once per process
+
+
+RLEAKY = """\
+# snnTorch's recurrent LIF: a Linear of linear_features x linear_features feeds each layer's
+# spikes back, so every layer must be that wide (model.hidden=[10], 10 classes).
+defaults:
+  - surrogate: atan
+  - _self_
+_target_: snntorch.RLeaky
+_partial_: true
+beta: 0.9
+linear_features: 10
+"""
+
+
+def test_snntorch_recurrent_neuron_through_the_pipeline(user_dir, data_root):
+    (user_dir / "conf" / "neuron" / "rleaky.yaml").write_text(RLEAKY)
+    run = user_dir / "rleaky"
+    snn_sweep(user_dir, "--config-dir", "conf", "model=snn", "neuron=rleaky", "encoder=rate",
+              *[o for o in small_overrides(data_root) if not o.startswith("model.hidden")],
+              "model.hidden=[10]", "trainer.epochs=3", "optimizer.lr=5e-3",
+              f"hydra.run.dir={run}")
+    res = json.loads((run / "result.json").read_text())
+    assert res["status"] == "completed" and res["neuron"] == "rleaky" and res["test_acc"] > 0.5
+    # the two Linear layers, and each layer's recurrent weights trained with them
+    assert res["n_params"] == (784 * 10 + 10) + (10 * 10 + 10) + 2 * (10 * 10 + 10)
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("+neuron.jmp=0.3", "neuron (adaptive_neuron.AdaptiveLeaky): TypeError: "),
+    ("neuron.beta=2", "neuron.beta=2 is not allowed: a number in [0, 1]"),
+    ("neuron._target_=adaptive_neuron.Nope", "neuron._target_='adaptive_neuron.Nope': "),
+])
+def test_bad_user_neuron_is_one_line_before_training(user_dir, data_root, override, expected):
+    run = user_dir / "bad"
+    r = snn_sweep(user_dir, "--config-dir", "conf", "model=snn", "neuron=adaptive",
+                  *small_overrides(data_root), override, f"hydra.run.dir={run}", check=False)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "Warning" not in ln]
+    assert len(lines) == 1 and expected in lines[0], r.stderr
+    assert not (run / "metrics.csv").exists()  # nothing trained

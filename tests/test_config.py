@@ -11,20 +11,39 @@ CONF = Path(__file__).resolve().parents[1] / "snn_sweep" / "conf"
 OPTIONS = [(group, p.stem) for group in ("model", "encoder", "neuron", "optimizer", "scheduler",
                                          "dataset")
            for p in sorted((CONF / group).glob("*.yaml"))]
+SURROGATES = sorted(p.stem for p in (CONF / "neuron" / "surrogate").glob("*.yaml"))
 
 
 def stems(group: str) -> set:
     return {p.stem for p in (CONF / group).glob("*.yaml")}
 
 
-def test_name_lists_in_code_are_the_options_in_conf():
-    """The neuron names validate() accepts are the neuron group's options; the docs' config
-    reference lists every option of every group."""
-    from snn_sweep.config import NEURONS
-    assert set(NEURONS) == stems("neuron")
+def test_docs_list_every_option():
+    """The docs' config reference lists every option of every group, the surrogates too."""
     reference = (CONF.parents[1] / "docs" / "configuration.md").read_text()
-    for group, option in OPTIONS:
+    for group, option in OPTIONS + [("neuron/surrogate", s) for s in SURROGATES]:
         assert f"`{option}`" in reference, f"docs/configuration.md does not list {group}={option}"
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES)
+def test_surrogate_option_is_every_neurons_spike_grad(make_cfg, surrogate):
+    """neuron/surrogate=X gives each layer's neuron snntorch.surrogate.X, any neuron option."""
+    from snn_sweep.build import build_model, resolve
+    for neuron in ("leaky", "synaptic"):
+        cfg = resolve(make_cfg(f"neuron={neuron}", f"neuron/surrogate={surrogate}"))
+        assert cfg.neuron.spike_grad == {"_target_": f"snntorch.surrogate.{surrogate}"}
+        grads = [m.spike_grad for m in build_model(cfg).modules() if hasattr(m, "spike_grad")]
+        assert len(grads) == 2 and all(g.__module__ == "snntorch.surrogate" and
+                                       g.__qualname__.split(".")[0] == surrogate for g in grads)
+
+
+def test_surrogate_arguments_go_beside_its_target(make_cfg):
+    import inspect
+
+    from snn_sweep.build import build_model, resolve
+    cfg = resolve(make_cfg("neuron/surrogate=fast_sigmoid", "+neuron.spike_grad.slope=10"))
+    grads = [m.spike_grad for m in build_model(cfg).modules() if hasattr(m, "spike_grad")]
+    assert [inspect.getclosurevars(g).nonlocals for g in grads] == [{"slope": 10}] * 2
 
 
 def schema_defaults(node) -> dict:
@@ -87,11 +106,15 @@ def test_option_composes_and_trains(make_cfg, tmp_path, group, option):
     cfg = make_cfg(f"{group}={option}", "data.train_subset=100")
     if group == "scheduler":
         assert cfg.scheduler._target_.startswith("torch.optim.lr_scheduler.")
+    elif group == "neuron":  # named by the entrypoint after the group choice, here by its class
+        assert cfg.neuron._target_.lower() == f"snntorch.{option}"
     else:
         assert cfg[group if group != "dataset" else "data"].name == option
     obj = train(cfg, str(tmp_path))
     res = json.loads((tmp_path / "result.json").read_text())
     assert res["status"] == "completed"
+    if group == "neuron":
+        assert res["neuron"] == option
     assert 0.0 <= obj <= 1.0 and obj == res["val_acc"]
 
 
@@ -105,7 +128,7 @@ def test_conv_snn_with_every_encoder_and_second_order_neurons(make_cfg, tmp_path
 
 @pytest.mark.parametrize("readout", ["membrane_ce", "rate_ce", "count_mse"])
 @pytest.mark.parametrize("extra", [[], ["neuron.reset_mechanism=zero", "neuron.learn_beta=true",
-                                        "neuron.learn_threshold=true", "neuron.surrogate=sigmoid",
+                                        "neuron.learn_threshold=true", "neuron/surrogate=sigmoid",
                                         "scheduler=cosine"]])
 def test_readouts_and_neuron_options(make_cfg, tmp_path, readout, extra):
     cfg = make_cfg(f"model.readout={readout}", "data.train_subset=100", *extra)
@@ -161,7 +184,7 @@ def test_augment_stage_runs_are_the_comparisons_seed_0():
     chosen option: that holds only if they have the comparison's seed-0 config_sha."""
     from hydra import compose, initialize_config_dir
 
-    from snn_sweep.rundir import config_sha
+    from snn_sweep.record import config_sha
 
     def composed(*overrides, sweep=False):
         with initialize_config_dir(config_dir=str(CONF)):
@@ -212,7 +235,8 @@ def test_built_in_ranges_bind_only_the_built_in_models(make_cfg):
     holds the built-in models to their ranges."""
     from omegaconf import OmegaConf, open_dict
 
-    from snn_sweep.config import InputError, validate
+    from snn_sweep.config import InputError
+    from snn_sweep.validate import validate
     cfg = make_cfg("model=cnn")
     with open_dict(cfg):
         user = OmegaConf.create({"_target_": "mynet.Net", "hidden": 128, "channels": [8, 16, 32],

@@ -58,6 +58,59 @@ def test_bad_value_is_named_with_what_is_allowed(make_cfg, tmp_path, override, e
     assert message == expected or message.startswith(expected)
 
 
+@pytest.mark.parametrize("overrides,expected", [
+    (["neuron.threshold=0"], "neuron.threshold=0.0 is not allowed: a number > 0"),
+    (["neuron=synaptic", "neuron.alpha=1.2"], "neuron.alpha=1.2 is not allowed: a number in [0, 1]"),
+    (["neuron=alpha", "neuron.alpha=0.5"],
+     "neuron.alpha=0.5 is not allowed: snntorch.Alpha needs alpha > neuron.beta (0.9)"),
+    (["neuron._partial_=false"], "neuron._partial_=False is not allowed: true: a model makes one "
+                                 "neuron per layer from the node"),
+    (["neuron._target_=snntorch.Nope"], "neuron._target_='snntorch.Nope': cannot be imported"),
+    (["neuron._target_=torch.nn.functional.relu"],
+     "neuron (torch.nn.functional.relu): TypeError: "),
+    (["neuron._target_=snntorch.surrogate.atan"],  # arguments it does not take
+     "neuron (snntorch.surrogate.atan): TypeError: atan() got an unexpected keyword argument"),
+    (["+neuron.spike_grad.alpah=3"],  # the surrogate's
+     "neuron (snntorch.Leaky): TypeError: atan() got an unexpected keyword argument 'alpah'"),
+    (["model=csnn", "neuron.spike_grad._target_=snntorch.surrogate.nope"],
+     "neuron.spike_grad._target_='snntorch.surrogate.nope': cannot be imported"),
+    (["neuron.spike_grad._target_=json.loads"],
+     "neuron.spike_grad._target_='json.loads' is not in a trusted module: add "
+     "trusted_modules=[json]"),
+])
+def test_bad_neuron_is_named(make_cfg, tmp_path, overrides, expected):
+    """The neuron node's values, target and arguments fail in one line naming `neuron` (not the
+    model built from it), before training."""
+    message = train_error(make_cfg, tmp_path, *overrides)
+    assert message.startswith(expected), message
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_neuron_target_that_makes_no_neuron(make_cfg, tmp_path):
+    from omegaconf import open_dict
+    cfg = make_cfg()
+    with open_dict(cfg):
+        cfg.neuron = {"_target_": "snntorch.surrogate.atan", "_partial_": True}
+    with pytest.raises(InputError) as e:
+        train(cfg, str(tmp_path))
+    assert str(e.value) == ("neuron._target_='snntorch.surrogate.atan' made a function, not a "
+                            "neuron (a torch.nn.Module)")
+
+
+def test_model_with_a_neuron_of_its_own_is_named_by_its_key(make_cfg, tmp_path):
+    """A model node that holds its neuron node (not ${neuron}): errors name model.neuron."""
+    from omegaconf import open_dict
+    for neuron, expected in (({"beta": 1.5}, "model.neuron.beta=1.5 is not allowed"),
+                             ({"beta": 0.9, "betta": 1}, "model.neuron (snntorch.Leaky): "
+                              "TypeError: Leaky.__init__() got an unexpected keyword argument")):
+        cfg = make_cfg()
+        with open_dict(cfg):
+            cfg.model.neuron = {"_target_": "snntorch.Leaky", "_partial_": True, **neuron}
+        with pytest.raises(InputError) as e:
+            train(cfg, str(tmp_path))
+        assert str(e.value).startswith(expected), str(e.value)
+
+
 def test_bad_value_on_the_command_line_is_one_line(data_root, tmp_path):
     line = one_line_error(cli(tmp_path, *small_overrides(data_root), "timesteps=0"))
     assert line == "error: timesteps=0 is not allowed: an integer >= 1"
@@ -74,6 +127,7 @@ def test_missing_gpu_is_named(make_cfg, tmp_path):
     ("model=foo", ["Could not find 'model/foo'", "ann", "csnn", "snn_single_step"]),
     ("encoder=morse", ["Could not find 'encoder/morse'", "latency", "delta"]),
     ("neuron.betta=0.5", ["Key 'betta' not in 'NeuronConfig'"]),
+    ("neuron/surrogate=tanh", ["Could not find 'neuron/surrogate/tanh'", "fast_sigmoid"]),
 ])
 def test_composition_errors_name_key_and_options(data_root, override, expected):
     with pytest.raises(HydraException) as e:

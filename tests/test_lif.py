@@ -13,7 +13,9 @@ from snntorch import surrogate
 from snn_sweep.nn import lif
 from snn_sweep.nn.kernels import lif_cpu
 from snn_sweep.nn import run_neuron
-from snn_sweep.nn.lif import derivative_of, fusable, leaky_linear, leaky_sequence
+from snn_sweep.nn.derivatives import derivative_of
+from snn_sweep.nn.lif import fusable, leaky_sequence
+from snn_sweep.nn.lif_linear import leaky_linear
 from snn_sweep.build import build_model
 
 SURROGATE_ARGS = {"atan": {}, "fast_sigmoid": {"slope": 10}, "sigmoid": {"slope": 5}}

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from snn_sweep import train as train_module
+from snn_sweep.runner import Runner
 from snn_sweep.aggregate import mark_duplicates, versus_ann
 from snn_sweep.train import train
 
@@ -21,7 +21,7 @@ def scripted_validation(monkeypatch, metric, values):
     the call after the last epoch, the test set, is left as it is) and records the weights it
     sees."""
     seen = []
-    real = train_module.Runner.evaluate_spiking
+    real = Runner.evaluate_spiking
 
     def fake(self, xs, ys, macs):
         loss, acc, rec = real(self, xs, ys, macs)
@@ -34,7 +34,7 @@ def scripted_validation(monkeypatch, metric, values):
                 loss = values[i]
         return loss, acc, rec
 
-    monkeypatch.setattr(train_module.Runner, "evaluate_spiking", fake)
+    monkeypatch.setattr(Runner, "evaluate_spiking", fake)
     return seen
 
 
@@ -56,7 +56,8 @@ def test_best_validation_epoch_is_selected(make_cfg, tmp_path, monkeypatch, metr
     assert len(seen) == 4  # 3 validations, then the test set once
     assert same(seen[3], seen[best - 1])  # tested on the selected weights
     assert not same(seen[2], seen[best - 1]) or best == 3
-    assert same(torch.load(tmp_path / "checkpoint.pt", weights_only=True), seen[best - 1])
+    assert same(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["state_dict"],
+                seen[best - 1])
 
 
 def test_early_stopping(make_cfg, tmp_path, monkeypatch):

@@ -54,7 +54,7 @@ def test_checkpoint_loads_with_weights_only(make_cfg, tmp_path):
     train(cfg, str(tmp_path))
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     model = build_model(cfg)
-    model.load_state_dict(state)
+    model.load_state_dict(state["state_dict"])
 
 
 def test_ann_has_no_spiking_fields_and_mac_energy(make_cfg, tmp_path):
@@ -90,7 +90,7 @@ def test_same_seed_same_metrics_on_two_threads(make_cfg, tmp_path, encoder):
     keys = ["train_loss", "train_acc", "val_loss", "val_acc"]
     assert [[r[k] for k in keys] for r in rows_a] == [[r[k] for k in keys] for r in rows_b]
     assert (a["test_acc"], a["test_loss"]) == (b["test_acc"], b["test_loss"])
-    assert a["threads"] == b["threads"] == 2
+    assert a["context"]["threads"] == b["context"]["threads"] == 2
 
 
 def test_learns_on_the_tiny_data(make_cfg, tmp_path):
@@ -254,8 +254,8 @@ def test_trainer_reuse_copies_a_completed_run_of_the_same_config(make_cfg, tmp_p
         {**json.loads((stage / "1" / "result.json").read_text()), "status": "failed"}))
     first = json.loads((stage / "0" / "result.json").read_text())
     trained = []
-    real = train_module._train
-    monkeypatch.setattr(train_module, "_train",
+    real = train_module.fit
+    monkeypatch.setattr(train_module, "fit",
                         lambda cfg, *a: (trained.append(cfg.seed), real(cfg, *a)))
     reuse = f"trainer.reuse=[{stage}]"
     train(make_cfg("seed=0", reuse), str(tmp_path / "comparison" / "0"))
@@ -286,34 +286,16 @@ def test_threads_stay_as_set_after_the_compiled_kernels_start(make_cfg, tmp_path
     cfg = make_cfg("trainer.threads=1", "encoder=rate")
     train(cfg, str(tmp_path))
     assert torch.get_num_threads() == 1
-    assert json.loads((tmp_path / "result.json").read_text())["threads"] == 1
+    assert json.loads((tmp_path / "result.json").read_text())["context"]["threads"] == 1
 
 
 def test_arch_pairs_each_spiking_model_with_its_ann_twin(make_cfg):
     """result.json's arch, by which the aggregator finds a spiking model's ANN: the same for
     the twins (whatever their neuron, dropout or timesteps), different across layouts."""
-    from snn_sweep.rundir import arch
+    from snn_sweep.record import arch
     archs = {m: arch(make_cfg(f"model={m}", "model.dropout=0.2" if m in ("ann", "cnn_bn") else
                               "timesteps=3").model)
              for m in ("ann", "snn", "snn_single_step", "cnn", "csnn", "cnn_bn", "csnn_bn")}
     assert archs["ann"] == archs["snn"] == archs["snn_single_step"]
     assert archs["cnn"] == archs["csnn"] != archs["cnn_bn"] == archs["csnn_bn"]
     assert len(set(archs.values())) == 3
-
-
-def test_settings_added_later_keep_the_sha_of_runs_made_before_them(make_cfg):
-    """A run made before the conv nets had padding and norm, or before augment or
-    trainer.precision existed, keeps its config_sha (a relaunched sweep still finds it done),
-    while other values change it."""
-    from omegaconf import OmegaConf
-
-    from snn_sweep.build import resolve
-    from snn_sweep.rundir import config_sha
-    cfg = resolve(make_cfg("model=csnn"))
-    before = OmegaConf.to_container(cfg)  # the config as it was composed then
-    del before["model"]["padding"], before["model"]["norm"], before["augment"]
-    del before["trainer"]["precision"]
-    assert config_sha(cfg) == config_sha(OmegaConf.create(before))
-    for changed in ("model.norm=true", "model.padding=1", "augment=affine",
-                    "trainer.precision=bf16"):
-        assert config_sha(resolve(make_cfg("model=csnn", changed))) != config_sha(cfg), changed

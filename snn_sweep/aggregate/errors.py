@@ -6,7 +6,7 @@ class AggregateError(Exception):
 
 
 class Unusual(Exception):
-    """A .hydra file, value or metrics.csv group that the fast reading does not vouch for."""
+    """A metrics.csv group that the grouped reading (read_curves) does not vouch for."""
 
 
 def _one_line(e: BaseException) -> str:

@@ -5,12 +5,16 @@ import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from ..record import NESTED  # the table shows its choices, swept values and context
 from ..rundir import SETTINGS, TRIAL_FIELDS
 from .errors import AggregateError, _one_line
-from .hydra_files import JobConfig, Row, _plain, read_hydra
+from .hydra_files import Row, _plain, group_names, read_hydra
 
 DROPPED = ("traceback",)  # kept in result.json; too long for a table
-NO_RESULT = {"status": "unfinished", "error": "no result.json"}  # killed, running, or crashed early
+NO_RESULT = {"status": "unfinished", "error": "no result.json"}  # killed before its first write
 
 
 def natural_key(path: Path) -> List[Any]:
@@ -53,23 +57,42 @@ def read_result(path: Path, problems: List[str]) -> Optional[Dict[str, Any]]:
 
 
 def _cells(result: Dict[str, Any]) -> Row:
-    return {k: _plain(v) for k, v in result.items() if k not in DROPPED}
+    """A result.json's table cells: its flat fields, then its context's (threads, device, host
+    ...) where no field of that name comes first."""
+    cells = {k: _plain(v) for k, v in result.items() if k not in DROPPED + NESTED}
+    context = result.get("context")
+    if isinstance(context, dict):  # a record's (read_record checks the job's)
+        cells.update({k: _plain(v) for k, v in context.items() if k not in cells})
+    return cells
 
 
-def seed_runs(job: Path, result: Dict[str, Any], cfg: Optional[JobConfig]
+def read_record(result: Dict[str, Any], job: Path) -> Tuple[Row, List[str], List[str]]:
+    """A run record's (result.json with identity_version) group choices and swept values, as
+    the trainer resolved them, and their names; ValueError when they are not JSON objects."""
+    for field in ("choices", "swept", "context"):
+        if not isinstance(result.get(field, {}), dict):
+            raise ValueError(f"{field}: not a JSON object")
+    choices, swept = result.get("choices", {}), result.get("swept", {})
+    groups = group_names(choices)
+    row: Row = {"job_dir": str(job), **{k: choices[k] for k in groups}}
+    row.update({k: _plain(v) for k, v in swept.items()})
+    return row, groups, list(swept)
+
+
+def seed_runs(job: Path, result: Dict[str, Any], cfg: Optional[DictConfig]
               ) -> List[Tuple[Any, str]]:
     """(seed, sub-dir) of each seed a job trained with repeats=K > 1; [] for a plain job. From
-    result.json, or from the config when the job was killed before writing one (the trainer
-    runs seeds seed, seed+1 ... in seed_<s>/)."""
+    result.json, or, for a run made before the run record and killed before writing one, from
+    its config (the trainer runs seeds seed, seed+1 ... in seed_<s>/)."""
     if "repeats" in result:
         repeats = result["repeats"]
     elif not (job / "result.json").is_file() and cfg is not None:
-        repeats = cfg.select("repeats", default=1)
+        repeats = OmegaConf.select(cfg, "repeats", default=1)
     else:
         return []
     if not isinstance(repeats, int) or repeats <= 1:
         return []
-    first = result.get("seed", cfg.select("seed") if cfg is not None else None)
+    first = result.get("seed", OmegaConf.select(cfg, "seed") if cfg is not None else None)
     seeds = result.get("seeds") or (
         [first + i for i in range(repeats)] if isinstance(first, int) else None)
     dirs = result.get("seed_dirs") or (
@@ -82,16 +105,28 @@ def seed_runs(job: Path, result: Dict[str, Any], cfg: Optional[JobConfig]
 
 def read_job(job: Path, problems: List[str]) -> Optional[Tuple[List[Row], List[str], List[str]]]:
     """The job's results rows (one, or one per seed of a job with repeats) with the names of its
-    group choices and swept keys, or None (reported in problems) when a file of it is corrupt."""
-    read = read_hydra(job, problems)
-    result = read_result(job / "result.json", problems) if read else None
+    group choices and swept keys, or None (reported in problems) when a file of it is corrupt.
+    A run record says them all; a run made before it (or killed before writing one) keeps
+    them in .hydra/."""
+    result = read_result(job / "result.json", problems)
     if result is None:
         return None
-    base, groups, swept, cfg = read
+    cfg = None
     try:
+        if "identity_version" in result:
+            base, groups, swept = read_record(result, job)
+        else:
+            read = read_hydra(job, problems)
+            if read is None:
+                return None
+            base, groups, swept, cfg = read
         runs = seed_runs(job, result, cfg)
     except ValueError as e:
         problems.append(f"skipped {job / 'result.json'}: corrupt ({_one_line(e)})")
+        return None
+    except OmegaConfBaseException as e:  # the config's repeats or seed
+        problems.append(f"skipped {job / '.hydra' / 'config.yaml'}: unreadable "
+                        f"({type(e).__name__}: {_one_line(e)})")
         return None
     if not runs:
         # result.json's settings are the effective ones (an ANN has no encoder), so they win.

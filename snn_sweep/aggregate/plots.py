@@ -1,9 +1,13 @@
-"""The runs' plots: accuracy against timesteps and energy, learning curves (matplotlib)."""
+"""The runs' plots: accuracy against timesteps and energy, learning curves (matplotlib).
+
+Drawn on Figure objects, not through pyplot: no backend is chosen or switched (a notebook keeps
+its own), no figure is left open, and saving needs no display."""
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import matplotlib.pyplot as plt
+import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .stats import _cell
@@ -26,7 +30,8 @@ def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str
     spiking = done[done["timesteps"].notna()]
     if spiking.empty:
         return "no completed spiking run"
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     by_model = "model" in spiking and spiking["model"].nunique() > 1
     line_keys = (["model"] if by_model else []) + (["encoder"] if "encoder" in spiking else [])
     for name, g in spiking.groupby(line_keys or (lambda _: "snn"), dropna=False):
@@ -46,7 +51,6 @@ def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str
     ax.legend(title=" / ".join(line_keys) or None)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return None
 
 
@@ -80,14 +84,15 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path,
         return "no metrics.csv of a completed job"
     data = curves.assign(line=curve_lines(curves, lines))
     many = data["line"].nunique() > 10  # past matplotlib's 10 default colours: tab20, legend aside
-    fig, axes = plt.subplots(1, 2, figsize=(14 if many else 11, 4.5))
+    fig = Figure(figsize=(14 if many else 11, 4.5))
+    axes = fig.subplots(1, 2)
     for ax, kind in zip(axes, ("loss", "acc")):
         for i, (name, g) in enumerate(data.groupby("line")):
             for split, style in (("train", "-"), ("val", "--")):
                 m = g[g["metric"] == f"{split}_{kind}"].groupby("epoch")["value"].mean()
                 if not m.empty:
                     ax.plot(m.index, m.values, style, marker="o", markersize=2 if many else 3,
-                            color=plt.get_cmap("tab20")(i % 20) if many else f"C{i % 10}",
+                            color=matplotlib.colormaps["tab20"](i % 20) if many else f"C{i % 10}",
                             label=f"{name} {split}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -100,7 +105,6 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path,
     fig.suptitle("Learning curves (mean over the completed runs of each line)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return None
 
 
@@ -114,7 +118,8 @@ def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
     points = summary[summary[x].notna() & summary[y].notna()]
     if points.empty:
         return "no completed run with an energy figure"
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
     for i, (_, r) in enumerate(points.iterrows()):
         ax.errorbar(r[x], r[y], xerr=_zero(r.get(x.replace("mean", "std"))),
                     yerr=_zero(r.get(f"{metric}_std")), marker="o", capsize=3,
@@ -127,7 +132,6 @@ def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return None
 
 

@@ -4,8 +4,9 @@ import os
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
-import matplotlib.pyplot as plt
+import matplotlib
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .. import optuna_trial
 from ..optuna_trial import experimental_ok, public_storage
@@ -91,7 +92,8 @@ def plot_pareto(study, pareto: pd.DataFrame, ann: List[float], path: Path) -> Op
     if pareto.empty:
         return "no completed trial"
     y, x = names
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.scatter(pareto[x], pareto[y], color="0.7", s=16, zorder=2,
                label=f"completed trials ({len(pareto)})")
     front = pareto[pareto["on_front"]].sort_values(x)
@@ -114,7 +116,6 @@ def plot_pareto(study, pareto: pd.DataFrame, ann: List[float], path: Path) -> Op
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return None
 
 
@@ -157,13 +158,17 @@ def study_outputs(study, df: pd.DataFrame, out: Path
              + (f"; trials with no job dir here: {_ranges(missing)}" if missing else "")]
 
     if len(names) == 1:
+        import matplotlib.pyplot as plt  # Optuna's plot draws on a pyplot figure: closed here
+
         # rc_context: Optuna switches matplotlib to its own style for good otherwise.
-        with experimental_ok(), plt.rc_context():
+        with experimental_ok(), matplotlib.rc_context():
             ax = optuna.visualization.matplotlib.plot_optimization_history(study)
-            ax.figure.set_size_inches(7, 4)
-            ax.figure.tight_layout()
-            ax.figure.savefig(out / "optuna_history.png", dpi=120)
-            plt.close(ax.figure)
+            try:
+                ax.figure.set_size_inches(7, 4)
+                ax.figure.tight_layout()
+                ax.figure.savefig(out / "optuna_history.png", dpi=120)
+            finally:
+                plt.close(ax.figure)
         return df, written + ["optuna_history.png"], notes
     notes.append(f"optuna_history.png not drawn: {len(names)} objectives (pareto.png shows "
                  f"the trade-off)")
@@ -174,9 +179,8 @@ def study_outputs(study, df: pd.DataFrame, out: Path
     (out / "pareto.md").write_text(_markdown(front.sort_values(names[0], ascending=best_first)))
     written += ["pareto.csv", "pareto.md"]
     ann = ann_energies(df, mine) if "energy" in names[1] else []
-    with plt.rc_context():
-        plotted, not_drawn = drawn({"pareto.png": plot_pareto(study, pareto, ann,
-                                                              out / "pareto.png")})
+    plotted, not_drawn = drawn({"pareto.png": plot_pareto(study, pareto, ann,
+                                                          out / "pareto.png")})
     return df, written + plotted, notes + not_drawn
 
 

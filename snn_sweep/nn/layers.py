@@ -1,13 +1,32 @@
 """The sequence layers (weight, neuron, dropout layers and Sequential) that call the kernels."""
-from typing import List, Optional, Tuple
+import logging
+from typing import List, Optional, Set, Tuple
 
+import snntorch as snn
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .conv import POOLS, conv_pool, full, input_conv_pool
-from .lif import Derivative, derivative_of, fusable, leaky_linear, leaky_sequence
+from .derivatives import Derivative, derivative_of
+from .lif import fusable, leaky_sequence
+from .lif_linear import leaky_linear
 from .sparse import sparse_input_linear
+
+log = logging.getLogger(__name__)
+_stepped: Set[Tuple[str, str]] = set()  # (neuron class, reason) already logged
+
+
+def note_stepped(neuron: nn.Module) -> None:
+    """Log, once per process for each neuron class and reason, that a neuron lif.fusable
+    refuses runs the stepped path (snnTorch's own step, a Python call per time step)."""
+    name = type(neuron).__name__
+    reason = (f"{name} is not snn.Leaky itself" if type(neuron) is not snn.Leaky else
+              "its settings are not the fused recurrence's (inhibition, state_quant, "
+              "init_hidden, reset_delay=False or graded spikes)")
+    if (name, reason) not in _stepped:
+        _stepped.add((name, reason))
+        log.info(f"{name} neurons run the stepped path, not the fused LIF kernels: {reason}")
 
 
 def constant(x: torch.Tensor) -> bool:
@@ -117,6 +136,8 @@ class Neurons(nn.Module):
         super().__init__()
         self.neuron, self.readout = neuron, readout
         self.derivative: Optional[Derivative] = derivative_of(neuron.spike_grad)
+        if not fusable(neuron):
+            note_stepped(neuron)
 
     def forward(self, cur: torch.Tensor):
         steps = cur.shape[0] if constant(cur) else None

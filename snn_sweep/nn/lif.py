@@ -15,32 +15,32 @@ quantization, graded_spikes_factor 1), step t:
     spk_t   = spike_grad(mem_t - thr)     (Heaviside forward, surrogate backward)
 
 with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative of atan, fast_sigmoid
-and sigmoid is written out (DERIVATIVES: a few in-place passes); any other surrogate is
+and sigmoid is written out (derivatives.py: a few in-place passes); any other surrogate is
 differentiated by autograd through the neuron's own `spike_grad`, so every snnTorch
 surrogate works. On the CPU, in float32 with a scalar beta and threshold (every config's
 neuron) and an atan or fast_sigmoid surrogate (the default is atan), forward and backward run
-as the compiled loops of lif_cpu.py instead; LeakyLinearFunction goes on to fuse a Linear that
-the spikes feed, forward and backward. tests/test_lif.py checks outputs and gradients (input, beta,
-threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain autograd.
+as the compiled loops of kernels/lif_cpu.py instead; lif_linear.py goes on to fuse a Linear
+that the spikes feed, forward and backward. tests/test_lif.py checks outputs and gradients
+(input, beta, threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain
+autograd.
 """
-import inspect
 import logging
-import math
 import os
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import snntorch as snn
 import torch
+
+from .derivatives import DERIVATIVES, Derivative, derivative_of  # noqa: F401 (lif's API)
 
 log = logging.getLogger(__name__)
 try:
     if os.environ.get("SNN_SWEEP_KERNELS") == "eager":  # a way out should Numba misbehave
         raise ImportError("SNN_SWEEP_KERNELS=eager")
-    from .kernels import lif_cpu
+    from .kernels import lif_cpu, lif_linear_cpu
     UNAVAILABLE: Optional[str] = None
-except Exception as e:  # no usable Numba here: the eager path computes the same, slower
-    lif_cpu = None  # type: ignore[assignment]
+except Exception as e:  # no usable Numba: the eager path computes the same, slower
+    lif_cpu = lif_linear_cpu = None  # type: ignore[assignment]
     UNAVAILABLE = f"{type(e).__name__}: {e}"
 
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
@@ -214,67 +214,6 @@ class LeakyFunction(torch.autograd.Function):
                 None, None, None, None, None)
 
 
-class LeakyLinearFunction(torch.autograd.Function):
-    """A leaky layer on the compiled path whose spikes feed a Linear and nothing else that
-    needs a gradient: returns the Linear's output [T, B, K] and the spikes (no gradient; None
-    unless keep_spikes).
-
-    Both directions run one sample's row of neurons at a time in cache (lif_cpu.
-    _forward_linear, _backward_linear): the forward multiplies the spikes by the weight there,
-    and the backward forms dL/dspk from the gradient of the Linear's output and adds the
-    Linear's weight gradient from replayed spikes. With 10 outputs, the [T*B] x 1000 x 10
-    products are skinny matmuls that MKL runs at a fraction of the CPU's speed, and the spikes
-    and dL/dspk [T, B, H] would be written out and read back once more."""
-
-    @staticmethod
-    def forward(ctx, cur, beta, threshold, reset: int, derivative: "Derivative",
-                steps: Optional[int], weight, bias, keep_spikes: bool,
-                scale: Optional[torch.Tensor]):
-        ctx.constant = steps is not None
-        ctx.steps = steps if ctx.constant else cur.shape[0]
-        out, spk = lif_cpu.forward_linear(cur.unsqueeze(0) if ctx.constant else cur, ctx.steps,
-                                          weight, bias, float(beta), float(threshold), reset,
-                                          keep_spikes, scale)
-        ctx.save_for_backward(cur, beta, threshold, weight, scale)
-        ctx.reset, ctx.derivative = reset, derivative
-        if spk is not None:
-            ctx.mark_non_differentiable(spk)
-        return out, spk
-
-    @staticmethod
-    def backward(ctx, g_out, _):
-        cur, beta, threshold, weight, scale = ctx.saved_tensors
-        d, need = ctx.derivative, ctx.needs_input_grad
-        g, g_beta, g_thr, g_weight = lif_cpu.backward_linear(
-            cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_out, weight, float(beta),
-            float(threshold), ctx.reset, lif_cpu.KINDS[d.name], d.p, d.q,
-            params=need[1] or need[2], scale=scale)
-        return (*_compiled_grads(ctx, g, g_beta, g_thr, beta, threshold), None, None, None,
-                g_weight if need[6] else None, g_out.sum((0, 1)) if need[7] else None, None,
-                None)
-
-
-def leaky_linear(neuron, cur: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                 derivative: Optional["Derivative"] = None, steps: Optional[int] = None,
-                 keep_spikes: bool = True, scale: Optional[torch.Tensor] = None
-                 ) -> Optional[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """A Linear (weight [K, H], bias [K]) applied to every step of the spikes of `neuron`
-    driven by cur [T, B, H] (or [B, H] for `steps` steps, as in leaky_sequence), the spikes
-    multiplied by scale [B, H] on every step if given (dropout with one mask for all steps):
-    returns (its output [T, B, K], spikes [T, B, H] before dropout or None unless keep_spikes)
-    through LeakyLinearFunction, or None where that does not apply (another neuron, off the
-    compiled path, no bias, or no gradient to take); then run the two separately."""
-    if not (torch.is_grad_enabled() and fusable(neuron) and bias is not None
-            and cur.dim() == (2 if steps else 3) and cur.shape[-1] == weight.shape[1]
-            and weight.dtype == cur.dtype):
-        return None
-    beta, threshold, reset = _params(neuron, cur)
-    if not _compiled(cur, beta, threshold, derivative):
-        return None
-    return LeakyLinearFunction.apply(cur, beta, threshold, reset, derivative, steps,
-                                     weight, bias, keep_spikes, scale)
-
-
 def fusable(neuron) -> bool:
     """A plain `snn.Leaky` whose options the fused recurrence reproduces exactly."""
     return (type(neuron) is snn.Leaky and not neuron.inhibition and not neuron.state_quant
@@ -294,47 +233,3 @@ def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor,
     beta, threshold, reset = _params(neuron, cur)
     return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative, steps,
                                keep_mem)
-
-
-@dataclass(frozen=True)
-class Derivative:
-    """d spike_grad(x)/dx of a snntorch.surrogate written out: applied in place to a tensor,
-    and as (name, p, q) for lif_cpu's backward."""
-    name: str
-    p: float
-    q: float = 0.0
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.name == "atan":  # (alpha/2) / (1 + (pi/2 * alpha * x)^2) = 1 / (p x^2 + q)
-            return x.square_().mul_(self.p).add_(self.q).reciprocal_()
-        if self.name == "fast_sigmoid":  # 1 / (slope * |x| + 1)^2, p = slope
-            return x.abs_().mul_(self.p).add_(1).square_().reciprocal_()
-        # sigmoid: slope * s * (1 - s), s = sigmoid(slope * x), p = slope
-        s = x.mul_(self.p).sigmoid_()
-        return s.mul_(s.neg().add_(1)).mul_(self.p)
-
-
-# Surrogates (by their name in snntorch.surrogate) whose derivative is written out here,
-# several times cheaper than autograd through their autograd.Function; tests/test_lif.py checks
-# each against snnTorch's own backward.
-# Called with the arguments read off snnTorch's closure, so snnTorch's defaults are its own.
-DERIVATIVES: Dict[str, Callable[..., Derivative]] = {
-    "atan": lambda alpha: Derivative("atan", (math.pi / 2 * alpha) ** 2 * 2 / alpha, 2 / alpha),
-    "fast_sigmoid": lambda slope: Derivative("fast_sigmoid", slope),
-    "sigmoid": lambda slope: Derivative("sigmoid", slope),
-}
-
-
-def derivative_of(spike_grad: Callable) -> Optional[Derivative]:
-    """The written-out derivative of a neuron's spike_grad when it is one of snnTorch's
-    surrogates in DERIVATIVES (snntorch.surrogate.atan(alpha=2.0) ...), read off the closure
-    snnTorch returns: its factory's name and arguments. None for any other function."""
-    if getattr(spike_grad, "__module__", None) != "snntorch.surrogate":
-        return None
-    name = getattr(spike_grad, "__qualname__", "").split(".")[0]
-    if name not in DERIVATIVES:
-        return None
-    try:
-        return DERIVATIVES[name](**inspect.getclosurevars(spike_grad).nonlocals)
-    except TypeError:  # another closure than the factory's (a future snnTorch)
-        return None

@@ -1,21 +1,26 @@
 """Measurements: timed rounds of one case, the matmul peak, dense FLOPs, peak RSS, accuracy."""
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Dict, List, Tuple
 
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets
 
-from ..energy import dense_macs
+from snn_sweep.energy import dense_macs
+
 from .cases import BATCH, CASES, PEER_NAMES, RATIO_SUFFIX, SIDES, Case, compose_cfg
 from .peers import PEERS
-from .sides import Ours, Reference, TensorTutorial, UserBuilt
+from .sides import Ours, TensorTutorial, UserBuilt
+from .tutorial import Reference
 
 PEAK_REPEATS = 5  # torch.mm calls per peak measurement
+ROOT = Path(__file__).resolve().parents[1]  # the project root, bench/'s parent
 
 
 # ------------------------------------------------------------------- FLOPs and the peak
@@ -129,9 +134,11 @@ def memory_child(which: str, steps: int, data_root: str, batches: int) -> None:
 def memory_case(steps: int, data_root: str, batches: int) -> Dict:
     row: Dict = {"case": f"memory_rate{steps}_batch{BATCH}"}
     for which in ("ours", "ref"):
-        out = subprocess.run([sys.executable, "-m", "snn_sweep.bench", "--data-root", data_root,
-                              "--memory-child", which, "--memory-steps", str(steps),
-                              "--batches", str(batches)], capture_output=True, text=True)
+        # from the project root, where `-m bench` finds this package
+        out = subprocess.run([sys.executable, "-m", "bench", "--data-root",
+                              os.path.abspath(data_root), "--memory-child", which,
+                              "--memory-steps", str(steps), "--batches", str(batches)],
+                             cwd=ROOT, capture_output=True, text=True)
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("RSS ")]
         if out.returncode != 0 or not lines:
             raise RuntimeError(f"memory subprocess failed:\n{out.stderr[-2000:]}")

@@ -1,7 +1,13 @@
-"""Throughput and memory of this project's models against tutorial-style snnTorch loops and
+"""The bench: our models' training speed and memory against snnTorch's tutorials and peers.
+
+Throughput and memory of this project's models against tutorial-style snnTorch loops and
 other SNN libraries, on this machine.
 
-    python -m snn_sweep.bench [--data-root ../shared/data] [--cases rate25,csnn_direct8] [--quick]
+    python -m bench [--data-root ../shared/data] [--cases rate25,csnn_direct8] [--quick]
+
+A folder beside the package, not part of it (nanoGPT-style): it compares the project with
+libraries that are not its dependencies (the bench extra), so it runs from the project root
+and reuses the pipeline's pieces by importing snn_sweep; the installed package leaves it out.
 
 Every case trains and evaluates the same network (784-1000-10 MLP, or tutorial 6's
 12C5-MP2-64C5-MP2-10 conv SNN; LIF with beta 0.95, threshold 1, subtract reset) with Adam at
@@ -26,7 +32,8 @@ ratios. The bench also measures this machine's fp32 matmul peak and reports the 
 our training reaches (dense FLOPs). Peak memory is the peak RSS of a fresh subprocess per side
 (it is process-wide).
 
-The package: cases.py (the cases, and the targets from targets.yaml), sides.py (ours, byo, the
-tutorial's ref and tensor sides), peers.py (SpikingJelly, Norse), measure.py (timing, the peak,
-FLOPs, memory, accuracy), report.py (tables and verdicts), cli.py (the command line).
+The package: cases.py (the cases, and the targets from targets.yaml), tutorial.py (the
+tutorials' networks and the ref side), sides.py (the tensor, ours and byo sides), peers.py
+(SpikingJelly, Norse), measure.py (timing, the peak, FLOPs, memory, accuracy), report.py (tables
+and verdicts), cli.py (the command line).
 """

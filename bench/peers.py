@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from .cases import PEER_NAMES, Case
-from .sides import TensorFed, tutorial_adam
+from .sides import TensorFed
+from .tutorial import tutorial_adam
 
 
 def load_spikingjelly():

@@ -1,12 +1,13 @@
-"""The command line (python -m snn_sweep.bench): runs the cases, writes tables and verdicts."""
+"""The command line (python -m bench): runs the cases, writes tables and verdicts."""
 import argparse
 import os
 import sys
 from typing import List, Optional
 
-from ..config import InputError
-from ..data import load_splits
-from ..rundir import write_csv
+from snn_sweep.config import InputError
+from snn_sweep.data import load_splits
+from snn_sweep.rundir import write_csv
+
 from . import __doc__ as PACKAGE_DOC
 from . import measure
 from .cases import BATCH, CASES, MEMORY_CASE, QUICK, RATIO_SUFFIX, compose_cfg
@@ -16,7 +17,7 @@ from .report import LEGEND, machine, markdown, print_table, tables, verdicts
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m snn_sweep.bench",
+    p = argparse.ArgumentParser(prog="python -m bench",
                                 description=PACKAGE_DOC.split("\n\n")[0])
     p.add_argument("--data-root", default="../shared/data")
     p.add_argument("--cases", default=",".join(CASES),
@@ -87,8 +88,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         write_csv(os.path.splitext(args.out)[0] + f"_{row['case'].split('_')[0]}.csv", [row])
     md = os.path.splitext(args.out)[0] + ".md"
     with open(md, "w") as f:
-        command = " ".join(["python -m snn_sweep.bench", *(argv if argv is not None
-                                                           else sys.argv[1:])])
+        command = " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])])
         f.write("".join(f"{line}  \n" for line in header)
                 + f"Command: `{command}`  \n{LEGEND} Measured in one process, alternating in "
                 f"{rounds} rounds.\n")

@@ -1,6 +1,9 @@
-"""The sides: ours and byo through the trainer's Runner; snnTorch's tutorial loop (ref, tensor)."""
-import math
-import time
+"""snnTorch tutorials 5 and 6 as users write them: spike trains, networks, loss, Adam, `ref`.
+
+The `ref` side (Reference) trains them through a DataLoader over torchvision MNIST; sides.py's
+`tensor` side feeds them the tensors ours reads, and the peers (peers.py) take their spike
+trains and Adam.
+"""
 from types import SimpleNamespace
 
 import snntorch as snn
@@ -11,14 +14,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from .. import encoders
-from .. import nn as fast
-from ..build import build_model, build_optimizer, build_scheduler
-from ..data import load_splits
-from ..runner import Runner, keep_freed_memory
-from .cases import BATCH, Case, arch, compose_cfg
+from snn_sweep import encoders
 
-CPU = torch.device("cpu")
+from .cases import BATCH, Case, arch
 
 
 def spike_trains(case: Case, enc, images: torch.Tensor) -> torch.Tensor:
@@ -184,148 +182,3 @@ class Reference:
     def evaluate(self, n: int) -> int:
         """About n test samples in the tutorial's batches of 128."""
         return sum(self.eval_batch()[0] for _ in range(max(1, n // BATCH)))
-
-
-# ------------------------------------------------------------- sides fed the same tensors
-def eval_batch_size(cfg) -> int:
-    """Runner.evaluate's batch on the CPU (Runner.eval_batch_size): the tensor-fed sides
-    evaluate in the same batches as ours (the cap depends on the config alone, not the model)."""
-    return Runner(cfg, None, CPU).eval_batch_size()
-
-
-class TensorFed:
-    """Batches drawn from the same in-memory tensors as ours, encoded per batch with spikegen;
-    a subclass builds `net` and says how it runs a sequence (`forward`: [T, B, ...] -> output
-    membrane [T, B, K])."""
-
-    def __init__(self, case: Case, cfg, data):
-        self.case, self.enc, self.data = case, cfg.encoder, data
-        self.eval_bs = eval_batch_size(cfg)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.perm = torch.randperm(len(data.train_x), generator=self.gen)
-        self.pos = 0
-        self.arch = arch(cfg, tuple(data.train_x.shape[1:]))
-
-    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def after_batch(self) -> None:
-        """Clear the network's state between batches (if the library keeps one)."""
-
-    def run(self, images: torch.Tensor) -> torch.Tensor:
-        if self.case.model == "ann":
-            return self.net(images).unsqueeze(0)
-        return self.forward(spike_trains(self.case, self.enc, images))
-
-    def train_batch(self) -> int:
-        if self.pos + BATCH > len(self.perm):
-            self.perm, self.pos = torch.randperm(len(self.perm), generator=self.gen), 0
-        idx = self.perm[self.pos:self.pos + BATCH]
-        self.pos += BATCH
-        y = self.data.train_y[idx]
-        self.net.train()
-        loss = per_step_ce(self.run(self.data.train_x[idx]), y)
-        self.opt.zero_grad()
-        loss.backward()
-        self.opt.step()
-        self.after_batch()
-        return len(y)
-
-    @torch.no_grad()
-    def evaluate(self, n: int) -> int:
-        self.net.eval()
-        for i in range(0, n, self.eval_bs):
-            mem = self.run(self.data.test_x[i:min(n, i + self.eval_bs)])
-            mem.mean(0).argmax(-1)  # the prediction, as ours reads it
-            self.after_batch()
-        return n
-
-
-class TensorTutorial(TensorFed):
-    """The tutorial loop (the same network, loss and Adam as `Reference`) without a DataLoader."""
-
-    def __init__(self, case: Case, cfg, data):
-        super().__init__(case, cfg, data)
-        self.net = tutorial_net(case, self.arch)
-        self.opt = tutorial_adam(cfg, self.net)
-
-    def forward(self, x_seq):
-        return self.net(x_seq)[1]
-
-
-# ------------------------------------------------------------------------------- ours
-class Ours:
-    """The project's pipeline for one case: the trainer's calls (train.py's _train), its
-    model, optimizer and scheduler built by build.py and stepped by Runner.train_step."""
-
-    def __init__(self, case: Case, data_root: str, data=None):
-        # as train.py does on the CPU; process-wide, so the other sides in the same process
-        # get the same allocator (only the memory check runs each side in its own process)
-        keep_freed_memory()
-        self.cfg = compose_cfg(case, data_root)
-        self.data = data if data is not None else load_splits(self.cfg)
-        torch.manual_seed(self.cfg.seed)
-        self.model = self.network(case)
-        self.runner = Runner(self.cfg, self.model, CPU)
-        self.opt = build_optimizer(self.cfg, self.model.parameters())
-        batches = math.ceil(len(self.data.train_x) / self.cfg.data.batch_size)
-        self.sched = build_scheduler(self.cfg, self.opt, self.cfg.trainer.epochs * batches)
-        self.where = f"bench case {case.name}"  # what a diverging loss's error names
-        self.augment_s = 0.0  # seconds in the augmentation (the bench's augment_frac)
-        if self.runner.augment is not None:
-            self.runner.augment = self._timed(self.runner.augment)
-        self.gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.perm = torch.randperm(len(self.data.train_x), generator=self.gen)
-        self.pos = 0
-
-    def _timed(self, augment):
-        def timed_augment(x):
-            t0 = time.perf_counter()
-            out = augment(x)
-            self.augment_s += time.perf_counter() - t0
-            return out
-        return timed_augment
-
-    def network(self, case: Case) -> nn.Module:
-        """The model, right after the seed: the config's (build.py)."""
-        return build_model(self.cfg)
-
-    def train_batch(self) -> int:
-        if self.pos + BATCH > len(self.perm):
-            self.perm, self.pos = torch.randperm(len(self.perm), generator=self.gen), 0
-        idx = self.perm[self.pos:self.pos + BATCH]
-        self.pos += BATCH
-        self.model.train()
-        y = self.data.train_y[idx]
-        self.runner.train_step(self.opt, self.sched, self.data.train_x[idx], y, self.where)
-        return len(y)
-
-    def evaluate(self, n: int) -> int:
-        self.runner.evaluate(self.data.test_x[:n], self.data.test_y[:n])
-        return n
-
-
-def user_network(case: Case, a: SimpleNamespace) -> nn.Module:
-    """The case's network as a user writes it with snn_sweep.nn (README, Bring your own
-    network), instead of through models.py."""
-    def lif() -> fast.Neurons:
-        return fast.Neurons(leaky(a))
-
-    def conv(c_in: int, c_out: int) -> fast.ConvPool:
-        return fast.ConvPool(nn.Conv2d(c_in, c_out, a.k, padding=a.padding, bias=not a.norm),
-                             norm=nn.BatchNorm2d(c_out) if a.norm else None)
-    if case.conv:
-        c_in, c1, c2 = a.channels
-        return fast.Sequential(conv(c_in, c1), lif(), conv(c1, c2), lif(),
-                               fast.Linear(nn.Linear(a.flat, 10)), lif())
-    drop = [fast.Dropout(a.dropout)] if a.dropout else []
-    return fast.Sequential(fast.Linear(nn.Linear(a.inputs, a.hidden)), lif(), *drop,
-                           fast.Linear(nn.Linear(a.hidden, 10)), lif())
-
-
-class UserBuilt(Ours):
-    """byo: a user's network built from snn_sweep.nn's layers, trained by the same calls as
-    ours; train_ratio_byo near 1 says such a network gets the built-ins' speed."""
-
-    def network(self, case: Case) -> nn.Module:
-        return user_network(case, arch(self.cfg, tuple(self.data.train_x.shape[1:])))

@@ -9,11 +9,12 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from ..build import resolve
-from ..config import effective_timesteps, register_configs
-from ..models import conv_out_shape
+import snn_sweep
+from snn_sweep.build import resolve
+from snn_sweep.config import effective_timesteps, register_configs
+from snn_sweep.models import conv_out_shape
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+CONF_DIR = str(Path(snn_sweep.__file__).resolve().parent / "conf")  # the installed package's
 TARGETS_FILE = Path(__file__).resolve().with_name("targets.yaml")
 BATCH = 128
 
