@@ -26,13 +26,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow" $(ARGS)
 
-# The README's Performance tables (docs/bench/), with the peers of the bench extra (in the lock):
+# docs/performance.md's tables (docs/bench/), with the peers of the bench extra (in the lock):
 # ~25 min on 2 cores (the conv cases' tutorial and peer loops dominate), best on an idle machine.
 BENCH_CASES := rate1,rate25,direct25,latency25,delta25,single_step,ann,csnn_rate25,csnn_direct8,csnn_latency25,csnn_delta25
 bench: $(STAMP)
-	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --accuracy --cases $(BENCH_CASES) \
+	$(BIN)/python -m bench --data-root $(DATA) --accuracy --cases $(BENCH_CASES) \
 	    --out docs/bench/bench.csv $(ARGS)
-	$(BIN)/python -m snn_sweep.bench --data-root $(DATA) --no-memory \
+	$(BIN)/python -m bench --data-root $(DATA) --no-memory \
 	    --cases rate25_dropout,rate25_affine,csnn_bn_direct8,csnn_bn_direct8_bf16 \
 	    --out docs/bench/recipes.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md docs/*.md
@@ -93,10 +93,10 @@ begin = $(if $(RESUME),$(BIN)/python scripts/wall_time.py --resume $(1),\
 CONTINUE := $(if $(RESUME),trainer.resume=true)
 
 # Each model's recipe studies (snn_sweep/conf/hparams_search/recipe.yaml) on full MNIST's
-# training split, the same budget and search space for every model; the spiking MLPs also
-# search their timesteps, the conv SNNs their timesteps (and csnn its encoder). Each model is
-# tuned twice, with sampler seeds 0 and 1: 16 studies, two at a time on one thread each (one
-# study file each). docs/results/recipes/ gets every study's trials and studies.md their
+# training split, the same budget and search space for every model, plus the recipe's own
+# (hparams_search/recipe_space/RECIPE.yaml: the spiking MLPs also search their timesteps, the
+# conv SNNs their timesteps, and csnn its encoder). Each model is tuned twice, with sampler
+# seeds 0 and 1: 16 studies, two at a time on one thread each (one study file each). docs/results/recipes/ gets every study's trials and studies.md their
 # best trials; scripts/recipes.py writes the better of each model's two into
 # snn_sweep/conf/recipe/; scripts/wall_time.py the target's wall time (docs/results/wall_time.md).
 RECIPES := ann snn_rate snn_direct snn_single_step cnn csnn cnn_bn csnn_bn
@@ -106,14 +106,8 @@ reverse = $(if $(1),$(call reverse,$(wordlist 2,$(words $(1)),$(1))) $(firstword
 # One study, recipe $1 and sampler seed $2 (sh -c's arguments); xargs keeps two running, the
 # conv nets' (the longest, last in RECIPES) first, so that the two cores end together.
 STUDY := r=$$1; s=$$2; \
-  case $$r in \
-    snn_rate|snn_direct) extra="timesteps=int(interval(8,25))";; \
-    csnn) extra="encoder=choice(direct,rate) timesteps=int(interval(4,8))";; \
-    csnn_bn) extra="timesteps=int(interval(4,8))";; \
-    *) extra="";; \
-  esac; \
-  $(TUNE) recipe=$$r $$extra hydra.sweeper.study_name=recipe_$${r}_seed$$s \
-    hydra.sweeper.sampler.seed=$$s \
+  $(TUNE) recipe=$$r hparams_search/recipe_space=$$r \
+    hydra.sweeper.study_name=recipe_$${r}_seed$$s hydra.sweeper.sampler.seed=$$s \
     hydra.sweeper.storage=sqlite:///$(SWEEPS)/recipes/$${r}_seed$$s.db \
     hydra.sweep.dir=$(SWEEPS)/recipes/$$r/seed$$s >> $(SWEEPS)/recipes/$${r}_seed$$s.log 2>&1
 

@@ -4,7 +4,7 @@ import os
 import sys
 from typing import List, Optional
 
-from snn_sweep.config import InputError
+from snn_sweep.errors import InputError
 from snn_sweep.data import load_splits
 from snn_sweep.rundir import write_csv
 

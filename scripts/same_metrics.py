@@ -6,7 +6,7 @@
 Each run: seed 0, trainer.threads=1, 2 000 training images, 2 epochs, one config per row of
 RUNS (every built-in model, encoder and neuron, dropout, augmentation, a schedule, BatchNorm,
 learnable decay). `compare` exits 1 and names each difference in result.json's metrics or in
-metrics.csv (timing columns aside); 0 when every run matches."""
+metrics.csv (timing and bookkeeping fields aside); 0 when every run matches."""
 import argparse
 import csv
 import json
@@ -31,8 +31,9 @@ RUNS = {
 }
 COMMON = ["seed=0", "trainer.threads=1", "data.train_subset=2000", "trainer.epochs=2",
           "trainer.progress=false", "data.download=false"]
-# Wall-clock fields: they differ run to run however exact the arithmetic.
-TIMING = ("time", "samples_per_s", "snn_sweep_version", "threads", "execution")
+# Wall-clock fields (they differ run to run however exact the arithmetic) and the record's
+# bookkeeping: not metrics.
+NOT_METRICS = ("time", "samples_per_s", "snn_sweep_version", "threads", "identity_version")
 
 
 def run(out: Path, data_root: str) -> None:
@@ -47,7 +48,7 @@ def numbers(record: dict) -> dict:
     """The numeric fields of a result.json or metrics.csv row but the timing ones."""
     out = {}
     for key, value in record.items():
-        if any(t in key for t in TIMING):
+        if any(t in key for t in NOT_METRICS):
             continue
         try:
             out[key] = float(value)

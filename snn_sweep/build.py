@@ -20,8 +20,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from .config import (MODEL_SETTINGS, NEURON_SETTINGS, InputError, effective_timesteps,
-                     model_settings, neuron_key)
+from .config import (MODEL_SETTINGS, NEURON_SETTINGS, effective_timesteps, model_settings,
+                     neuron_key)
+from .errors import InputError
 from .validate import validate
 
 # The package and the libraries whose classes and functions its configs name.

@@ -1,5 +1,7 @@
-"""The config schema: dataclasses in Hydra's ConfigStore behind the YAML in conf/, and the
-pipeline's reading of a node's own keys.
+"""The config schema: dataclasses in Hydra's ConfigStore behind the YAML in conf/ (defaults written once).
+
+The pipeline's reading of a node's own keys (model_settings, uses_neuron, effective_timesteps)
+lives here too.
 
 The dataclasses back the built-in options (a user's own options need none), so a misspelt key
 or a wrong type fails at composition; the defaults are written here once. Value ranges that a
@@ -10,12 +12,9 @@ from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra.errors import CompactHydraException
 from omegaconf import MISSING, OmegaConf
 
-
-class InputError(CompactHydraException):
-    """Bad user input (config value, path, data file). Hydra prints only the message."""
+from .errors import check
 
 
 class Readout(Enum):
@@ -248,9 +247,8 @@ def model_settings(model_cfg) -> ModelSettings:
     given = {k: model_cfg[k] for k in MODEL_SETTINGS if k in model_cfg}
     if "readout" in given and not isinstance(given["readout"], Readout):
         readouts = [r.value for r in Readout]
-        if given["readout"] not in readouts:
-            raise InputError(f"model.readout={given['readout']!r} is not allowed: one of "
-                             f"{', '.join(readouts)}")
+        check(given["readout"] in readouts, "model.readout", given["readout"],
+              f"one of {', '.join(readouts)}")
         given["readout"] = Readout(given["readout"])
     return ModelSettings(_target_=model_cfg.get("_target_"), **given)
 

@@ -13,7 +13,7 @@ from typing import List, Set
 import torch
 
 from .build import build
-from .config import InputError
+from .errors import InputError
 
 
 @dataclass

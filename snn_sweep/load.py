@@ -13,7 +13,8 @@ from typing import Any, Dict, Optional
 import torch
 from omegaconf import OmegaConf
 
-from .config import Config, InputError
+from .config import Config
+from .errors import InputError
 from .rundir import CHECKPOINT, RESULT, read_record
 
 

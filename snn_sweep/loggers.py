@@ -21,7 +21,7 @@ from typing import Any, Dict, Optional
 from omegaconf import OmegaConf
 
 from .build import build
-from .rundir import FINAL
+from .record import FINAL
 
 log = logging.getLogger(__name__)
 
@@ -136,21 +136,3 @@ class Loggers:
     def finish(self, result: Dict[str, Any]) -> None:
         self._each("finish", self.cfg, result, self.out_dir)
 
-
-def shown(path: str) -> str:
-    """path relative to the folder the command ran in, where it lies below it."""
-    rel = os.path.relpath(os.path.abspath(path))
-    return path if rel.startswith("..") else rel
-
-
-def sweep_done(config) -> str:
-    """The last line of a sweep (snn_sweep's sweepers log it): where its jobs are and the
-    command that makes its tables and plots."""
-    from .optuna_trial import public_storage
-    sweep = shown(config.hydra.sweep.dir)
-    command = f"python -m snn_sweep.aggregate {sweep}"
-    storage = OmegaConf.select(config, "hydra.sweeper.storage")
-    if storage:  # an Optuna study that outlives the sweep: its tables too
-        command += (f" --study {public_storage(storage)} --study-name "
-                    f"{config.hydra.sweeper.study_name}")
-    return f"Done: one dir per job in {sweep}; tables and plots: {command}"

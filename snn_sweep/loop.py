@@ -18,11 +18,12 @@ from tqdm import tqdm
 from .build import build_model, build_optimizer, build_scheduler, model_spec
 from .data import load_splits
 from .energy import PJ_PER_MAC, dense_macs
-from .optuna_trial import direction_for
+from .objectives import direction_for
 from .models import predict
 from .record import IDENTITY_VERSION
 from .rundir import CHECKPOINT, load_resume, save_resume, write_atomic, write_csv
-from .runner import NonFiniteLossError, Runner, keep_freed_memory, resolve_device
+from .errors import NonFiniteLossError
+from .runner import Runner, keep_freed_memory, resolve_device
 
 log = logging.getLogger(__name__)
 

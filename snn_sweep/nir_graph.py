@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from .config import InputError, Readout, effective_timesteps, model_settings
+from .config import Readout, effective_timesteps, model_settings
+from .errors import InputError
 
 DT = 1e-4  # seconds per step: what snntorch.import_nir assumes (stated in the metadata)
 FIX_RESET = "train with neuron.reset_mechanism=zero (as experiment=nir_ready does)"

@@ -13,7 +13,7 @@ import datetime
 import hashlib
 import json
 import platform
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from omegaconf import OmegaConf
 
@@ -36,7 +36,7 @@ CONTEXT = ("data.root", "data.download", "data.eval_batch_size", "trainer.device
 SETTINGS = ("model", "arch", "spiking", "encoder", "neuron", "timesteps", "beta", "readout",
             "dropout", "augment", "optimizer", "lr", "batch_size", "precision", "dataset",
             "seed", "optimized_metric", "pareto_metric")
-TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")  # optuna_trial.trial_info
+TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")  # an Optuna trial's (optuna_trial.py)
 # Numbers that are settings, not metrics: repeats do not average them.
 NOT_AVERAGED = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
 # The final metrics a logger reports, where a run has them.

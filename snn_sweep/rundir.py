@@ -8,8 +8,8 @@ import shutil
 import tempfile
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
-from .config import InputError
-from .record import FINAL, NOT_AVERAGED, SETTINGS, TRIAL_FIELDS, matches  # noqa: F401 (moved)
+from .errors import InputError
+from .record import matches
 
 log = logging.getLogger(__name__)
 

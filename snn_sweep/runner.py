@@ -8,18 +8,14 @@ from functools import partial
 from typing import List, Optional
 
 import torch
-from hydra.errors import CompactHydraException
 
 from .build import build_augment, build_encoder
-from .config import InputError, Precision, effective_timesteps, model_settings
+from .config import Precision, effective_timesteps, model_settings
+from .errors import InputError, NonFiniteLossError
 from .energy import Recorder
 from .models import predict, readout_loss
 
 EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
-
-
-class NonFiniteLossError(CompactHydraException):
-    """The run diverged: one line, as bad input is (Hydra prints only the message)."""
 
 
 def keep_freed_memory() -> None:

@@ -21,7 +21,7 @@ import torch
 
 from . import __version__
 from .build import resolve
-from .config import InputError
+from .errors import InputError
 from .loop import EpochCallback, RunPruned, fit
 from .record import (IDENTITY_VERSION, NOT_AVERAGED, config_sha, context, identity, now,
                      settings)

@@ -1,29 +1,23 @@
-"""The value checks a config's types cannot express, each failing in one line that names the
-key and what is allowed (InputError), before any work starts."""
+"""The value checks a config's types cannot express, each a one-line InputError naming the key and what is allowed."""
 import os
-from typing import Any
 
 from omegaconf import OmegaConf
 
-from .config import InputError, Readout, model_settings, neuron_key
+from .config import Readout, model_settings, neuron_key
+from .errors import check
 
 METRICS = ("val_acc", "val_loss")  # never the test set
 PARETO_METRICS = ("val_energy_pj_per_sample", "val_spikes_per_sample", "val_synops_per_sample")
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise InputError(f"{key}={value!r} is not allowed: {allowed}")
-
-
 def _in_unit(cfg, key: str) -> None:
     v = OmegaConf.select(cfg, key)
-    _check(0.0 <= v <= 1.0, key, v, "a number in [0, 1]")
+    check(0.0 <= v <= 1.0, key, v, "a number in [0, 1]")
 
 
 def _positive(cfg, key: str) -> None:
     v = OmegaConf.select(cfg, key)
-    _check(v > 0, key, v, "a number > 0")
+    check(v > 0, key, v, "a number > 0")
 
 
 def validate(cfg) -> None:
@@ -31,11 +25,11 @@ def validate(cfg) -> None:
     A user's model, encoder or optimizer checks its own arguments when it is built (build.py);
     here are the built-ins' ranges, by the keys they have."""
     for node in ("model", "encoder", "optimizer"):
-        _check(isinstance(cfg[node].get("_target_"), str), f"{node}._target_",
+        check(isinstance(cfg[node].get("_target_"), str), f"{node}._target_",
                cfg[node].get("_target_"), "a dotted path to a class or function")
     m = model_settings(cfg.model)
-    _check(cfg.timesteps >= 1, "timesteps", cfg.timesteps, "an integer >= 1")
-    _check(m.timesteps is None or m.timesteps >= 1,
+    check(cfg.timesteps >= 1, "timesteps", cfg.timesteps, "an integer >= 1")
+    check(m.timesteps is None or m.timesteps >= 1,
            "model.timesteps", m.timesteps, "null or an integer >= 1")
     model = cfg.model
     # a user's model may name its own arguments hidden, channels ... with other meanings
@@ -43,23 +37,23 @@ def validate(cfg) -> None:
         if "hidden" in model:
             # an MLP needs a hidden layer; a conv net's are optional
             least = 0 if "channels" in model else 1
-            _check(len(model.hidden) >= least and all(h >= 1 for h in model.hidden),
+            check(len(model.hidden) >= least and all(h >= 1 for h in model.hidden),
                    "model.hidden", list(model.hidden),
                    f"a {'non-empty ' if least else ''}list of integers >= 1")
         if "channels" in model:
-            _check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
+            check(len(model.channels) == 2 and all(c >= 1 for c in model.channels),
                    "model.channels", list(model.channels), "two integers >= 1")
         if "kernel_size" in model:
-            _check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size,
+            check(model.kernel_size in (3, 5), "model.kernel_size", model.kernel_size,
                    "3 or 5")
             if "padding" in model:
-                _check(0 <= model.padding <= model.kernel_size // 2, "model.padding",
+                check(0 <= model.padding <= model.kernel_size // 2, "model.padding",
                        model.padding, f"an integer in [0, {model.kernel_size // 2}] "
                        f"(model.kernel_size // 2)")
         if "dropout" in model:
-            _check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout,
+            check(0.0 <= model.dropout < 1.0, "model.dropout", model.dropout,
                    "a number in [0, 1)")
-    _check(m.spiking is not False or m.readout == Readout.membrane_ce, "model.readout",
+    check(m.spiking is not False or m.readout == Readout.membrane_ce, "model.readout",
            m.readout.value, "membrane_ce for a non-spiking model")
     neuron = neuron_key(cfg)
     if neuron is not None:
@@ -69,54 +63,54 @@ def validate(cfg) -> None:
             _positive(cfg, key)
     if cfg.encoder.get("_target_") == "snn_sweep.encoders.delta":
         _positive(cfg, "encoder.threshold")
-        _check(cfg.encoder.saccade_px >= 0, "encoder.saccade_px", cfg.encoder.saccade_px,
+        check(cfg.encoder.saccade_px >= 0, "encoder.saccade_px", cfg.encoder.saccade_px,
                "an integer >= 0")
     if cfg.get("augment") is not None:
-        _check(isinstance(cfg.augment.get("_target_"), str), "augment._target_",
+        check(isinstance(cfg.augment.get("_target_"), str), "augment._target_",
                cfg.augment.get("_target_"), "a dotted path to a function")
         if cfg.augment._target_ == "snn_sweep.augment.affine":
             _validate_affine(cfg.augment)
     if "weight_decay" in cfg.optimizer:
-        _check(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay",
+        check(cfg.optimizer.weight_decay >= 0, "optimizer.weight_decay",
                cfg.optimizer.weight_decay, "a number >= 0")
     if "momentum" in cfg.optimizer:
-        _check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
+        check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
                "a number in [0, 1)")
-    _check(cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "an integer >= 1")
-    _check(cfg.data.eval_batch_size >= 1, "data.eval_batch_size", cfg.data.eval_batch_size,
+    check(cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "an integer >= 1")
+    check(cfg.data.eval_batch_size >= 1, "data.eval_batch_size", cfg.data.eval_batch_size,
            "an integer >= 1")
-    _check(cfg.data.val_size >= 1, "data.val_size", cfg.data.val_size, "an integer >= 1")
-    _check(cfg.data.train_subset is None or cfg.data.train_subset >= 1, "data.train_subset",
+    check(cfg.data.val_size >= 1, "data.val_size", cfg.data.val_size, "an integer >= 1")
+    check(cfg.data.train_subset is None or cfg.data.train_subset >= 1, "data.train_subset",
            cfg.data.train_subset, "null or an integer >= 1")
-    _check(cfg.trainer.epochs >= 1, "trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
-    _check(cfg.trainer.early_stopping_patience >= 0, "trainer.early_stopping_patience",
+    check(cfg.trainer.epochs >= 1, "trainer.epochs", cfg.trainer.epochs, "an integer >= 1")
+    check(cfg.trainer.early_stopping_patience >= 0, "trainer.early_stopping_patience",
            cfg.trainer.early_stopping_patience, "an integer >= 0 (0: off)")
-    _check(cfg.trainer.threads is None or cfg.trainer.threads >= 1, "trainer.threads",
+    check(cfg.trainer.threads is None or cfg.trainer.threads >= 1, "trainer.threads",
            cfg.trainer.threads, "null or an integer >= 1")
     for d in cfg.trainer.reuse:
-        _check(os.path.isdir(d), "trainer.reuse", d, "a list of existing sweep or run dirs")
-    _check(cfg.trainer.device == "auto" or cfg.trainer.device.split(":")[0] in ("cpu", "cuda", "mps"),
+        check(os.path.isdir(d), "trainer.reuse", d, "a list of existing sweep or run dirs")
+    check(cfg.trainer.device == "auto" or cfg.trainer.device.split(":")[0] in ("cpu", "cuda", "mps"),
            "trainer.device", cfg.trainer.device, "auto, cpu, cuda, cuda:N or mps")
-    _check(cfg.optimized_metric in METRICS, "optimized_metric", cfg.optimized_metric,
+    check(cfg.optimized_metric in METRICS, "optimized_metric", cfg.optimized_metric,
            f"one of {', '.join(METRICS)}")
-    _check(cfg.pareto_metric is None or cfg.pareto_metric in PARETO_METRICS, "pareto_metric",
+    check(cfg.pareto_metric is None or cfg.pareto_metric in PARETO_METRICS, "pareto_metric",
            cfg.pareto_metric, f"null or one of {', '.join(PARETO_METRICS)}")
-    _check(cfg.repeats >= 1, "repeats", cfg.repeats, "an integer >= 1")
+    check(cfg.repeats >= 1, "repeats", cfg.repeats, "an integer >= 1")
     steps = m.timesteps if m.timesteps is not None else cfg.timesteps
     if m.spiking is not False and m.readout == Readout.count_mse:
-        _check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")
+        check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")
 
 
 def _validate_affine(aug) -> None:
     """snn_sweep.augment.affine's arguments, those the node sets (a user's YAML may leave some
     to the function's defaults)."""
     if "degrees" in aug:
-        _check(aug.degrees >= 0, "augment.degrees", aug.degrees, "a number >= 0")
+        check(aug.degrees >= 0, "augment.degrees", aug.degrees, "a number >= 0")
     if "translate" in aug:
-        _check(0 <= aug.translate < 1, "augment.translate", aug.translate, "a number in [0, 1)")
+        check(0 <= aug.translate < 1, "augment.translate", aug.translate, "a number in [0, 1)")
     if "scale" in aug:
         scale = list(aug.scale) if OmegaConf.is_list(aug.scale) else aug.scale
-        _check(isinstance(scale, list) and len(scale) == 2 and 0 < scale[0] <= scale[1],
+        check(isinstance(scale, list) and len(scale) == 2 and 0 < scale[0] <= scale[1],
                "augment.scale", scale, "a pair [lo, hi] with 0 < lo <= hi")
 
 
@@ -126,9 +120,9 @@ def _validate_neuron(cfg, key: str) -> None:
     per-neuron list): beta and alpha in [0, 1], threshold > 0, alpha > beta for snn.Alpha."""
     neuron = OmegaConf.select(cfg, key)
     target = neuron.get("_target_")
-    _check(isinstance(target, str), f"{key}._target_", target,
+    check(isinstance(target, str), f"{key}._target_", target,
            "a dotted path to a neuron class (or a function that returns a neuron)")
-    _check(neuron.get("_partial_") is True, f"{key}._partial_", neuron.get("_partial_"),
+    check(neuron.get("_partial_") is True, f"{key}._partial_", neuron.get("_partial_"),
            "true: a model makes one neuron per layer from the node")
     number = {k for k in ("beta", "alpha", "threshold")
               if isinstance(neuron.get(k), (int, float)) and not isinstance(neuron[k], bool)}
@@ -138,5 +132,5 @@ def _validate_neuron(cfg, key: str) -> None:
     if "threshold" in number:
         _positive(cfg, f"{key}.threshold")
     if target == "snntorch.Alpha" and {"alpha", "beta"} <= number:
-        _check(neuron.alpha > neuron.beta, f"{key}.alpha", neuron.alpha,
+        check(neuron.alpha > neuron.beta, f"{key}.alpha", neuron.alpha,
                f"snntorch.Alpha needs alpha > {key}.beta ({neuron.beta})")

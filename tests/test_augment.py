@@ -13,7 +13,8 @@ from torchvision.transforms.v2 import functional as TF
 
 import snn_sweep.augment as augment
 from snn_sweep.augment import affine, warp
-from snn_sweep.config import AffineAugmentConfig, InputError
+from snn_sweep.config import AffineAugmentConfig
+from snn_sweep.errors import InputError
 from snn_sweep.data import load_splits
 from snn_sweep.train import train
 from test_config import repeated, schema_defaults

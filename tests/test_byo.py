@@ -62,8 +62,16 @@ def test_tutorial_network_grid_sweep_and_aggregate(user_dir, data_root):
     assert (out / "learning_curves.png").stat().st_size > 1000
     result = json.loads((out / "0" / "result.json").read_text())
     assert result["snn_sweep_version"] and result["neuron"] is None  # no neuron group used
-    state = torch.load(out / "0" / "checkpoint.pt", weights_only=True)
-    assert {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "lif1.beta"} <= set(state)
+    saved = torch.load(out / "0" / "checkpoint.pt", weights_only=True)
+    assert {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "lif1.beta"} <= \
+        set(saved["state_dict"])
+    assert saved["model"]["_target_"] == "tutorial_net.Net"  # what rebuilds it (load_run)
+    shutil.rmtree(out / "0" / ".hydra")  # the record and checkpoint suffice, from the user's folder
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import snn_sweep; r = snn_sweep.load_run('multirun/grid/0'); "
+         "print(type(r.model).__module__, r.model.training, r.record['val_acc'])"],
+        cwd=user_dir, capture_output=True, text=True, timeout=120)
+    assert loaded.stdout.split() == ["tutorial_net", "False", str(result["val_acc"])], loaded.stderr
 
 
 def test_optuna_study_over_a_constructor_argument(user_dir, data_root):

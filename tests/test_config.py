@@ -235,7 +235,7 @@ def test_built_in_ranges_bind_only_the_built_in_models(make_cfg):
     holds the built-in models to their ranges."""
     from omegaconf import OmegaConf, open_dict
 
-    from snn_sweep.config import InputError
+    from snn_sweep.errors import InputError
     from snn_sweep.validate import validate
     cfg = make_cfg("model=cnn")
     with open_dict(cfg):

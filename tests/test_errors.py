@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 
 from conftest import CONF_DIR, make_dataset, small_overrides
-from snn_sweep.config import InputError
+from snn_sweep.errors import InputError
 from snn_sweep.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

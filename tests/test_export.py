@@ -17,7 +17,7 @@ import nir  # noqa: E402
 
 from snn_sweep import export, nir_graph  # noqa: E402
 from snn_sweep.build import build_model, resolve  # noqa: E402
-from snn_sweep.config import InputError  # noqa: E402
+from snn_sweep.errors import InputError  # noqa: E402
 from snn_sweep.train import train  # noqa: E402
 
 EXPORTABLE = ("neuron.reset_mechanism=zero", "model.readout=rate_ce", "timesteps=8")
@@ -27,11 +27,11 @@ def make_run(make_cfg, path, *overrides, trained=True):
     """A run dir: trained by snn_sweep.train, or (trained=False) the built model's initial
     weights as its checkpoint, which is all a refusal needs."""
     cfg = make_cfg(*overrides)
-    os.makedirs(path / ".hydra", exist_ok=True)
-    OmegaConf.save(cfg, path / ".hydra" / "config.yaml")
-    if trained:
+    if trained:  # result.json and checkpoint.pt alone: no .hydra/
         train(cfg, str(path))
-    else:
+    else:  # a run made before checkpoints carried their model: .hydra/ and a bare state dict
+        os.makedirs(path / ".hydra", exist_ok=True)
+        OmegaConf.save(cfg, path / ".hydra" / "config.yaml")
         torch.save(build_model(resolve(cfg)).state_dict(), path / "checkpoint.pt")
     return str(path)
 

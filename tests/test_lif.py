@@ -13,7 +13,7 @@ from snntorch import surrogate
 from snn_sweep.nn import lif
 from snn_sweep.nn.kernels import lif_cpu
 from snn_sweep.nn import run_neuron
-from snn_sweep.nn.derivatives import derivative_of
+from snn_sweep.nn.derivatives import DERIVATIVES, derivative_of
 from snn_sweep.nn.lif import fusable, leaky_sequence
 from snn_sweep.nn.lif_linear import leaky_linear
 from snn_sweep.build import build_model
@@ -106,7 +106,7 @@ def test_surrogate_derivative_written_out_only_where_known():
     assert derivative_of(surrogate.triangular()) is None
 
 
-@pytest.mark.parametrize("name", sorted(lif.DERIVATIVES))
+@pytest.mark.parametrize("name", sorted(DERIVATIVES))
 @pytest.mark.parametrize("args", [{}, "other"])
 def test_written_out_derivative_is_the_surrogates_gradient(name, args):
     """The fused kernels' derivative is read off the neuron's spike_grad; it must equal what

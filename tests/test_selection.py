@@ -70,7 +70,7 @@ def test_early_stopping(make_cfg, tmp_path, monkeypatch):
 
 
 def test_patience_is_checked(make_cfg, capsys):
-    from snn_sweep.config import InputError
+    from snn_sweep.errors import InputError
     with pytest.raises(InputError, match="trainer.early_stopping_patience"):
         train(make_cfg("trainer.early_stopping_patience=-1"), "unused")
 

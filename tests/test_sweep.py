@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import run_cli, small_overrides
+from conftest import CONF_DIR, run_cli, small_overrides
+from hydra_plugins.snn_sweep_optuna_sweeper.storage import open_storage
 from snn_sweep.aggregate import main as aggregate
-from snn_sweep.optuna_trial import open_storage
 
 pytestmark = pytest.mark.slow  # subprocess sweeps: make test runs them, pytest alone does not
 
@@ -163,8 +163,7 @@ def test_wrong_direction_for_the_metric_is_refused(data_root, tmp_path):
 def test_unusable_return_is_failed_not_left_running():
     from hydra.core.utils import JobReturn, JobStatus
     from hydra_plugins.snn_sweep_optuna_sweeper._impl import _values
-
-    from snn_sweep.optuna_trial import public_storage
+    from hydra_plugins.snn_sweep_optuna_sweeper.storage import public_storage
 
     for value, n in ((float("nan"), 1), (float("inf"), 1), (None, 1), ("x", 1), (0.5, 2),
                      ((0.5, float("nan")), 2), ((0.5, 1.0, 2.0), 2)):
@@ -511,7 +510,7 @@ def test_launchers_run_a_grid(data_root, tmp_path, launcher):
     # two jobs side by side on this machine: jobs x threads <= cores
     cores = os.cpu_count()
     assert all(j["status"] == "completed" for j in jobs.values())
-    assert all(j["threads"] == (max(1, cores // 2) if "joblib" in launcher[0] else 1)
+    assert all(j["context"]["threads"] == (max(1, cores // 2) if "joblib" in launcher[0] else 1)
                for j in jobs.values())
 
 
@@ -538,6 +537,43 @@ def test_slurm_preset_composes():
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (launcher.cpus_per_task, launcher.timeout_min, launcher.mem_gb) == (4, 120, 16)
+
+
+# What make tune-recipes passed on the command line, after recipe.yaml's params, before the
+# recipes' own search spaces moved to hparams_search/recipe_space/ (issue 39).
+MAKEFILE_SPACES = {"snn_rate": ["timesteps=int(interval(8,25))"],
+                   "snn_direct": ["timesteps=int(interval(8,25))"],
+                   "csnn": ["encoder=choice(direct,rate)", "timesteps=int(interval(4,8))"],
+                   "csnn_bn": ["timesteps=int(interval(4,8))"]}
+
+
+def search_space(overrides: List[str], command_line: List[str] = ()) -> list:
+    """hparams_search=recipe's search space as the sweeper builds it (hydra.sweeper.params,
+    then the command line's), (name, distribution) in the order Optuna draws them."""
+    from hydra import compose, initialize_config_dir
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    with initialize_config_dir(config_dir=CONF_DIR):
+        cfg = compose("config", overrides=["hparams_search=recipe", *overrides],
+                      return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    space, _, _ = create_params_from_overrides(params + list(command_line))
+    return list(space.items())
+
+
+def test_each_recipe_studies_the_space_the_makefile_gave_it():
+    recipes = sorted(p.stem for p in (Path(CONF_DIR) / "recipe").glob("*.yaml"))
+    options = Path(CONF_DIR) / "hparams_search" / "recipe_space"
+    assert sorted(p.stem for p in options.glob("*.yaml")) == recipes  # one each, maybe empty
+    make = subprocess.run(["make", "-n", "-o", ".venv/.installed", "tune-recipes", "DATA=d"],
+                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert " recipe=$r hparams_search/recipe_space=$r " in make and "case $r" not in make
+    for r in recipes:
+        before = search_space([f"recipe={r}"], MAKEFILE_SPACES.get(r, []))
+        assert search_space([f"recipe={r}", f"hparams_search/recipe_space={r}"]) == before, r
+    assert [name for name, _ in search_space(["hparams_search/recipe_space=csnn"])] == \
+        ["optimizer.lr", "optimizer.weight_decay", "model.dropout", "augment", "encoder",
+         "timesteps"]
 
 
 def test_a_run_killed_with_sigkill_resumes_to_the_same_end(data_root, tmp_path):

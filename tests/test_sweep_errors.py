@@ -11,8 +11,8 @@ import torchvision
 from omegaconf import OmegaConf
 
 from snn_sweep import data
-from snn_sweep.loggers import sweep_done
-from snn_sweep.config import InputError
+from snn_sweep.callbacks import SweepDone, sweep_done
+from snn_sweep.errors import InputError
 from snn_sweep.train import train
 from test_sweep import results, sweep, tiny
 
@@ -83,6 +83,20 @@ def test_a_study_sweep_names_its_storage_in_the_aggregate_command():
     assert sweep_done(config) == (
         "Done: one dir per job in multirun/x; tables and plots: python -m snn_sweep.aggregate "
         "multirun/x --study postgresql://u:***@h/db --study-name s")
+
+
+def test_a_sweep_that_fails_does_not_end_with_the_done_line(caplog):
+    """Hydra calls on_multirun_end in a `finally`, after a failed sweep too."""
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": "multirun/x"}}})
+    with caplog.at_level(logging.INFO, logger="snn_sweep.callbacks"):
+        with pytest.raises(InputError):
+            try:
+                raise InputError("a refused batch")
+            finally:
+                SweepDone().on_multirun_end(config)
+        assert not caplog.messages
+        SweepDone().on_multirun_end(config)
+    assert caplog.messages == [sweep_done(config)]
 
 
 def test_resume_without_resume_pt_says_how(make_cfg, tmp_path, caplog):

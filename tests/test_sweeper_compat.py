@@ -3,7 +3,9 @@ bring (tests/sweeper_apps/app.py, no snn_sweep in it) is swept once with `hydra/
 and once with `hydra/sweeper=snn_sweep_optuna`, side by side, on the behaviours upstream
 documents; both must end alike (exit status, trial states, parameters where the sampler is
 deterministic, optimization_results.yaml). Where ours differs on purpose (see
-optuna_trial_sweeper.py), only ours is checked."""
+optuna_trial_sweeper.py), only ours is checked. Also pinned here: the private parts of
+hydra-optuna-sweeper that ours builds on (it has no public API for them), and that neither
+sweeper plugin needs Hydra's private modules or (the Optuna one) snn_sweep."""
 import importlib.util
 import itertools
 import os
@@ -25,8 +27,10 @@ pytestmark = pytest.mark.slow  # subprocess sweeps: make test runs them, pytest 
 APP = Path(__file__).resolve().parent / "sweeper_apps" / "app.py"
 SWEEPERS = {"upstream": "optuna", "ours": "snn_sweep_optuna"}
 GRID = ["hydra/sweeper/sampler=grid", "x=range(0,4)", "y=choice(0,1)"]  # 8 points
-# What ours adds to upstream's settings (pruning, heartbeats); the rest must be upstream's.
-OURS_ONLY = {"pruner", "heartbeat_interval", "grace_period", "retry_failed_trials", "max_trials"}
+# What ours adds to upstream's settings (pruning, heartbeats, max_trials, the objectives check);
+# the rest must be upstream's.
+OURS_ONLY = {"pruner", "heartbeat_interval", "grace_period", "retry_failed_trials", "max_trials",
+             "objectives"}
 
 
 @dataclass
@@ -238,9 +242,11 @@ def test_a_batch_over_max_failure_rate_ends_the_sweep(sweeps):
 
 def test_objectives_are_what_the_app_returns_and_its_config_names():
     from hydra.core.utils import JobReturn, JobStatus
+    from hydra.utils import execution_whitelist
     from omegaconf import OmegaConf
 
     from hydra_plugins.snn_sweep_optuna_sweeper._impl import SweepError, TrialSweeperImpl, _values
+    from snn_sweep.callbacks import HYDRA_TARGETS
 
     ok = lambda value: JobReturn(status=JobStatus.COMPLETED, _return_value=value)  # noqa: E731
     assert _values(ok((1, 2.5, 3)), 3) == _values(ok([1, 2.5, 3]), 3) == [1.0, 2.5, 3.0]
@@ -249,10 +255,14 @@ def test_objectives_are_what_the_app_returns_and_its_config_names():
         with pytest.raises(ValueError, match=re.escape(why)):
             _values(ok(value), 3)
 
-    def check(config: dict, directions: List[str]) -> Optional[List[str]]:
-        impl = TrialSweeperImpl(sampler=None, direction=directions, storage=None,
-                                study_name=None, n_trials=1, n_jobs=1, max_failure_rate=0.0,
-                                custom_search_space=None, params=None)
+    def check(config: dict, directions: List[str],
+              objectives: Optional[str] = "snn_sweep.objectives.sweep_objectives"
+              ) -> Optional[List[str]]:
+        with execution_whitelist(list(HYDRA_TARGETS)):  # as snn_sweep's hydra.main allows it
+            impl = TrialSweeperImpl(sampler=None, direction=directions, storage=None,
+                                    study_name=None, n_trials=1, n_jobs=1, max_failure_rate=0.0,
+                                    custom_search_space=None, params=None,
+                                    objectives=objectives)
         impl.config = OmegaConf.create(config)
         return impl._check(directions)
 
@@ -262,6 +272,7 @@ def test_objectives_are_what_the_app_returns_and_its_config_names():
     assert check({"optimized_metric": "val/acc_best"}, three[:2]) is None  # a name not ours
     ours = {"optimized_metric": "val_acc", "pareto_metric": "val_energy_pj_per_sample"}
     assert check(ours, ["maximize", "minimize"]) == list(ours.values())
+    assert check(ours, ["minimize"] * 3, objectives=None) is None  # no objectives: no check
     for config, directions, message in [
             ({"optimized_metric": "val_loss"}, ["maximize"], "needs hydra.sweeper.direction"),
             ({**ours, "pareto_metric": None}, ["maximize", "minimize"],
@@ -269,3 +280,60 @@ def test_objectives_are_what_the_app_returns_and_its_config_names():
             (ours, ["maximize", "minimize", "minimize"], "has 3 entries")]:
         with pytest.raises(SweepError, match=message):
             check(config, directions)
+
+
+def test_the_private_upstream_api_ours_builds_on_is_unchanged():
+    """Our loop (hydra_plugins/snn_sweep_optuna_sweeper/_impl.py) subclasses upstream's private
+    OptunaSweeperImpl and calls its create_params_from_overrides; upstream has no public
+    equivalent. An upstream release that renames or reshapes them fails here, naming what."""
+    import inspect
+
+    from hydra_plugins.hydra_optuna_sweeper import _impl as upstream
+    from hydra_plugins.hydra_optuna_sweeper import optuna_sweeper
+
+    impl = upstream.OptunaSweeperImpl
+    expected = {
+        impl.__init__: ["self", "sampler", "direction", "storage", "study_name", "n_trials",
+                        "n_jobs", "max_failure_rate", "custom_search_space", "params"],
+        impl.setup: ["self", "hydra_context", "task_function", "config"],
+        impl._get_directions: ["self"],
+        impl._process_searchspace_config: ["self"],
+        impl._parse_sweeper_params_config: ["self"],
+        impl._to_grid_sampler_choices: ["distribution"],
+        impl._configure_trials: ["self", "trials", "search_space_distributions",
+                                 "fixed_params", "fixed_overrides"],
+        upstream.create_params_from_overrides: ["arguments"]}
+    changed = [f"{f.__qualname__}{inspect.signature(f)} (we call it with {', '.join(names)})"
+               for f, names in expected.items()
+               if list(inspect.signature(f).parameters) != names]
+    assert not changed, f"hydra_plugins.hydra_optuna_sweeper._impl changed: {'; '.join(changed)}"
+
+    public = optuna_sweeper.OptunaSweeper(
+        sampler={"_target_": "optuna.samplers.RandomSampler"}, direction="minimize",
+        storage=None, study_name=None, n_trials=1, n_jobs=1, max_failure_rate=0.0,
+        custom_search_space=None, params=None)
+    assert isinstance(public.sweeper, impl), "OptunaSweeper no longer keeps its impl in .sweeper"
+    assert isinstance(public.sweeper.sampler, optuna.samplers.RandomSampler)
+    missing = {"sampler", "direction", "storage", "study_name", "n_trials", "n_jobs",
+               "max_failure_rate", "params", "job_idx"} - set(vars(public.sweeper))
+    assert not missing, f"OptunaSweeperImpl no longer sets {sorted(missing)}"
+    space, fixed, deletes = upstream.create_params_from_overrides(
+        ["x=choice(1,2)", "y=3", "~z", "w=tag(log, interval(1e-4, 1e-1))"])
+    assert (space, fixed, deletes) == (
+        {"x": optuna.distributions.CategoricalDistribution((1, 2)),
+         "w": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)}, {"y": "3"}, ["~z"])
+
+
+def test_the_sweeper_plugins_need_no_private_hydra_and_the_optuna_one_no_snn_sweep():
+    code = ("import sys\n"
+            "from hydra_plugins.snn_sweep_optuna_sweeper import _impl, optuna_trial_sweeper\n"
+            "from hydra_plugins.snn_sweep_grid_sweeper import grid_sweeper\n"
+            "app = sorted(m for m in sys.modules if m.split('.')[0] == 'snn_sweep')\n"
+            "private = sorted(f'{k}: {v.__module__}' for k, v in vars(grid_sweeper).items()\n"
+            "                 if str(getattr(v, '__module__', '')).startswith('hydra._'))\n"
+            "print(app, private)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["[]", "[]"], r.stdout
+    from hydra_plugins.snn_sweep_grid_sweeper.grid_sweeper import GridSweeper
+    assert not [c for c in GridSweeper.__mro__ if c.__module__.startswith("hydra._")]

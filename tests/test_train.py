@@ -8,9 +8,9 @@ import snntorch as snn
 import torch
 
 from snn_sweep import nn as fast
-from snn_sweep.config import InputError
+from snn_sweep.errors import InputError
 from snn_sweep.build import build_model
-from snn_sweep.runner import NonFiniteLossError
+from snn_sweep.errors import NonFiniteLossError
 from snn_sweep.train import RunPruned, train
 
 RESULT_KEYS = {"status", "objective", "val_acc", "val_loss", "test_acc", "test_loss", "epochs",

@@ -1,1 +1,1 @@
-"""snn_sweep's Optuna sweeper: hydra-optuna-sweeper plus trial numbers in each job's result.json."""
+"""An Optuna sweeper for any Hydra app: hydra-optuna-sweeper that hands each job its trial."""

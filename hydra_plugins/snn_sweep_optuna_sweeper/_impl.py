@@ -1,12 +1,18 @@
-"""The implementation behind optuna_trial_sweeper.OptunaTrialSweeper (imports Optuna); see there."""
+"""The sweep loop behind OptunaTrialSweeper: ask, launch, tell (imports Optuna).
+
+It builds on hydra-optuna-sweeper's private `hydra_plugins.hydra_optuna_sweeper._impl`: upstream
+has no public API for what this loop needs (its public OptunaSweeper only wraps OptunaSweeperImpl
+in `self.sweeper` and runs upstream's own loop). From there come OptunaSweeperImpl (subclassed:
+its __init__ arguments, setup, the attributes they set, _get_directions,
+_process_searchspace_config, _parse_sweeper_params_config, _to_grid_sampler_choices and
+_configure_trials) and create_params_from_overrides (the search space from `params` and the
+command line, parsed exactly as upstream parses it). tests/test_sweeper_compat.py pins them:
+it fails naming what changed if an upstream release renames or reshapes any of them.
+"""
 import functools
-import itertools
 import logging
 import math
-import reprlib
-import threading
 import warnings
-import zlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -20,130 +26,25 @@ from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
 
-from snn_sweep.loggers import sweep_done
-from snn_sweep.optuna_trial import (ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS,
-                                    direction_for, experimental_ok, open_storage,
-                                    public_storage, trial_id)
+from ._trials import (JOB_STATUS, SweepError, _fail_stale_trials, _grid_left, _Heartbeat,
+                      _quote, _tell_study, _values, _why, trial_seed)
+from .storage import experimental_ok, open_storage, public_storage
+from .trial_env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS
 
 log = logging.getLogger(__name__)
-JOB_STATUS = {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned",
-              TrialState.FAIL: "failed"}
-
-
-
-def trial_seed(seed: int, study_name: str, number: int) -> int:
-    """A trial's sampler seed. The study's name enters it (a stable hash, not Python's salted
-    one) so that studies of different models, run with the same sampler seed, draw
-    different points; the trial's number, so that each trial has its own stream."""
-    return (seed + zlib.crc32(study_name.encode()) + number) % 2**32
-
-class SweepError(CompactHydraException):
-    """Hydra prints only the message of a CompactHydraException: one line, no traceback."""
-
-
-def _quote(value: str) -> str:
-    """A Hydra override value that stays a string whatever it contains."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _why(ret: JobReturn) -> str:
-    """One line: why a job gave its trial no value."""
-    if ret.status == JobStatus.FAILED:
-        return f"{type(ret._return_value).__name__}: {ret._return_value}"
-    return f"returned {reprlib.repr(ret._return_value)}"
-
-
-def _values(ret: JobReturn, n: int) -> List[float]:
-    """The job's objective value(s), one per direction (with several, a tuple or list as
-    upstream takes); raises optuna.TrialPruned for a pruned job, what the job raised for a
-    failed one, or ValueError (one line) for a return Optuna cannot take."""
-    if ret.status == JobStatus.FAILED:  # not via return_value, which prints "Error executing job"
-        raise ret._return_value
-    value = ret.return_value
-    try:
-        if n > 1 and isinstance(value, (str, bytes)):
-            raise TypeError  # iterable, but not a sequence of values
-        values = [float(v) for v in (value if n > 1 else [value])]
-    except (TypeError, ValueError):
-        values = []
-    if len(values) != n or not all(math.isfinite(v) for v in values):
-        shown = reprlib.repr(value)  # a job may return anything, however long
-        count = f" ({len(values)} values for {n} directions)" if values and \
-            len(values) != n else ""
-        raise ValueError(f"the job returned {shown}, not {n} finite number"
-                         f"{'s' if n > 1 else ''}{count}")
-    return values
-
-
-def _tell_study(study: optuna.Study, trial: Trial, values: Optional[List[float]],
-                state: TrialState) -> None:
-    """study.tell; GridSampler calls study.stop() in it once its grid is used up, which raises
-    outside study.optimize after the trial is recorded (upstream's loop lets it pass too)."""
-    try:
-        study.tell(trial, values, state=state, skip_if_finished=True)
-    except RuntimeError as e:
-        if not (isinstance(study.sampler, optuna.samplers.GridSampler)
-                and "Study.stop" in str(e)):
-            raise
-
-
-def _grid_left(study: optuna.Study, grid: Dict[str, Sequence[Any]]) -> int:
-    """How many trials the study's grid still holds: its points that no trial has taken
-    (finished or running), plus WAITING trials (retries keep their point). Optuna's
-    GridSampler reruns points once the grid is used up; a grid sweep runs each point once."""
-    space = {name: list(choices) for name, choices in grid.items()}  # as stored in the trials
-    taken, waiting = set(), 0
-    for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.WAITING:
-            waiting += 1
-        elif "grid_id" in t.system_attrs and t.system_attrs.get("search_space") == space:
-            taken.add(t.system_attrs["grid_id"])
-    return math.prod(len(v) for v in space.values()) - len(taken) + waiting
-
-
-def _fail_stale_trials(study: optuna.Study) -> None:
-    """Optuna's fail_stale_trials: a no-op unless the storage records heartbeats."""
-    with experimental_ok():
-        optuna.storages.fail_stale_trials(study)
-
-
-class _Heartbeat:
-    """Records a heartbeat for each trial of a batch while its jobs run, as study.optimize does
-    for its own trials; a killed sweeper stops beating and its trials go stale."""
-
-    def __init__(self, storage: Any, trials: List[Trial]) -> None:
-        self.interval = storage.get_heartbeat_interval() if isinstance(
-            storage, optuna.storages.RDBStorage) else None
-        self.storage, self.stop = storage, threading.Event()
-        if self.interval:
-            self.ids = [trial_id(storage, t.study.study_name, t.number) for t in trials]
-
-    def _beat(self) -> None:
-        while True:
-            for trial_id in self.ids:
-                self.storage.record_heartbeat(trial_id)
-            if self.stop.wait(self.interval):
-                return
-
-    def __enter__(self) -> "_Heartbeat":
-        if self.interval:
-            self.thread = threading.Thread(target=self._beat, daemon=True)
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.interval:
-            self.stop.set()
-            self.thread.join()
 
 
 class TrialSweeperImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: Optional[int] = None,
                  grace_period: Optional[int] = None, retry_failed_trials: int = 0,
-                 max_trials: Optional[int] = None, **kwargs: Any) -> None:
+                 max_trials: Optional[int] = None, objectives: Optional[str] = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_trials = max_trials
-        self.pruner = pruner  # a config: each job instantiates it (snn_sweep.optuna_trial)
+        self.pruner = pruner  # a config: each job that reports to its trial instantiates it
+        # the app's check of its objectives (see OptunaTrialSweeperConf), found as upstream
+        # finds custom_search_space's, under the execution whitelist the app gives hydra.main
+        self.objectives = objectives and instantiate({"_target_": objectives, "_partial_": True})
         self.heartbeat = {"heartbeat_interval": heartbeat_interval, "grace_period": grace_period}
         if heartbeat_interval and retry_failed_trials:
             with experimental_ok():
@@ -209,29 +110,15 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         if failures:  # tolerated (a diverged trial is an outcome of tuning), but said at the end
             log.warning(f"{len(failures)} of {ran} trials failed (within max_failure_rate="
                         f"{self.max_failure_rate}): {'; '.join(failures)}")
-        log.info(sweep_done(self.config))
 
     def _check(self, directions: List[str]) -> Optional[List[str]]:
-        """The objectives' metric names where the app's config gives them (optimized_metric,
-        pareto_metric, as snn_sweep's does), else None; refuses settings that cannot work.
-        Any other app returns as many values as directions, as upstream takes them."""
-        keys = list(itertools.takewhile(lambda k: k in self.config,
-                                        ("optimized_metric", "pareto_metric")))
-        metrics = [self.config[k] for k in keys][:len(directions)]
-        if "pareto_metric" in keys:  # an app like snn_sweep's: 1 objective, or 2 with this one
-            if len(directions) > 2:
-                raise SweepError(f"hydra.sweeper.direction has {len(directions)} entries; this "
-                                 f"app returns 1 (optimized_metric) or 2 (and pareto_metric)")
-            if len(directions) == 2 and self.config.pareto_metric is None:
-                raise SweepError("two directions need pareto_metric (the second objective), "
-                                 "e.g. pareto_metric=val_energy_pj_per_sample")
-        wanted = [direction_for(m) or d for m, d in itertools.zip_longest(metrics, directions)]
-        if wanted != directions:
-            show = lambda ds: ds[0] if len(ds) == 1 else f"[{','.join(ds)}]"  # noqa: E731
-            key, metric = next((k, m) for k, m, w, d in zip(keys, metrics, wanted, directions)
-                               if w != d)
-            raise SweepError(f"{key}={metric} needs hydra.sweeper.direction={show(wanted)}, "
-                             f"not {show(directions)}")
+        """The objectives' metric names as the app's `objectives` function gives them (None
+        without one: an app returns as many values as directions, as upstream takes them);
+        refuses, in one line, settings that cannot work."""
+        try:
+            metrics = self.objectives(self.config, directions) if self.objectives else None
+        except ValueError as e:
+            raise SweepError(str(e)) from None
         if self.pruner is not None:
             if len(directions) > 1:
                 raise SweepError("hydra.sweeper.pruner works with one direction only "
@@ -242,8 +129,7 @@ class TrialSweeperImpl(OptunaSweeperImpl):
             if not str(self.pruner.get("_target_", "")).startswith(PRUNERS):
                 raise SweepError(f"hydra.sweeper.pruner._target_={self.pruner.get('_target_')}"
                                  f" is not allowed: a class in {PRUNERS}")
-        named = len(metrics) == len(directions) and all(isinstance(m, str) for m in metrics)
-        return metrics if named else None
+        return metrics
 
     def _open_study(self, directions: List[str], metrics: Optional[List[str]]
                     ) -> optuna.Study:

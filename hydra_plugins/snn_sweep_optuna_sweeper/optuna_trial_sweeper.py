@@ -1,29 +1,28 @@
 """Hydra's Optuna sweeper (hydra-optuna-sweeper 1.4) with what a sweep pipeline needs added.
 
-A drop-in for `hydra/sweeper=optuna`: sampler, direction, storage, study_name, n_trials, n_jobs,
-max_failure_rate, params and custom_search_space are configured exactly as upstream, with the
-same defaults, plus `pruner` and the heartbeat settings. snn_sweep's presets select it with
-`override /hydra/sweeper: optuna_trials` (snn_sweep/conf/hydra/sweeper/optuna_trials.yaml: the
-project's storage, direction and sampler); any other Hydra app with
-`hydra/sweeper=snn_sweep_optuna` (stored below; Hydra imports this module through the entry
-point in pyproject.toml, so the name exists wherever snn_sweep is installed).
+A drop-in for `hydra/sweeper=optuna` in any Hydra app: sampler, direction, storage, study_name,
+n_trials, n_jobs, max_failure_rate, params and custom_search_space are configured exactly as
+upstream, with the same defaults, plus `pruner`, the heartbeat settings, `max_trials` and
+`objectives`. An app selects it with `hydra/sweeper=snn_sweep_optuna` (stored below; Hydra
+imports this module through the entry point in pyproject.toml). The plugin imports nothing of
+snn_sweep; snn_sweep's presets use it as `hydra/sweeper=optuna_trials`, its own settings of this
+schema (snn_sweep/conf/hydra/sweeper/optuna_trials.yaml).
 
 Why a subclass: the trial only exists inside the sweeper (`study.ask()`), so the sweeper is the
 one place that can hand each job its trial number without guessing. The number travels as
-`hydra.job.env_set` overrides: Hydra records them in the job's .hydra/hydra.yaml and every
-launcher (local, joblib, submitit) applies them to the job. A job that knows its trial reports
-its per-epoch validation metric to it through the storage and asks the pruner
-(snn_sweep/optuna_trial.py); a pruned job raises optuna.TrialPruned, which upstream's loop would
-record as FAIL, so this sweeper runs its own ask/launch/tell loop (_impl.py).
+`hydra.job.env_set` overrides (trial_env.py); a job that knows its trial may report its
+per-epoch values to it through the storage (storage.py opens it) and ask the pruner; a pruned
+job raises optuna.TrialPruned, which upstream's loop would record as FAIL, so this sweeper runs
+its own ask/launch/tell loop (_impl.py, on upstream's private _impl: see there).
 
 Where it differs from upstream, and why:
 - job numbers are trial numbers, so job dir N holds trial N even when a study is continued in
   the same sweep dir (upstream numbers each sweep's jobs from 0); each job gets
   SNN_SWEEP_OPTUNA_{TRIAL,STUDY,STORAGE} (storage without password), each trial the user
   attributes job_dir and job_status;
-- `pruner` (snn_sweep/conf/hydra/sweeper/pruner/: median, hyperband, wilcoxon; none by default):
-  the jobs instantiate it; a pruned job's trial is told PRUNED (upstream: FAIL), the sweep goes
-  on. Only jobs that report to their trial (snn_sweep.optuna_trial) are ever pruned;
+- `pruner` (an optuna.pruners.* config; none by default): the jobs instantiate it; a pruned
+  job's trial is told PRUNED (upstream: FAIL), the sweep goes on. Only jobs that report to their
+  trial are ever pruned;
 - heartbeats (RDB storages): a RUNNING trial whose sweeper was killed is failed by the next
   sweeper that uses the study, and asked again with retry_failed_trials;
 - max_trials caps the study's trials over all its sweeps, so a killed sweep relaunched as it
@@ -38,18 +37,16 @@ Where it differs from upstream, and why:
 - a grid sampler runs each point once: a continued study runs the points left, or says in one
   line that none are (upstream reruns points once the grid is used up, and ends with a
   traceback when the grid's last trial fails);
-- several directions take the app's tuple or list of values as upstream; an app whose config
-  has optimized_metric (and pareto_metric, as snn_sweep's) gets its directions checked against
-  them and, with two directions, them as the study's metric names; with pareto_metric in the
-  config, two directions need it set and more than two are refused (that app returns one or
-  two values);
-- refused before any job runs: a direction that does not fit its metric, a pruner without a
-  storage or with several directions; a sweep in which no trial completed ends with one clear
-  line (upstream: a traceback);
+- several directions take the app's tuple or list of values as upstream; `objectives` names an
+  app's function that checks the directions against what the app returns, and names the
+  objectives for the study;
+- refused before any job runs: what `objectives` refuses, a pruner without a storage or with
+  several directions; a sweep in which no trial completed ends with one clear line (upstream:
+  a traceback);
 - the sqlite file's folder is created; multirun.yaml is written as Hydra's basic sweeper does.
 
-Hydra imports this module to find the plugin, so it stays light: the implementation, which
-imports Optuna (slow to import), lives in _impl.py.
+Hydra imports this module to find the plugin, so it stays light: the loop, which imports
+Optuna (slow to import), lives in _impl.py and _trials.py.
 """
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -67,7 +64,8 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
     # _self_ first: the pruner option chosen in the group must override `pruner: null` below.
     defaults: List[Any] = field(
         default_factory=lambda: ["_self_", {"sampler": "tpe"}, {"pruner": None}])
-    # An optuna.pruners.* config with _target_ (snn_sweep/conf/hydra/sweeper/pruner/); null: none.
+    # An optuna.pruners.* config with _target_ (snn_sweep's: its conf/hydra/sweeper/pruner/);
+    # null: none.
     pruner: Any = None
     # While a job runs its sweeper records a heartbeat for its trial every heartbeat_interval
     # seconds; a RUNNING trial not heard of for grace_period (default 2 intervals: its worker
@@ -81,10 +79,17 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
     # sweep relaunched as it was completes its study instead of adding n_trials (Optuna's
     # MaxTrialsCallback, for this loop). null: n_trials more, as upstream.
     max_trials: Optional[int] = None
+    # The dotted name of the app's function f(config, directions), called once before the study
+    # opens: it returns the objectives' metric names (the study's, with several directions) or
+    # None, and raises ValueError (its one-line message) to refuse the sweep, e.g. a direction
+    # that does not fit the app's metric. null: no check, no names (as upstream). Found as
+    # upstream finds custom_search_space's: an app allows it in hydra.main's
+    # execution_whitelist.
+    objectives: Optional[str] = None
 
 
-# The schema behind snn_sweep/conf/hydra/sweeper/optuna_trials.yaml: a misspelt key fails at
-# composition.
+# The schema of an app's own settings of this sweeper (snn_sweep's optuna_trials.yaml): a
+# misspelt key fails at composition.
 ConfigStore.instance().store(group="hydra/sweeper", name="optuna_trials_schema",
                              node=OptunaTrialSweeperConf, provider="snn_sweep")
 # The same, ready for any Hydra app: hydra/sweeper=snn_sweep_optuna in place of optuna.
@@ -93,16 +98,18 @@ ConfigStore.instance().store(group="hydra/sweeper", name="snn_sweep_optuna",
 
 
 class OptunaTrialSweeper(upstream.OptunaSweeper):
-    """Takes the upstream sweeper's arguments, `pruner` and the heartbeat settings; the loop
-    behind them differs."""
+    """Takes the upstream sweeper's arguments and the settings above; the loop behind them
+    differs."""
 
     def __init__(self, pruner: Any = None, heartbeat_interval: Optional[int] = 60,
                  grace_period: Optional[int] = None, retry_failed_trials: int = 0,
-                 max_trials: Optional[int] = None, **kwargs: Any) -> None:
+                 max_trials: Optional[int] = None, objectives: Optional[str] = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)  # instantiates the sampler as upstream does
         from ._impl import TrialSweeperImpl
 
         self.sweeper = TrialSweeperImpl(
             **{**kwargs, "sampler": self.sweeper.sampler}, pruner=pruner,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            retry_failed_trials=retry_failed_trials, max_trials=max_trials)
+            retry_failed_trials=retry_failed_trials, max_trials=max_trials,
+            objectives=objectives)

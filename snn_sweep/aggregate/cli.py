@@ -1,11 +1,11 @@
 """The command line: aggregate run dirs into OUT's tables and plots and print the summary."""
 import argparse
-import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
 import pandas as pd
 
+from ..errors import one_line
 from .errors import AggregateError
 from .plots import drawn, plot_learning_curves, plot_vs_energy, plot_vs_timesteps
 from .runs import load
@@ -130,8 +130,6 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = p.parse_args(argv)
     if args.study_name and len(args.study) != 1:
         p.error("--study-name needs exactly one --study STORAGE_URL")
-    try:
+    with one_line(AggregateError):
         print(aggregate(args.dirs, args.out, args.metric, args.study, args.study_name,
                         args.lines))
-    except AggregateError as e:
-        sys.exit(f"error: {e}")

@@ -8,8 +8,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..record import NESTED  # the table shows its choices, swept values and context
-from ..rundir import SETTINGS, TRIAL_FIELDS
+from ..record import NESTED, SETTINGS, TRIAL_FIELDS  # NESTED: shown as their own columns
 from .errors import AggregateError, _one_line
 from .hydra_files import Row, _plain, group_names, read_hydra
 

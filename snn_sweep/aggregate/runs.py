@@ -5,7 +5,7 @@ from typing import List
 
 import pandas as pd
 
-from ..rundir import SETTINGS, TRIAL_FIELDS
+from ..record import SETTINGS, TRIAL_FIELDS
 from .curves import read_curves
 from .errors import AggregateError
 from .jobs import find_jobs, read_job

@@ -8,8 +8,9 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .. import optuna_trial
-from ..optuna_trial import experimental_ok, public_storage
+from hydra_plugins.snn_sweep_optuna_sweeper.storage import experimental_ok, public_storage
+
+from ..studies import load_study as load_stored_study
 from .errors import AggregateError
 from .hydra_files import Row
 from .plots import drawn
@@ -21,7 +22,7 @@ def load_study(url: str, name: Optional[str], df: pd.DataFrame):
     """The Optuna study, named or the only one the jobs (or the storage) know."""
     known = sorted(df["optuna_study"].dropna().unique()) if "optuna_study" in df else []
     try:
-        study = optuna_trial.load_study(url, name, known)
+        study = load_stored_study(url, name, known)
     except ValueError as e:
         raise AggregateError(str(e)) from None
     if not study.trials:

@@ -129,7 +129,7 @@ def run_neuron(neuron: nn.Module, cur: torch.Tensor, derivative: Optional[Deriva
 class Neurons(nn.Module):
     """An snnTorch neuron over a sequence of input currents [T, B, ...]: returns the spikes,
     or (spikes, membrane) for the readout (the last Neurons of a Sequential). The fused
-    backward uses the neuron's surrogate derivative written out (lif.derivative_of) where
+    backward uses the neuron's surrogate derivative written out (derivatives.derivative_of) where
     snnTorch's surrogate is one lif.py knows, else autograd through spike_grad."""
 
     def __init__(self, neuron: nn.Module, readout: bool = False):
@@ -183,7 +183,7 @@ FUSED_MAX_OUT = 64
 
 class LeakyLinear(nn.Module):
     """Leaky neurons and the Linear their spikes feed, with Dropout between them or not, as one
-    layer when training on the compiled CPU path (lif.LeakyLinearFunction: the spikes never
+    layer when training on the compiled CPU path (lif_linear.LeakyLinearFunction: the spikes never
     leave the cache, the dropout mask scales them there); otherwise the layers in turn, with
     the same mask: without a gradient to take (evaluation, where energy.Recorder's hooks see
     each), off that path (a GPU, float64), or under autocast with a Linear wider than

@@ -31,7 +31,7 @@ from typing import Callable, Optional, Tuple
 import snntorch as snn
 import torch
 
-from .derivatives import DERIVATIVES, Derivative, derivative_of  # noqa: F401 (lif's API)
+from .derivatives import Derivative
 
 log = logging.getLogger(__name__)
 try:
