@@ -29,7 +29,7 @@ IDENTITY = ("model", "encoder", "neuron", "timesteps", "augment", "optimizer", "
 # Where and how it ran: recorded in result.json's "context" (with host and versions), not hashed.
 CONTEXT = ("data.root", "data.download", "data.eval_batch_size", "trainer.device",
            "trainer.threads", "trainer.progress", "trainer.checkpoint", "trainer.resume",
-           "trainer.reuse", "logger", "trusted_modules", "pareto_metric")
+           "trainer.reuse", "trainer.compile", "logger", "trusted_modules", "pareto_metric")
 
 # result.json's flat fields that say how a run was set up (settings() writes them); every other
 # flat field is a metric or status.
@@ -92,18 +92,18 @@ def config_sha(cfg) -> str:
 
 
 def context(cfg) -> Dict[str, Any]:
-    """Where and how the run ran: CONTEXT's values (by their last key), host and versions."""
+    """Where and how the run ran: CONTEXT's values (by their last key), host, the versions of
+    Python, torch and snnTorch (snn_sweep's own is result.json's snn_sweep_version)."""
     import snntorch
     import torch
 
-    from . import __version__
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     out = {path.rsplit(".", 1)[-1]: _select(c, path) for path in CONTEXT
            if path not in ("logger", "trusted_modules", "trainer.progress")}
     out["data_root"] = out.pop("root")
     out.update(threads=torch.get_num_threads(), host=platform.node(),
                python=platform.python_version(), torch=torch.__version__,
-               snntorch=snntorch.__version__, snn_sweep=__version__, started=now())
+               snntorch=snntorch.__version__, started=now())
     return out
 
 

@@ -18,13 +18,13 @@ from typing import Dict, List, Optional
 
 import snntorch as snn
 import torch
+from omegaconf import OmegaConf
 
 from . import __version__
 from .build import resolve
 from .errors import InputError
 from .loop import EpochCallback, RunPruned, fit
-from .record import (IDENTITY_VERSION, NOT_AVERAGED, config_sha, context, identity, now,
-                     settings)
+from .record import IDENTITY_VERSION, NOT_AVERAGED, context, identity, now, settings, sha
 from .rundir import RESULT, copy_trained, find_completed, finish, write_json
 from .validate import validate
 
@@ -81,10 +81,9 @@ def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
 
 def record(cfg, extra: Optional[Dict]) -> Dict:
     """A new run's result.json (status running): its settings, identity, context and config."""
-    from omegaconf import OmegaConf
     ident = identity(cfg)
     return {"status": "running", **settings(cfg), **(extra or {}),
-            "identity_version": IDENTITY_VERSION, "config_sha": config_sha(cfg),
+            "identity_version": IDENTITY_VERSION, "config_sha": sha(ident),
             "snn_sweep_version": __version__, "identity": ident, "context": context(cfg),
             "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}
 

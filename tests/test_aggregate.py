@@ -43,7 +43,7 @@ def record(cfg: Dict, choices: Dict, overrides: List[str], seed: int) -> Dict:
                                          ).hexdigest()[:16],
             "context": {"data_root": cfg["data"]["root"], "download": False, "device": "cpu",
                         "threads": 2, "host": "node7", "python": "3.11.9", "torch": "2.5.1",
-                        "snntorch": "0.9.1", "snn_sweep": "0.1.0",
+                        "snntorch": "0.9.1",
                         "started": f"2024-01-01T12:00:0{seed % 10}", "ended": None},
             "choices": {k: v for k, v in choices.items() if "/" not in k},
             "overrides": overrides, "swept": swept, "config": cfg}
@@ -380,7 +380,7 @@ def test_run_record_read_without_hydra_files(tree, tmp_path, monkeypatch, capsys
     assert res.loc["5", "timesteps"] != res.loc["5", "timesteps"]  # result.json's None wins
     assert (res.loc["0", "seed"], res.loc["6", "seed"]) == (0, 2)
     for col, value in (("data_root", "/data"), ("threads", 2), ("device", "cpu"),
-                       ("host", "node7"), ("snn_sweep", "0.1.0"), ("download", False)):
+                       ("host", "node7"), ("snntorch", "0.9.1"), ("download", False)):
         assert list(res[col]) == [value] * 6, col
     assert list(res["started"]) == [f"2024-01-01T12:00:0{s}" for s in (0, 1, 0, 1, 0, 2)]
     assert not set(NESTED) & set(res.columns) and "identity_version" in res
