@@ -20,9 +20,12 @@ differentiated by autograd through the neuron's own `spike_grad`, so every snnTo
 surrogate works. On the CPU, in float32 with a scalar beta and threshold (every config's
 neuron) and an atan or fast_sigmoid surrogate (the default is atan), forward and backward run
 as the compiled loops of kernels/lif_cpu.py instead; lif_linear.py goes on to fuse a Linear
-that the spikes feed, forward and backward. tests/test_lif.py checks outputs and gradients
-(input, beta, threshold, the Linear's), on both paths, against stepping `snn.Leaky` with plain
-autograd.
+that the spikes feed, forward and backward. On CUDA, in float32 or with a bfloat16 current
+(kept in float32 there), with a scalar beta and threshold and any written-out surrogate, they
+run as kernels/lif_triton.py's Triton kernels, one launch each way. `path` says which runs.
+tests/test_lif.py checks outputs and gradients (input, beta, threshold, the Linear's), on the
+CPU paths, and tests/test_lif_triton.py the Triton kernels (on CPU tensors under
+TRITON_INTERPRET=1), against stepping `snn.Leaky` with plain autograd.
 """
 import logging
 import os
@@ -34,8 +37,11 @@ import torch
 from .derivatives import Derivative
 
 log = logging.getLogger(__name__)
+# SNN_SWEEP_KERNELS=eager: a way out should a kernel misbehave; =triton: Triton's kernels on
+# CPU tensors too, for tests under TRITON_INTERPRET=1 (else they need CUDA).
+KERNELS = os.environ.get("SNN_SWEEP_KERNELS", "")
 try:
-    if os.environ.get("SNN_SWEEP_KERNELS") == "eager":  # a way out should Numba misbehave
+    if KERNELS == "eager":
         raise ImportError("SNN_SWEEP_KERNELS=eager")
     from .kernels import lif_cpu, lif_linear_cpu
     UNAVAILABLE: Optional[str] = None
@@ -46,28 +52,69 @@ except Exception as e:  # no usable Numba: the eager path computes the same, slo
 RESETS = {"subtract": 0, "zero": 1, "none": 2}
 # Off in tests too, to check the eager path on the CPU as well.
 CPU_KERNELS = lif_cpu is not None
+TRITON_DEVICES = {"eager": (), "triton": ("cuda", "cpu")}.get(KERNELS, ("cuda",))
 _noticed = False
+_lif_triton = None
+TRITON_UNAVAILABLE: Optional[str] = None
 
 
-def _compiled(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
-              derivative: Optional["Derivative"]) -> bool:
-    """lif_cpu's compiled loops cover float32 on the CPU with a scalar beta and threshold
-    (the configs' neurons) and a surrogate whose derivative they compute; anything else (a
-    GPU, float64, per-neuron beta, another surrogate) runs eagerly."""
+def triton_kernels():
+    """kernels.lif_triton, imported at first use (a CPU run never needs Triton); None, said
+    once, where Triton cannot be imported: the eager path runs instead."""
+    global _lif_triton, TRITON_UNAVAILABLE
+    if _lif_triton is None and TRITON_UNAVAILABLE is None:
+        try:
+            from .kernels import lif_triton
+            _lif_triton = lif_triton
+        except Exception as e:
+            TRITON_UNAVAILABLE = f"{type(e).__name__}: {e}"
+            log.warning(f"Triton LIF kernels unavailable ({TRITON_UNAVAILABLE}); the eager "
+                        f"PyTorch path runs on the GPU instead (same results, slower)")
+    return _lif_triton
+
+
+def path(device_type: str, dtype: torch.dtype, beta: torch.Tensor, threshold: torch.Tensor,
+         derivative: Optional["Derivative"]) -> str:
+    """Which implementation LeakyFunction runs for a current on device_type in dtype: "triton"
+    (kernels/lif_triton.py: CUDA, float32 or bfloat16), "cpu" (kernels/lif_cpu.py: the CPU,
+    float32, atan or fast_sigmoid) or "eager" (the PyTorch loop: anything else, e.g. float64,
+    a per-neuron beta, a surrogate not written out). Both kernels need a scalar beta and
+    threshold (every config's neuron) and the surrogate's derivative written out."""
+    if beta.dim() or threshold.dim() or derivative is None:
+        return "eager"
+    if device_type in TRITON_DEVICES:
+        kernels = triton_kernels()
+        if kernels is not None and dtype in kernels.DTYPES and derivative.name in kernels.KINDS:
+            return "triton"
+    if (CPU_KERNELS and device_type == "cpu" and dtype == torch.float32
+            and derivative.name in lif_cpu.KINDS):
+        return "cpu"
+    return "eager"
+
+
+def _path(x: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
+          derivative: Optional["Derivative"]) -> str:
+    """path() for x, saying once per process if Numba is missing where its loops would run."""
     global _noticed
     if UNAVAILABLE and not _noticed and x.device.type == "cpu":
-        _noticed = True  # once per process, when the kernels would have run
+        _noticed = True
         log.warning(f"compiled LIF kernels unavailable ({UNAVAILABLE}); the eager PyTorch "
                     f"path runs instead (same results, slower)")
-    return (CPU_KERNELS and derivative is not None and derivative.name in lif_cpu.KINDS
-            and x.device.type == "cpu" and x.dtype == torch.float32
-            and beta.dim() == 0 and threshold.dim() == 0)
+    return path(x.device.type, x.dtype, beta, threshold, derivative)
 
 
-def _params(neuron: snn.Leaky, like: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, int]:
-    """beta (clamped to [0, 1]), threshold (in like's dtype) and reset code of a Leaky."""
-    beta = neuron.beta.clamp(0, 1).to(like.dtype)  # autograd handles the clamp for learn_beta
-    return beta, neuron.threshold.to(like.dtype), RESETS[neuron.reset_mechanism]
+def _compiled(x, beta, threshold, derivative: Optional["Derivative"]) -> bool:
+    """Whether lif_cpu's compiled loops run (lif_linear.py fuses a Linear to them)."""
+    return _path(x, beta, threshold, derivative) == "cpu"
+
+
+def _params(neuron: snn.Leaky, like: torch.Tensor, dtype: Optional[torch.dtype] = None
+            ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """beta (clamped to [0, 1]), threshold (in dtype, by default like's) and reset code of a
+    Leaky."""
+    dtype = dtype or like.dtype
+    beta = neuron.beta.clamp(0, 1).to(dtype)  # autograd handles the clamp for learn_beta
+    return beta, neuron.threshold.to(dtype), RESETS[neuron.reset_mechanism]
 
 
 def _compiled_grads(ctx, g, g_beta, g_thr, beta, threshold):
@@ -87,17 +134,24 @@ def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class LeakyFunction(torch.autograd.Function):
     """cur is [T, B, ...], or [B, ...] with `steps` = T: an input current that does not change
     over time (direct coding). Then its gradient, the sum over time of dL/dcur_t, is summed
-    inside the backward's recurrence and never stored per step."""
+    inside the backward's recurrence and never stored per step. `grad`: whether a backward
+    may follow (else the Triton path writes no membrane for it)."""
 
     @staticmethod
     def forward(ctx, cur: torch.Tensor, beta: torch.Tensor, threshold: torch.Tensor,
                 reset: int, spike_grad: Callable, derivative: Optional["Derivative"],
-                steps: Optional[int], keep_mem: bool
+                steps: Optional[int], keep_mem: bool, grad: bool
                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         constant = steps is not None
-        ctx.compiled = _compiled(cur, beta, threshold, derivative)
+        ctx.path = _path(cur, beta, threshold, derivative)
         ctx.steps = steps if constant else cur.shape[0]
-        if ctx.compiled:  # its backward replays the membrane from cur, so only cur is kept
+        if ctx.path == "triton":  # its backward reads the float32 membrane (lif_triton says why)
+            spk, mem = _lif_triton.forward(cur, ctx.steps, constant, beta, threshold, reset,
+                                           keep_mem or grad)
+            ctx.save_for_backward(mem if grad else None, beta, threshold)
+            ctx.dtype = cur.dtype
+            mem = mem.to(cur.dtype) if keep_mem else None
+        elif ctx.path == "cpu":  # its backward replays the membrane from cur, so only cur is kept
             spk, mem = lif_cpu.forward(cur.unsqueeze(0) if constant else cur, ctx.steps,
                                        float(beta), float(threshold), reset, keep_mem)
             ctx.save_for_backward(cur, beta, threshold)
@@ -136,7 +190,7 @@ class LeakyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g_spk, g_mem):
-        if ctx.compiled:
+        if ctx.path != "eager":
             return LeakyFunction._compiled_backward(ctx, g_spk, g_mem)
         mem, fired, beta, threshold, first_reset = ctx.saved_tensors
         reset, steps, derivative = ctx.reset, mem.shape[0], ctx.derivative
@@ -200,18 +254,24 @@ class LeakyFunction(torch.autograd.Function):
             g_beta = _reduce_to(g_beta, beta)
         if g_thr is not None:
             g_thr = _reduce_to(g_thr, threshold)
-        return (g if g is not None else g_sum), g_beta, g_thr, None, None, None, None, None
+        return (g if g is not None else g_sum), g_beta, g_thr, None, None, None, None, None, None
 
     @staticmethod
     def _compiled_backward(ctx, g_spk, g_mem):
-        cur, beta, threshold = ctx.saved_tensors
+        """The backward of lif_cpu's loops or of the Triton kernels."""
+        saved, beta, threshold = ctx.saved_tensors
         derivative, need = ctx.derivative, ctx.needs_input_grad
-        g, g_beta, g_thr = lif_cpu.backward(
-            cur.unsqueeze(0) if ctx.constant else cur, ctx.steps, g_spk, g_mem, float(beta),
-            float(threshold), ctx.reset, lif_cpu.KINDS[derivative.name], derivative.p,
-            derivative.q, params=need[1] or need[2])
+        if ctx.path == "triton":  # saved: the float32 membrane
+            g, g_beta, g_thr = _lif_triton.backward(
+                saved, ctx.constant, ctx.dtype, g_spk, g_mem, beta, threshold, ctx.reset,
+                derivative, params=need[1] or need[2])
+        else:  # saved: the current
+            g, g_beta, g_thr = lif_cpu.backward(
+                saved.unsqueeze(0) if ctx.constant else saved, ctx.steps, g_spk, g_mem,
+                float(beta), float(threshold), ctx.reset, lif_cpu.KINDS[derivative.name],
+                derivative.p, derivative.q, params=need[1] or need[2])
         return (*_compiled_grads(ctx, g, g_beta, g_thr, beta, threshold),
-                None, None, None, None, None)
+                None, None, None, None, None, None)
 
 
 def fusable(neuron) -> bool:
@@ -229,7 +289,13 @@ def leaky_sequence(neuron: snn.Leaky, cur: torch.Tensor,
     cur [B, ...] at each of `steps` steps. `derivative` (from `derivative_of`) must be
     that of the neuron's spike_grad; without it the backward differentiates spike_grad by
     autograd. With keep_mem=False the membrane is not returned (None): a hidden layer's is
-    not needed, and the compiled path then never writes it."""
-    beta, threshold, reset = _params(neuron, cur)
+    not needed, and the compiled paths then never write it (the Triton path only for backward)."""
+    # On the Triton path a bfloat16 current (autocast) drives a float32 state: beta and
+    # threshold stay float32 too.
+    low = cur.dtype == torch.bfloat16 and path(
+        cur.device.type, cur.dtype, neuron.beta, neuron.threshold, derivative) == "triton"
+    beta, threshold, reset = _params(neuron, cur, torch.float32 if low else None)
+    grad = torch.is_grad_enabled() and (cur.requires_grad or beta.requires_grad
+                                        or threshold.requires_grad)
     return LeakyFunction.apply(cur, beta, threshold, reset, neuron.spike_grad, derivative, steps,
-                               keep_mem)
+                               keep_mem, grad)
