@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 ARGS ?=
 
-.PHONY: run test bench results tuning tune-recipes comparison augment-budget lock readme clean-venv
+.PHONY: run test bench gpu-check results tuning tune-recipes comparison augment-budget lock readme \
+	clean-venv
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +37,12 @@ bench: $(STAMP)
 	    --cases rate25_dropout,rate25_affine,csnn_bn_direct8,csnn_bn_direct8_bf16 \
 	    --out docs/bench/recipes.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md docs/*.md
+
+# On a machine with an NVIDIA GPU (about 8 min on an H100, set-up aside): the CUDA tests, one
+# epoch of the default SNN and of recipe=csnn_bn on the GPU and the CPU, and the bench on the GPU
+# into docs/bench/gpu.md (scripts/gpu_check.sh; it installs .venv itself if it is missing).
+gpu-check:
+	bash scripts/gpu_check.sh $(DATA)
 
 # The README's result tables and plots (docs/results/), each from a fresh sweep on full MNIST
 # and the aggregator: ~7 min on 2 cores, then the comparison's three steps: the recipe

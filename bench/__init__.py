@@ -4,6 +4,7 @@ Throughput and memory of this project's models against tutorial-style snnTorch l
 other SNN libraries, on this machine.
 
     python -m bench [--data-root ../shared/data] [--cases rate25,csnn_direct8] [--quick]
+                    [--device cuda]
 
 A folder beside the package, not part of it (nanoGPT-style): it compares the project with
 libraries that are not its dependencies (the bench extra), so it runs from the project root
@@ -31,6 +32,11 @@ hits all of them; each round is timed separately and a ratio is the median of th
 ratios. The bench also measures this machine's fp32 matmul peak and reports the fraction of it
 our training reaches (dense FLOPs). Peak memory is the peak RSS of a fresh subprocess per side
 (it is process-wide).
+
+`--device cuda` runs every side on the GPU (the data moved there once, ours as loop.fit runs
+it, Norse's loop compiled by torch.compile where that works, SpikingJelly with the CUDA
+implementation it selects; the header says which ran), leaves out the CPU-only parts (the
+memory check, the matmul peak, the threads) and checks targets.yaml's cuda section instead.
 
 The package: cases.py (the cases, and the targets from targets.yaml), tutorial.py (the
 tutorials' networks and the ref side), sides.py (the tensor, ours and byo sides), peers.py

@@ -78,11 +78,20 @@ def load_targets(path: Path = TARGETS_FILE) -> dict:
 # The targets (targets.yaml): (case, column, minimum) for training; every case's evaluation
 # and every csnn case's training against the peers are added in report.verdicts.
 _TARGETS = load_targets()
-# (case, column, ">=" or "<=", bound): a `min` or a `max` in targets.yaml
-TARGETS = [(t["case"], t["column"], ">=" if "min" in t else "<=", float(t.get("min", t.get("max"))))
-           for t in _TARGETS["train"]]
+
+
+def bounds(entries) -> list:
+    """(case, column, ">=" or "<=", bound) for each entry: a `min` or a `max`."""
+    return [(t["case"], t["column"], ">=" if "min" in t else "<=",
+             float(t.get("min", t.get("max")))) for t in entries]
+
+
+TARGETS = bounds(_TARGETS["train"])
 EVAL_TARGET = float(_TARGETS["eval_ratio_min"])  # eval_ratio and eval_ratio_peer, every case
 CSNN_PEER_TARGET = float(_TARGETS["csnn_train_ratio_peer_min"])  # train_ratio_peer, every csnn
+# On a CUDA GPU instead: the cuda section's list, and train_ratio_spikingjelly in every case
+CUDA_TARGETS = bounds(_TARGETS["cuda"]["train"])
+CUDA_SJ_TARGET = float(_TARGETS["cuda"]["spikingjelly_train_ratio_min"])
 _MEMORY_STEPS = int(_TARGETS["memory"]["timesteps"])
 MEMORY_CASE = Case(f"rate{_MEMORY_STEPS}", "snn", "rate", _MEMORY_STEPS)
 MEMORY_LIMIT_MIB = int(_TARGETS["memory"]["peak_rss_mib_max"])

@@ -4,6 +4,8 @@ import os
 import sys
 from typing import List, Optional
 
+import torch
+
 from snn_sweep.errors import InputError
 from snn_sweep.data import load_splits
 from snn_sweep.rundir import write_csv
@@ -12,8 +14,36 @@ from . import __doc__ as PACKAGE_DOC
 from . import measure
 from .cases import BATCH, CASES, MEMORY_CASE, QUICK, RATIO_SUFFIX, compose_cfg
 from .measure import accuracy, bench_case, matmul_peak_gflops, memory_case, memory_child
-from .peers import find_peers, library_versions
+from .peers import SpikingJellyPeer, find_peers, library_versions
 from .report import LEGEND, machine, markdown, print_table, tables, verdicts
+
+
+def bench_device(name: str) -> torch.device:
+    """--device: cpu, cuda or cuda:N; a CUDA device this machine lacks ends the bench in one
+    line (exit status 1)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        sys.exit(f"error: --device {name}: not a device the bench runs on; use cpu, cuda or "
+                 "cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= count:
+        sys.exit(f"error: --device {name}: no CUDA device {device.index or 0} visible here "
+                 f"({count} CUDA device(s)); use --device cpu")
+    return device
+
+
+def gpu_notes(device: torch.device, names: List[str], peers) -> List[str]:
+    """The header's lines on a GPU: what is skipped, and SpikingJelly's implementation."""
+    notes = [f"on {device}: the CPU-only parts skipped (the T={MEMORY_CASE.steps} memory "
+             "check, the fp32 matmul peak and peak_frac, the thread count)"]
+    if "spikingjelly" in peers:
+        used = {SpikingJellyPeer.implementation(peers["spikingjelly"], CASES[n], device)
+                for n in names if CASES[n].model != "ann" and CASES[n].others}
+        notes += [f"spikingjelly on {device}: {u}" for u in sorted(used)]
+    return notes
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -26,6 +56,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--rounds", type=int, default=6, help="alternations of all sides")
     p.add_argument("--eval-samples", type=int, default=2000, help="per round and side")
     p.add_argument("--out", default="bench_results/bench.csv")
+    p.add_argument("--device", default="cpu",
+                   help="where every side runs: cpu, cuda or cuda:N (on a GPU the CPU-only "
+                        "parts are skipped: the memory check, the matmul peak, the threads)")
     p.add_argument("--quick", action="store_true", help=f"cases {','.join(QUICK)}, fewer batches")
     p.add_argument("--no-peers", action="store_true", help="leave SpikingJelly and Norse out")
     p.add_argument("--no-memory", action="store_true",
@@ -43,18 +76,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     if unknown:
         p.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     batches, rounds = (4, 2) if args.quick else (args.batches, args.rounds)
-    try:
-        data = load_splits(compose_cfg(CASES["rate25"], args.data_root))
+    device = bench_device(args.device)
+    cpu = device.type == "cpu"
+    try:  # on a GPU the splits move there once, as loop.fit does
+        data = load_splits(compose_cfg(CASES["rate25"], args.data_root)).to(device)
     except InputError as e:  # a wrong --data-root: one line, no traceback
         sys.exit(f"error: --data-root {args.data_root}: {e}")
     peers, notes = ({}, ["peers left out (--no-peers)"]) if args.no_peers else find_peers()
-    header = [machine(), *([f"peers: {library_versions(peers)}"] if peers else []), *notes]
+    notes += [] if cpu else gpu_notes(device, names, peers)
+    header = [machine(device), *([f"peers: {library_versions(peers)}"] if peers else []),
+              *notes]
     print("\n".join(header), flush=True)
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops() if cpu else None
     rows = []
     for name in names:
+        case_notes: List[str] = []
         rows.append(bench_case(CASES[name], args.data_root, data, batches, rounds,
-                               args.eval_samples, peers))
+                               args.eval_samples, peers, case_notes))
+        if not cpu:  # how Norse ran there: compiled or not
+            print("\n".join(case_notes), flush=True)
+            header += case_notes
         r = rows[-1]
         print(f"  {name}: " + "; ".join(
             f"{kind} " + ", ".join(f"x{r[f'{kind}_ratio{suffix}']} {side}"
@@ -62,25 +103,26 @@ def main(argv: Optional[List[str]] = None) -> int:
                                    if side in ("ref", "tensor", "peer", "base")
                                    and r[f"{kind}_ratio{suffix}"] != "")
             for kind in ("train", "eval")), flush=True)
-        # again after each case: on a shared machine the best measurement is the peak
-        peak = max(peak, matmul_peak_gflops())
+        if cpu:  # again after each case: on a shared machine the best measurement is the peak
+            peak = max(peak, matmul_peak_gflops())
     for r in rows:
-        r["peak_frac"] = round(r["train_gflops_ours"] / peak, 3)
+        r["peak_frac"] = round(r["train_gflops_ours"] / peak, 3) if cpu else ""
     header.append(f"fp32 matmul peak: {peak:.1f} GFLOP/s (the best torch.mm 2048x2048 of "
-                  f"{measure.PEAK_REPEATS * (len(rows) + 1)}); batch {BATCH}")
+                  f"{measure.PEAK_REPEATS * (len(rows) + 1)}); batch {BATCH}" if cpu
+                  else f"batch {BATCH}")
     print(header[-1])
     for table in tables(rows):
         print()
         print_table(table)
     extra = []
-    if not args.no_memory:
+    if not args.no_memory and cpu:
         extra.append(memory_case(MEMORY_CASE.steps, args.data_root, 2 if args.quick else 3))
     if args.accuracy:
-        extra.append(accuracy(args.data_root))
+        extra.append(accuracy(args.data_root, device))
     for row in extra:
         print()
         print_table([row])
-    lines = verdicts(rows, extra, bool(peers))
+    lines = verdicts(rows, extra, bool(peers), device.type)
     print("\n" + "\n".join(lines))
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     write_csv(args.out, rows)

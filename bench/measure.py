@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch.utils.data import DataLoader
@@ -16,7 +16,7 @@ from snn_sweep.energy import dense_macs
 
 from .cases import BATCH, CASES, PEER_NAMES, RATIO_SUFFIX, SIDES, Case, compose_cfg
 from .peers import PEERS
-from .sides import Ours, TensorTutorial, UserBuilt
+from .sides import CPU, Ours, TensorTutorial, UserBuilt, batch_order
 from .tutorial import Reference
 
 PEAK_REPEATS = 5  # torch.mm calls per peak measurement
@@ -46,25 +46,40 @@ def train_flops_per_sample(ours: Ours) -> float:
 
 
 # ------------------------------------------------------------------------------- timing
-def timed(fn, n: int):
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on a GPU (its kernels run after the host's calls return)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, n: int, device: torch.device = CPU):
+    synchronize(device)
     t0 = time.perf_counter()
     samples = sum(fn() for _ in range(n))
+    synchronize(device)
     return samples, time.perf_counter() - t0
 
 
 def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
-               eval_samples: int, peers: Dict[str, object]) -> Dict:
+               eval_samples: int, peers: Dict[str, object], notes: Optional[List[str]] = None
+               ) -> Dict:
+    """One case's row, on the device its data is on; notes gets a line on how a peer ran
+    where that is not said in advance (Norse compiled or not)."""
     cfg = compose_cfg(case, data_root)
+    device = data.train_x.device
     eval_n = min(eval_samples, len(data.test_x))
-    sides = {"ours": Ours(case, data_root, data)}
+    sides = {"ours": Ours(case, data_root, data, device)}
     if case.others:
-        sides.update(ref=Reference(case, cfg, data_root), tensor=TensorTutorial(case, cfg, data))
+        sides.update(ref=Reference(case, cfg, data_root, device),
+                     tensor=TensorTutorial(case, cfg, data))
     if case.model != "ann" and case.others:  # the peers are SNN libraries
         for name, lib in peers.items():
             sides[name] = PEERS[name][1](case, cfg, data, lib)
-        sides["byo"] = UserBuilt(case, data_root, data)
+        sides["byo"] = UserBuilt(case, data_root, data, device)
+        if "norse" in sides and notes is not None:
+            notes.append(f"norse on {case.name}: {sides['norse'].mode}")
     if case.base is not None:
-        sides["base"] = Ours(CASES[case.base], data_root, data)
+        sides["base"] = Ours(CASES[case.base], data_root, data, device)
     for side in sides.values():  # warm-up: allocator, first-call costs
         side.train_batch()
         side.evaluate(min(eval_n, BATCH))
@@ -75,11 +90,11 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
     order = list(sides)
     for _ in range(rounds):  # alternate so that load changes on the machine hit every side
         for name in order:
-            n, t = timed(sides[name].train_batch, per_round)
+            n, t = timed(sides[name].train_batch, per_round, device)
             rates[name, "train"].append(n / t)
             ours_train_s += t if name == "ours" else 0.0
         for name in order:
-            n, t = timed(lambda: sides[name].evaluate(eval_n), 1)
+            n, t = timed(lambda: sides[name].evaluate(eval_n), 1, device)
             rates[name, "eval"].append(n / t)
         order.reverse()  # and no side always goes first
 
@@ -148,12 +163,13 @@ def memory_case(steps: int, data_root: str, batches: int) -> Dict:
     return row
 
 
-def readout_accuracy(forward, batches) -> Dict[str, float]:
+def readout_accuracy(forward, batches, device: torch.device = CPU) -> Dict[str, float]:
     """Test accuracy read from the output membrane (mean over steps, this project's
     membrane_ce readout) and from output spike counts (tutorial 5's readout)."""
     n = by_mem = by_count = 0
     with torch.no_grad():
         for x, y in batches:
+            x, y = x.to(device), y.to(device)
             spk, mem = forward(x)
             n += len(y)
             by_mem += int((mem.mean(0).argmax(-1) == y).sum())
@@ -161,34 +177,36 @@ def readout_accuracy(forward, batches) -> Dict[str, float]:
     return {"membrane": by_mem / n, "spike_count": by_count / n}
 
 
-def accuracy(data_root: str) -> Dict:
+def accuracy(data_root: str, device: torch.device = CPU) -> Dict:
     """One epoch on all 60k training images, seed 0, batch 128, default SNN (rate, T=25);
     accuracy on the 10k test images with both readouts. Ours reads the same images as tensors,
     in its own shuffled order."""
     case = CASES["rate25"]
     torch.manual_seed(0)
-    ref = Reference(case, compose_cfg(case, data_root), data_root)
+    ref = Reference(case, compose_cfg(case, data_root), data_root, device)
     t0 = time.perf_counter()
     for _ in range(len(ref.train_loader)):
         ref.train_batch()
+    synchronize(device)
     ref_time = time.perf_counter() - t0
     ref.net.eval()
     ref_acc = readout_accuracy(lambda x: ref.net(ref.encode(x)),
-                               DataLoader(ref.test_loader.dataset, batch_size=1000))
+                               DataLoader(ref.test_loader.dataset, batch_size=1000), device)
 
-    ours = Ours(case, data_root)
+    ours = Ours(case, data_root, device=device)
     d = ours.data
     full = datasets.MNIST(data_root, train=True)  # all 60k, as the reference trains on
-    d.train_x = full.data.unsqueeze(1).float().div_(255.0)
-    d.train_y = full.targets
-    ours.perm = torch.randperm(len(d.train_x), generator=ours.gen)
+    d.train_x = full.data.unsqueeze(1).float().div_(255.0).to(device)
+    d.train_y = full.targets.to(device)
+    ours.perm = batch_order(len(d.train_x), ours.gen, device)
     t0 = time.perf_counter()
     for _ in range(len(d.train_x) // BATCH):
         ours.train_batch()
+    synchronize(device)
     ours_time = time.perf_counter() - t0
     ours.model.eval()
     ours_acc = readout_accuracy(ours.runner.forward,
-                                zip(d.test_x.split(1000), d.test_y.split(1000)))
+                                zip(d.test_x.split(1000), d.test_y.split(1000)), device)
     return {"case": "accuracy_rate25_1epoch",
             "test_acc_membrane_ours": round(ours_acc["membrane"], 4),
             "test_acc_membrane_ref": round(ref_acc["membrane"], 4),

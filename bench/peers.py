@@ -2,7 +2,7 @@
 import importlib
 import warnings
 from types import SimpleNamespace
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -65,11 +65,23 @@ class SpikingJellyPeer(TensorFed):
             self.net = nn.Sequential(
                 L.Flatten(step_mode=m), L.Linear(a.inputs, a.hidden, step_mode=m), lif(), *drop,
                 L.Linear(a.hidden, 10, step_mode=m), lif(readout=True))
+        self.net.to(self.device)
         self.opt = tutorial_adam(cfg, self.net)
 
     def forward(self, x_seq):
         self.net(x_seq)
         return self.net[-1].v_seq
+
+    @staticmethod
+    def implementation(sj, case: Case, device: torch.device) -> str:
+        """Which of SpikingJelly's neuron implementations its multi-step LIF (PLIF with a
+        learnable decay) runs on a CUDA device: it picks the first that loads of its native
+        CUDA kernels, its Triton kernels and its PyTorch reference (SJ_LIF_CUDA_IMPLEMENTATION
+        and SJ_PLIF_CUDA_IMPLEMENTATION can force one); the others' reasons in brackets."""
+        neuron = "plif" if "neuron.learn_beta=true" in case.overrides else "lif"
+        found = sj.functional.neuron_implementation(neuron, device)
+        why = "; ".join(f"{k}: {v}" for k, v in found["unavailable"].items())
+        return f"{neuron}: {found['implementation']}" + (f" ({why[:200]})" if why else "")
 
     def after_batch(self):
         self.sj.functional.reset_net(self.net)
@@ -88,16 +100,17 @@ class NorsePeer(TensorFed):
     scaled by dt * tau_mem_inv = 1 - beta (the weights learn the scale), the reset is applied in
     the spike's own step and state.v is the membrane after it, the reset is not detached, and
     the surrogate is Norse's default SuperSpike (alpha 100; Norse has no ATan), and the decay
-    stays fixed where ours learns it (neuron.learn_beta)."""
+    stays fixed where ours learns it (neuron.learn_beta). On a GPU the loop runs compiled by
+    torch.compile where that works (`mode` says whether it did)."""
 
     DT = 1e-3  # LIFBoxCell's default
 
-    def __init__(self, case: Case, cfg, data, norse):
+    def __init__(self, case: Case, cfg, data, norse, compiled: Optional[bool] = None):
         super().__init__(case, cfg, data)
-        a = self.arch
-        p = norse.LIFBoxParameters(tau_mem_inv=torch.as_tensor((1.0 - a.beta) / self.DT),
-                                   v_th=torch.as_tensor(a.threshold),
-                                   reset_method=norse.reset_subtract)
+        a, dev = self.arch, self.device
+        p = norse.LIFBoxParameters(
+            tau_mem_inv=torch.as_tensor((1.0 - a.beta) / self.DT, device=dev),
+            v_th=torch.as_tensor(a.threshold, device=dev), reset_method=norse.reset_subtract)
 
         def lif():
             return norse.LIFBoxCell(p, dt=self.DT)
@@ -114,7 +127,12 @@ class NorsePeer(TensorFed):
             drop = [nn.Dropout(a.dropout)] if a.dropout else []  # a new mask each step
             self.net = norse.SequentialState(nn.Flatten(), nn.Linear(a.inputs, a.hidden), lif(),
                                              *drop, nn.Linear(a.hidden, 10), lif())
+        self.net.to(dev)
         self.opt = tutorial_adam(cfg, self.net)
+        self.mode = "plain"
+        # Norse's own advice for speed; by default on a GPU only (the CPU figures stay as they were)
+        if dev.type != "cpu" if compiled is None else compiled:
+            self._try_compile()
 
     def forward(self, x_seq):
         state, mem = None, []
@@ -122,6 +140,21 @@ class NorsePeer(TensorFed):
             _, state = self.net(x, state)
             mem.append(state[-1].v)
         return torch.stack(mem)
+
+    def _try_compile(self) -> None:
+        """forward compiled by torch.compile if a training and an evaluation batch run so
+        (compiled then, outside the timings); else the plain loop, `mode` saying why."""
+        plain = self.forward
+        self.forward = torch.compile(plain)
+        try:
+            self.train_batch()  # a step of Adam too: the sides' weights are not compared
+            self.evaluate(min(self.eval_bs, len(self.data.test_x)))
+        except Exception as e:  # TorchDynamo or Inductor cannot take it: the plain loop
+            self.forward = plain
+            self.mode = f"plain (torch.compile failed: {type(e).__name__}: " \
+                        f"{' '.join(str(e).split())[:150]})"
+            return
+        self.mode = "torch.compile"
 
 
 PEERS: Dict[str, Tuple[Callable, type]] = {"spikingjelly": (load_spikingjelly, SpikingJellyPeer),

@@ -6,29 +6,41 @@ from typing import Dict, List
 import snntorch as snn
 import torch
 
-from .cases import (CONV_MODELS, CSNN_PEER_TARGET, EVAL_TARGET, MEMORY_CASE, MEMORY_LIMIT_MIB,
-                    TARGETS)
+from .cases import (CONV_MODELS, CSNN_PEER_TARGET, CUDA_SJ_TARGET, CUDA_TARGETS, EVAL_TARGET,
+                    MEMORY_CASE, MEMORY_LIMIT_MIB, TARGETS)
 
 
-def machine() -> str:
+def machine(device: torch.device = torch.device("cpu")) -> str:
+    """The machine line: the CPU (and its threads), or the GPU and its host's CPU."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    if device.type == "cuda":
+        return (f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda}) on a host "
+                f"with {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, snntorch "
+                f"{snn.__version__}, Python {platform.python_version()}")
     return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), snntorch {snn.__version__}, "
             f"Python {platform.python_version()}")
 
 
-def verdicts(rows: List[Dict], extra: List[Dict], peers_found: bool) -> List[str]:
-    """A line per target that applies to what ran, ending in met or MISSED."""
-    targets = list(TARGETS)
-    targets += [(r["case"], "train_ratio_peer", ">=", CSNN_PEER_TARGET) for r in rows
-                if r["model"] in CONV_MODELS]
-    targets += [(r["case"], col, ">=", EVAL_TARGET) for r in rows
-                for col in ("eval_ratio", "eval_ratio_peer")]
+def verdicts(rows: List[Dict], extra: List[Dict], peers_found: bool,
+             device_type: str = "cpu") -> List[str]:
+    """A line per target that applies to what ran, ending in met or MISSED; on a CUDA device
+    targets.yaml's cuda section instead."""
+    if device_type == "cuda":
+        targets = list(CUDA_TARGETS)
+        targets += [(r["case"], "train_ratio_spikingjelly", ">=", CUDA_SJ_TARGET) for r in rows
+                    if r["model"] != "ann"]
+    else:
+        targets = list(TARGETS)
+        targets += [(r["case"], "train_ratio_peer", ">=", CSNN_PEER_TARGET) for r in rows
+                    if r["model"] in CONV_MODELS]
+        targets += [(r["case"], col, ">=", EVAL_TARGET) for r in rows
+                    for col in ("eval_ratio", "eval_ratio_peer")]
     lines = []
     for case, col, op, bound in targets:
         hit = [r for r in rows if r["case"] == case]

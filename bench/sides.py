@@ -18,22 +18,29 @@ CPU = torch.device("cpu")
 
 
 # ------------------------------------------------------------- sides fed the same tensors
-def eval_batch_size(cfg) -> int:
-    """Runner.evaluate's batch on the CPU (Runner.eval_batch_size): the tensor-fed sides
-    evaluate in the same batches as ours (the cap depends on the config alone, not the model)."""
-    return Runner(cfg, None, CPU).eval_batch_size()
+def eval_batch_size(cfg, device: torch.device = CPU) -> int:
+    """Runner.evaluate's batch on the device (Runner.eval_batch_size): the tensor-fed sides
+    evaluate in the same batches as ours (the cap depends on the config and device alone)."""
+    return Runner(cfg, None, device).eval_batch_size()
+
+
+def batch_order(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A shuffled order of n samples, drawn on the CPU generator (the same order on every
+    device, as the trainer's), kept beside the data."""
+    return torch.randperm(n, generator=gen).to(device)
 
 
 class TensorFed:
-    """Batches drawn from the same in-memory tensors as ours, encoded per batch with spikegen;
-    a subclass builds `net` and says how it runs a sequence (`forward`: [T, B, ...] -> output
-    membrane [T, B, K])."""
+    """Batches drawn from the same in-memory tensors as ours (on their device), encoded per
+    batch with spikegen; a subclass builds `net` (and moves it to self.device) and says how it
+    runs a sequence (`forward`: [T, B, ...] -> output membrane [T, B, K])."""
 
     def __init__(self, case: Case, cfg, data):
         self.case, self.enc, self.data = case, cfg.encoder, data
-        self.eval_bs = eval_batch_size(cfg)
+        self.device = data.train_x.device
+        self.eval_bs = eval_batch_size(cfg, self.device)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.perm = torch.randperm(len(data.train_x), generator=self.gen)
+        self.perm = batch_order(len(data.train_x), self.gen, self.device)
         self.pos = 0
         self.arch = arch(cfg, tuple(data.train_x.shape[1:]))
 
@@ -50,7 +57,7 @@ class TensorFed:
 
     def train_batch(self) -> int:
         if self.pos + BATCH > len(self.perm):
-            self.perm, self.pos = torch.randperm(len(self.perm), generator=self.gen), 0
+            self.perm, self.pos = batch_order(len(self.perm), self.gen, self.device), 0
         idx = self.perm[self.pos:self.pos + BATCH]
         self.pos += BATCH
         y = self.data.train_y[idx]
@@ -77,7 +84,7 @@ class TensorTutorial(TensorFed):
 
     def __init__(self, case: Case, cfg, data):
         super().__init__(case, cfg, data)
-        self.net = tutorial_net(case, self.arch)
+        self.net = tutorial_net(case, self.arch).to(self.device)
         self.opt = tutorial_adam(cfg, self.net)
 
     def forward(self, x_seq):
@@ -87,17 +94,19 @@ class TensorTutorial(TensorFed):
 # ------------------------------------------------------------------------------- ours
 class Ours:
     """The project's pipeline for one case: the trainer's calls (train.py's _train), its
-    model, optimizer and scheduler built by build.py and stepped by Runner.train_step."""
+    model, optimizer and scheduler built by build.py and stepped by Runner.train_step; on
+    `device`, with the data there (as loop.fit moves it)."""
 
-    def __init__(self, case: Case, data_root: str, data=None):
-        # as train.py does on the CPU; process-wide, so the other sides in the same process
-        # get the same allocator (only the memory check runs each side in its own process)
-        keep_freed_memory()
+    def __init__(self, case: Case, data_root: str, data=None, device: torch.device = CPU):
+        if device.type == "cpu":
+            # as loop.fit does on the CPU; process-wide, so the other sides in the same process
+            # get the same allocator (only the memory check runs each side in its own process)
+            keep_freed_memory()
         self.cfg = compose_cfg(case, data_root)
-        self.data = data if data is not None else load_splits(self.cfg)
+        self.data = data if data is not None else load_splits(self.cfg).to(device)
         torch.manual_seed(self.cfg.seed)
-        self.model = self.network(case)
-        self.runner = Runner(self.cfg, self.model, CPU)
+        self.model = self.network(case).to(device)
+        self.runner = Runner(self.cfg, self.model, device)
         self.opt = build_optimizer(self.cfg, self.model.parameters())
         batches = math.ceil(len(self.data.train_x) / self.cfg.data.batch_size)
         self.sched = build_scheduler(self.cfg, self.opt, self.cfg.trainer.epochs * batches)
@@ -106,7 +115,7 @@ class Ours:
         if self.runner.augment is not None:
             self.runner.augment = self._timed(self.runner.augment)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)
-        self.perm = torch.randperm(len(self.data.train_x), generator=self.gen)
+        self.perm = batch_order(len(self.data.train_x), self.gen, device)
         self.pos = 0
 
     def _timed(self, augment):
@@ -123,7 +132,7 @@ class Ours:
 
     def train_batch(self) -> int:
         if self.pos + BATCH > len(self.perm):
-            self.perm, self.pos = torch.randperm(len(self.perm), generator=self.gen), 0
+            self.perm, self.pos = batch_order(len(self.perm), self.gen, self.perm.device), 0
         idx = self.perm[self.pos:self.pos + BATCH]
         self.pos += BATCH
         self.model.train()

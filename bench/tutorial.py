@@ -37,7 +37,7 @@ def spike_trains(case: Case, enc, images: torch.Tensor) -> torch.Tensor:
 
 def per_step_ce(mem: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Tutorial 5's loss: cross-entropy on the output membrane, summed over steps."""
-    loss = torch.zeros(1)
+    loss = torch.zeros(1, device=mem.device)
     for step in range(mem.shape[0]):
         loss += F.cross_entropy(mem[step], targets)
     return loss
@@ -125,9 +125,10 @@ def tutorial_adam(cfg, net: nn.Module):
 
 
 class Reference:
-    """Training and evaluation as the tutorials write them, DataLoader included."""
+    """Training and evaluation as the tutorials write them, DataLoader included (on a GPU each
+    batch moved there, as they do)."""
 
-    def __init__(self, case: Case, cfg, data_root: str):
+    def __init__(self, case: Case, cfg, data_root: str, device: torch.device = torch.device("cpu")):
         tf = transforms.Compose([transforms.Resize((28, 28)), transforms.Grayscale(),
                                  transforms.ToTensor(), transforms.Normalize((0,), (1,))])
         self.case, self.enc = case, cfg.encoder
@@ -137,7 +138,8 @@ class Reference:
                                       batch_size=BATCH, shuffle=True, drop_last=True)
         self.train_iter = iter(self.train_loader)
         self.test_iter = iter(self.test_loader)
-        self.net = tutorial_net(case, arch(cfg, (1, 28, 28)))
+        self.device = device
+        self.net = tutorial_net(case, arch(cfg, (1, 28, 28))).to(device)
         self.opt = tutorial_adam(cfg, self.net)
         self.loss = nn.CrossEntropyLoss()
 
@@ -154,12 +156,13 @@ class Reference:
 
     def train_batch(self) -> int:
         self.train_iter, (data, targets) = self._next(self.train_loader, self.train_iter)
+        data, targets = data.to(self.device), targets.to(self.device)
         self.net.train()
         if self.case.model == "ann":
             loss_val = self.loss(self.net(data), targets)
         else:
             _, mem_rec = self.net(self.encode(data))
-            loss_val = torch.zeros(1)
+            loss_val = torch.zeros(1, device=self.device)
             for step in range(self.case.steps):
                 loss_val += self.loss(mem_rec[step], targets)
         self.opt.zero_grad()
@@ -171,6 +174,7 @@ class Reference:
     def eval_batch(self, data=None, targets=None):
         if data is None:
             self.test_iter, (data, targets) = self._next(self.test_loader, self.test_iter)
+        data, targets = data.to(self.device), targets.to(self.device)
         self.net.eval()
         if self.case.model == "ann":
             predicted = self.net(data).argmax(1)

@@ -189,6 +189,10 @@ class TrainerConfig:
     # Stop after this many epochs without a better optimized_metric; 0: train every epoch.
     early_stopping_patience: int = 0
     precision: Precision = Precision.fp32  # bf16: mixed precision (docs/performance.md)
+    # torch.compile the model for the training step and evaluation (nn.Module.compile, in
+    # place): pays for a network stepped in a Python loop (a user's snnTorch net), above all on
+    # a GPU; the first batches wait for the compilation.
+    compile: bool = False
 
 
 @dataclass

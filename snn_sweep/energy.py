@@ -135,7 +135,7 @@ class Recorder:
                 self.analog_macs += self.dense[i] * x.shape[0] * x.shape[1]
             else:  # one step of a plain layer
                 self.analog_macs += macs(mod, out)
-        return hook
+        return torch.compiler.disable(hook)  # trainer.compile: its counts stay out of the graph
 
     def _outputs(self, i: int):
         def hook(mod, inp, out):
@@ -143,7 +143,7 @@ class Recorder:
             self.spikes[i] += int(spk.sum())
             # a sequence layer's [T, B, ...], or one step [B, ...] of a neuron in a user's loop
             self.size[i] = (spk[0, 0] if isinstance(mod, Neurons) else spk[0]).numel()
-        return hook
+        return torch.compiler.disable(hook)
 
     def stats(self, n_samples: int, steps: int) -> Dict:
         """Firing rate of each spiking layer; spikes, synops and energy per sample."""

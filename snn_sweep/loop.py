@@ -23,7 +23,7 @@ from .models import predict
 from .record import IDENTITY_VERSION
 from .rundir import CHECKPOINT, load_resume, save_resume, write_atomic, write_csv
 from .errors import NonFiniteLossError
-from .runner import Runner, keep_freed_memory, resolve_device
+from .runner import Runner, Tally, compile_model, keep_freed_memory, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,10 @@ def train_epoch(cfg, runner: Runner, state: TrainingState, data, epoch: int, dev
     """One pass over the training set in the state's batch order: the row's train fields."""
     state.model.train()
     n, bs = len(data.train_x), cfg.data.batch_size
-    perm = torch.randperm(n, generator=state.batch_gen)
-    loss_sum, correct = 0.0, 0
+    # drawn on the CPU generator whatever the device (the same order everywhere), then moved
+    # beside the data (fit: on a GPU the splits are there)
+    perm = torch.randperm(n, generator=state.batch_gen).to(data.train_x.device)
+    tally = Tally(device)
     t0 = time.perf_counter()
     bar = tqdm(range(math.ceil(n / bs)), desc=f"epoch {epoch}/{cfg.trainer.epochs}",
                leave=False, disable=not cfg.trainer.progress, unit="batch")
@@ -121,11 +123,12 @@ def train_epoch(cfg, runner: Runner, state: TrainingState, data, epoch: int, dev
         loss, spk, mem = runner.train_step(state.opt, state.sched, data.train_x[idx], y,
                                            f"epoch {epoch}, batch {b + 1}")
         with torch.no_grad():
-            loss_sum += loss.item() * len(y)
-            correct += int((predict(runner.readout, spk, mem) == y).sum())
-        if b % 20 == 0:
+            tally.add(loss, predict(runner.readout, spk, mem) == y)
+        if cfg.trainer.progress and b % 20 == 0:  # loss.item() waits for a GPU
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    return {"epoch": epoch, "train_loss": loss_sum / n, "train_acc": correct / n,
+    runner.check_pending()
+    train_loss, train_acc = tally.means(n)  # the epoch's time includes a GPU finishing it
+    return {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
             "epoch_time_s": time.perf_counter() - t0}
 
 
@@ -150,12 +153,16 @@ def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> N
     device = resolve_device(cfg.trainer.device)
     if device.type == "cpu":
         keep_freed_memory()
-    data = load_splits(cfg)
+    data = load_splits(cfg).to(device)
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
     state = TrainingState(model, None, None, cfg.seed)
     runner = Runner(cfg, model, device, state.augment_gen)
     macs = dense_macs(model, runner.example(data.train_x[:1]))
+    if cfg.trainer.compile:  # after dense_macs' one-sample call, which needs no compiling
+        left = compile_model(model)
+        log.info("trainer.compile: the model compiled by torch.compile%s", f", but for {left} "
+                 "snn_sweep.nn layer(s), which run their own kernels" if left else "")
     state.opt = build_optimizer(cfg, model.parameters())
     batches = math.ceil(len(data.train_x) / cfg.data.batch_size)
     state.sched = build_scheduler(cfg, state.opt, cfg.trainer.epochs * batches)

@@ -12,7 +12,7 @@ import torch
 from .build import build_augment, build_encoder
 from .config import Precision, effective_timesteps, model_settings
 from .errors import InputError, NonFiniteLossError
-from .energy import Recorder
+from .energy import Recorder, outermost
 from .models import predict, readout_loss
 
 EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
@@ -37,6 +37,20 @@ def keep_freed_memory() -> None:
     libc.mallopt(m_trim_threshold, 1 << 30)
 
 
+def compile_model(model: torch.nn.Module) -> int:
+    """trainer.compile: model.compile(), in place (its state_dict, hooks and train()/eval() stay
+    as they are), with snn_sweep.nn's layers left out (torch.compiler.disable): they run their
+    own fused kernels, and TorchDynamo would trace into the Numba ones' compiler. Returns how
+    many layers were left out."""
+    from . import nn as fast
+    left = outermost(model, (fast.Sequential, fast.Synapses, fast.Neurons, fast.LeakyLinear,
+                             fast.Dropout))
+    for layer in left:
+        layer.forward = torch.compiler.disable(layer.forward)
+    model.compile()
+    return len(left)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -47,6 +61,26 @@ def resolve_device(name: str) -> torch.device:
         raise InputError(f"trainer.device={name!r}: this machine has "
                          f"{count or 'no'} {device.type} device(s); use trainer.device=auto or cpu")
     return device
+
+
+class Tally:
+    """A pass's summed loss (over samples) and correct predictions, read once at its end: on a
+    CUDA device they stay there, so that the GPU never waits for the host in between (elsewhere
+    on the CPU: MPS has no float64). Float64, summed as Python floats would be."""
+
+    def __init__(self, device: torch.device):
+        self.device = device if device.type == "cuda" else torch.device("cpu")
+        self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=self.device)
+
+    def add(self, loss: torch.Tensor, hits: torch.Tensor) -> None:
+        """A batch's mean loss and its per-sample hits (bool)."""
+        self.loss += loss.detach().reshape(()).to(self.device).double() * len(hits)
+        self.correct += hits.to(self.device).sum()
+
+    def means(self, n: int):
+        """(mean loss, accuracy) over the n samples added."""
+        return self.loss.item() / n, int(self.correct) / n
 
 
 class Runner:
@@ -63,6 +97,7 @@ class Runner:
         self.bf16 = cfg.trainer.precision == Precision.bf16
         augment = build_augment(cfg)
         self.augment = None if augment is None else partial(augment, generator=augment_generator)
+        self.pending = None  # a GPU step's loss check, made one step later (_check_later)
 
     def forward(self, x):
         x = x.to(self.device, non_blocking=True)
@@ -85,22 +120,52 @@ class Runner:
 
     def train_step(self, opt, sched, x, y, where: str):
         """One optimizer step on the batch (x, y): augmentation, forward, the readout's loss
-        (NonFiniteLossError, naming `where`, if it is not finite), backward, step, and the
-        schedule's step. Returns (loss, spk, mem)."""
+        (NonFiniteLossError, naming `where`, if it is not finite: on a GPU raised after the
+        next step, or by check_pending), backward, step, and the schedule's step. Returns
+        (loss, spk, mem)."""
         if self.augment is not None:
             x = self.augment(x.to(self.device, non_blocking=True))
         spk, mem = self.forward(x)
         loss = readout_loss(self.readout, spk, mem, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"training loss is {loss.item()} at {where}: the run diverged (optimizer.lr="
-                f"{self.cfg.optimizer.get('lr')}); try a smaller learning rate")
+        gpu = self.device.type == "cuda"
+        if not gpu and not torch.isfinite(loss):  # elsewhere the step has run by now
+            raise self.diverged(loss, where)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if sched is not None:
             sched.step()
+        if gpu:
+            self._check_later(loss.detach(), where)
         return loss, spk, mem
+
+    def diverged(self, loss: torch.Tensor, where: str) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f"training loss is {loss.item()} at {where}: the run diverged (optimizer.lr="
+            f"{self.cfg.optimizer.get('lr')}); try a smaller learning rate")
+
+    def _check_later(self, loss: torch.Tensor, where: str) -> None:
+        """On a GPU, this step's loss check is queued (its flag copied to the host behind an
+        event) and the previous step's made: waiting for this step's would leave the GPU idle
+        while the host queues the next one; the previous one is done, or nearly."""
+        finite = torch.isfinite(loss).to("cpu", non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        previous, self.pending = self.pending, (finite, done, loss, where)
+        if previous is not None:
+            self._check(previous)
+
+    def check_pending(self) -> None:
+        """The last queued check (the end of an epoch on a GPU; elsewhere nothing is queued)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self._check(pending)
+
+    def _check(self, pending) -> None:
+        finite, done, loss, where = pending
+        done.synchronize()
+        if not bool(finite):
+            raise self.diverged(loss, where)
 
     def eval_batch_size(self) -> int:
         """data.eval_batch_size, capped on the CPU: past EVAL_ROWS rows (steps x samples) the
@@ -113,14 +178,13 @@ class Runner:
     @torch.no_grad()
     def evaluate(self, xs, ys):
         self.model.eval()
-        total_loss, correct, n = 0.0, 0, len(xs)
-        bs = self.eval_batch_size()
+        n, bs = len(xs), self.eval_batch_size()
+        tally = Tally(self.device)
         for i in range(0, n, bs):
             y = ys[i:i + bs].to(self.device)
             spk, mem = self.forward(xs[i:i + bs])
-            total_loss += float(readout_loss(self.readout, spk, mem, y)) * len(y)
-            correct += int((predict(self.readout, spk, mem) == y).sum())
-        return total_loss / n, correct / n
+            tally.add(readout_loss(self.readout, spk, mem, y), predict(self.readout, spk, mem) == y)
+        return tally.means(n)
 
     def evaluate_spiking(self, xs, ys, macs: List[int]):
         """evaluate, and the spiking statistics of the run (energy.Recorder.stats)."""

@@ -39,10 +39,10 @@ def fast(monkeypatch):
     monkeypatch.setattr(measure, "PEAK_REPEATS", 1)
 
 
-def run(root, out, cases):
+def run(root, out, cases, device="cpu"):
     assert cli.main(["--data-root", str(root), "--cases", cases, "--batches", "1",
                        "--rounds", "1", "--eval-samples", "128", "--no-memory",
-                       "--out", str(out)]) == 0
+                       "--out", str(out), "--device", device]) == 0
     return list(csv.DictReader(open(out)))
 
 
@@ -257,6 +257,10 @@ def test_targets_come_from_the_shipped_yaml():
     assert (cases.MEMORY_CASE.steps, cases.MEMORY_LIMIT_MIB) == \
         (raw["memory"]["timesteps"], raw["memory"]["peak_rss_mib_max"])
     assert cases.TARGETS_FILE.parent == ROOT / "bench"
+    # on a GPU (--device cuda), issue 40's: 10x the tutorial loop on rate25, SpikingJelly's pace
+    assert cases.CUDA_TARGETS == cases.bounds(raw["cuda"]["train"])
+    assert ("rate25", "train_ratio", ">=", 10.0) in cases.CUDA_TARGETS
+    assert cases.CUDA_SJ_TARGET == raw["cuda"]["spikingjelly_train_ratio_min"] >= 1.0
 
 
 def test_bench_stays_out_of_the_installed_package():
@@ -294,3 +298,76 @@ def test_augmentation_case_times_ours_against_its_base_only(tiny_root, tmp_path,
     assert float(row["train_ours"]) > 0 and float(row["train_base"]) > 0
     assert row["train_ref"] == row["train_spikingjelly"] == row["train_ratio_peer"] == ""
     assert 0 < float(row["augment_frac"]) < 1
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:7", "tpu", "nonsense"])
+def test_bench_on_a_device_this_machine_lacks_is_one_line(tmp_path, device):
+    if device.startswith("cuda") and torch.cuda.device_count() > int(device[5:] or 0):
+        pytest.skip(f"this machine has {device}")
+    with pytest.raises(SystemExit) as info:  # before any data is read
+        cli.main(["--data-root", str(tmp_path / "nowhere"), "--quick", "--device", device])
+    message = str(info.value)
+    assert message.startswith(f"error: --device {device}: ") and "\n" not in message
+    assert ("no CUDA device" in message) == device.startswith("cuda")
+
+
+def test_cuda_verdicts_follow_the_cuda_targets(monkeypatch):
+    """On a GPU: targets.yaml's cuda list, and every spiking case's training against
+    SpikingJelly; none of the CPU's."""
+    monkeypatch.setattr(report, "CUDA_TARGETS", [("rate25", "train_ratio", ">=", 10.0)])
+    monkeypatch.setattr(report, "CUDA_SJ_TARGET", 1.0)
+    rows = [{"case": "rate25", "model": "snn", "train_ratio": 12.0, "eval_ratio": 0.5,
+             "train_ratio_spikingjelly": 0.9, "train_ratio_peer": 0.8},
+            {"case": "ann", "model": "ann", "train_ratio": 2.0, "train_ratio_spikingjelly": ""}]
+    assert report.verdicts(rows, [], True, "cuda") == [
+        "target rate25 train_ratio >= 10.0: 12.0 met",
+        "target rate25 train_ratio_spikingjelly >= 1.0: 0.9 MISSED"]
+
+
+@pytest.mark.slow  # torch.compile of the stepped loop: ~15 s on 2 cores
+@pytest.mark.skipif("norse" not in INSTALLED, reason="norse not installed")
+def test_norse_runs_compiled_when_torch_compile_takes_it(tiny_root):
+    """On a GPU Norse's loop is compiled (the bench's default there); here forced on the CPU."""
+    case = cases.Case("mlp", "snn", "rate", 3)
+    p = peers.NorsePeer(case, cases.compose_cfg(case, str(tiny_root)), fake_data(),
+                        INSTALLED["norse"], compiled=True)
+    assert p.mode == "torch.compile" and "forward" in vars(p)  # the compiled loop
+    assert p.train_batch() == cases.BATCH and p.evaluate(20) == 20
+    assert peer("norse", case, tiny_root).mode == "plain"  # on the CPU by default
+
+
+def test_norse_falls_back_to_its_plain_loop_when_compiling_fails(tiny_root, monkeypatch):
+    if "norse" not in INSTALLED:
+        pytest.skip("norse not installed")
+
+    def broken(fn):
+        def run(*a):
+            raise RuntimeError("Inductor\ncannot")
+        return run
+    monkeypatch.setattr(torch, "compile", broken)
+    case = cases.Case("mlp", "snn", "rate", 3)
+    p = peers.NorsePeer(case, cases.compose_cfg(case, str(tiny_root)), fake_data(),
+                        INSTALLED["norse"], compiled=True)
+    assert p.mode == "plain (torch.compile failed: RuntimeError: Inductor cannot)"
+    assert p.train_batch() == cases.BATCH
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_bench_on_cuda_runs_every_side_there(tiny_root, tmp_path, fast, capsys):
+    """--device cuda: every side on the GPU, the CPU-only parts left out with a note, which
+    SpikingJelly implementation and whether Norse compiled said, the cuda targets' verdicts."""
+    rows = run(tiny_root, tmp_path / "gpu.csv", "rate1,csnn_direct2", device="cuda")
+    for r in rows:
+        for side in ("ours", "ref", "tensor", "byo", *INSTALLED):
+            assert float(r[f"train_{side}"]) > 0 and float(r[f"eval_{side}"]) > 0
+        assert r["peak_frac"] == "" and float(r["train_gflops_ours"]) > 0
+    md = (tmp_path / "gpu.md").read_text()
+    assert "fp32 matmul peak" not in md and "the CPU-only parts skipped" in md
+    assert torch.cuda.get_device_name(0) in md.splitlines()[0]
+    if "spikingjelly" in INSTALLED:
+        assert "spikingjelly on cuda: lif: " in md
+        assert "- target rate1 train_ratio_spikingjelly >= " in md
+    if "norse" in INSTALLED:
+        assert "norse on rate1: " in md and "norse on csnn_direct2: " in md
+    assert "eval_ratio >=" not in md  # the CPU's targets

@@ -35,7 +35,7 @@ def test_identity_leaves_out_where_and_how_a_run_ran(make_cfg):
     base = config_sha(resolve(make_cfg()))
     for elsewhere in ("data.root=/elsewhere", "data.download=true", "trainer.threads=2",
                       "trainer.device=cpu", "data.eval_batch_size=7", "trainer.progress=true",
-                      "trainer.checkpoint=false"):
+                      "trainer.checkpoint=false", "trainer.compile=true"):
         assert config_sha(resolve(make_cfg(elsewhere))) == base, elsewhere
     for trained in ("seed=1", "timesteps=5", "neuron.beta=0.9", "optimizer.lr=0.01",
                     "data.train_subset=200", "trainer.epochs=2", "augment=affine",
