@@ -5,6 +5,7 @@
 `--config-dir conf` or `hydra.searchpath=[file://conf]`."""
 import logging
 import os
+import shlex
 import sys
 from typing import Dict, List, Optional, Tuple, Union
 
@@ -15,12 +16,12 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 from .build import LAUNCH_DIR, launch_dir_importable, local_modules
-from .config import register_configs
+from .config import per_job_overrides, register_configs
 from .errors import InputError
 from .callbacks import HYDRA_TARGETS, shown
 from .loggers import Loggers
 from .optuna_trial import reporter_from_hydra, trial_info
-from .train import RunPruned, train_result
+from .train import RunInterrupted, RunPruned, train_result
 
 register_configs()
 log = logging.getLogger("snn_sweep")
@@ -35,6 +36,8 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
     out_dir = hc.runtime.output_dir
     if cfg.trainer.threads is None:
         cfg.trainer.threads = launcher_threads(hc)
+    if requeued(hc):  # submitit requeued this job after a preemption or time-out
+        cfg.trainer.resume = True
     with open_dict(cfg):  # a user's option without a name is called by its file's name
         for group in ("model", "encoder", "neuron", "optimizer"):
             if cfg[group].get("name") is None and hc.runtime.choices.get(group):
@@ -56,6 +59,10 @@ def main(cfg) -> Union[float, Tuple[float, float]]:
         import optuna  # only a TrialReporter prunes, so this is an Optuna sweep
 
         raise optuna.TrialPruned(str(e)) from e
+    except RunInterrupted as e:
+        loggers.finish({"status": "interrupted"})
+        log.warning(f"interrupted ({e}); to resume: {resume_command(hc, multirun)}")
+        sys.exit(128 + e.signum)  # the shell's status for a signal; a sweep stops here too
     except BaseException as e:
         loggers.finish({"status": "failed"})
         if not isinstance(e, CompactHydraException):
@@ -94,6 +101,26 @@ def launch(hc, cfg) -> Dict:
     return {"choices": choices, "overrides": overrides, "swept": swept}
 
 
+def resume_command(hc, multirun: bool) -> str:
+    """The command line that continues this run (a sweep: the whole sweep) from resume.pt."""
+    if multirun:
+        dir_key, out = "hydra.sweep.dir", hc.sweep.dir
+        args = [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
+    else:
+        dir_key, out = "hydra.run.dir", hc.runtime.output_dir
+        args = list(hc.overrides.task)
+    keep = [a for a in args if not a.startswith((dir_key + "=", "trainer.resume="))]
+    return shlex.join(["python", "-m", "snn_sweep", *(["-m"] if multirun else []), *keep,
+                       f"{dir_key}={os.path.abspath(out)}", "trainer.resume=true"])
+
+
+def requeued(hc) -> bool:
+    """A job of the submitit launcher that SLURM requeued (SLURM_RESTART_COUNT > 0): it goes on
+    from its resume.pt, in the same job dir."""
+    target = str(OmegaConf.select(hc, "launcher._target_", default="") or "")
+    return "submitit" in target and int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+
+
 def launcher_threads(hc) -> Optional[int]:
     """torch threads for a job that shares the machine with others: with joblib's n_jobs jobs
     side by side, cores // n_jobs (so jobs x threads <= cores); with submitit, the CPUs the job
@@ -121,6 +148,7 @@ def cli() -> None:
     """The console script `snn-sweep`, the same as `python -m snn_sweep`."""
     launch_dir_importable()
     sys.argv = flags_first(sys.argv)
+    sys.argv = sys.argv[:1] + per_job_overrides(sys.argv[1:])
     main()
 
 

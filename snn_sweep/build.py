@@ -23,7 +23,7 @@ from omegaconf import OmegaConf, open_dict
 from .config import (MODEL_SETTINGS, NEURON_SETTINGS, effective_timesteps, model_settings,
                      neuron_key)
 from .errors import InputError
-from .validate import validate
+from .validate import check_arguments, validate
 
 # The package and the libraries whose classes and functions its configs name.
 TRUSTED = ("snn_sweep", "torch.optim", "torch.nn", "torchvision.datasets", "snntorch",
@@ -102,6 +102,7 @@ def build(cfg, key: str, *args: Any, partial: bool = False, call: bool = True,
                              ) from None
         raise InputError(f"{key}._target_={target!r}: {text}") from None
     except Exception as e:  # the target's own complaint: a wrong argument, a bad value
+        check_arguments(key, target, spec)  # a value of a type its signature does not take
         raise InputError(f"{key} ({target}): {type(e).__name__}: {_reason(e)}") from None
 
 

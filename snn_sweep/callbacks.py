@@ -11,6 +11,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra_plugins.snn_sweep_optuna_sweeper.storage import public_storage
+from hydra_plugins.snn_sweep_optuna_sweeper.study_def import study_name
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,14 @@ def sweep_done(config: Any) -> str:
     command = f"python -m snn_sweep.aggregate {sweep}"
     storage = OmegaConf.select(config, "hydra.sweeper.storage")
     if storage:  # an Optuna study that outlives the sweep: its tables too
-        command += (f" --study {public_storage(storage)} --study-name "
-                    f"{config.hydra.sweeper.study_name}")
+        command += f" --study {public_storage(storage)}"
+        name = study_name(config)  # the study's derived name when none was given
+        if name is not None:
+            command += f" --study-name {name}"
+        # what the study tuned: its trials skip the test set (trainer.test), so no test_acc
+        metric = OmegaConf.select(config, "optimized_metric")
+        if metric:
+            command += f" --metric {metric}"
     return f"Done: one dir per job in {sweep}; tables and plots: {command}"
 
 

@@ -4,14 +4,20 @@
 Neuromorphic Intermediate Representation, `nir`), checked by re-importing it;
 `--study URL [--name STUDY] --out-dir DIR` exports every trial on a study's front, each file
 named by its trial. The graph and its semantics: snn_sweep/nir_graph.py.
+
+`batched(net)`: a graph read back with snnTorch's import_from_nir (or Norse's from_nir) made to
+take a batch [B, C, H, W] (docs/export.md#reading-the-file-back).
 """
 import argparse
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .build import launch_dir_importable
 from .errors import InputError, one_line
 from .nir_graph import describe, metadata_for_nir, need_nir, to_nir
-from .reimport import encoded_slice, verify
+from .reimport import batched, encoded_slice, verify
+
+__all__ = ["batched", "export_run", "load_run", "main"]
 
 
 def load_run(run_dir: str, data_root: Optional[str] = None):
@@ -118,6 +124,8 @@ def table(records: List[Dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """`python -m snn_sweep.export` and the console script `snn-sweep-export`."""
+    launch_dir_importable()  # a run of the user's own network imports it from this folder
     p = argparse.ArgumentParser(prog="python -m snn_sweep.export", description=__doc__.split(
         "\n")[0])
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",

@@ -41,8 +41,8 @@ def v1_sha(cfg, threads: Optional[int]) -> Optional[str]:
     """Version 1's config_sha of cfg (resolved) run on `threads`; None where version 1 could
     not have made this run."""
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items()  # (compile: context, added since)
-                    if k not in ("progress", "resume", "reuse", "compile")}
+    c["trainer"] = {k: v for k, v in c["trainer"].items()  # (compile, test: added since)
+                    if k not in ("progress", "resume", "reuse", "compile", "test")}
     c["trainer"]["threads"] = threads
     for key in ("logger", "trusted_modules"):
         c.pop(key, None)

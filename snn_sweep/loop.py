@@ -22,8 +22,9 @@ from .objectives import direction_for
 from .models import predict
 from .record import IDENTITY_VERSION
 from .rundir import CHECKPOINT, load_resume, save_resume, write_atomic, write_csv
-from .errors import NonFiniteLossError
-from .runner import Runner, Tally, compile_model, keep_freed_memory, resolve_device
+from .errors import InputError, NonFiniteLossError
+from .runner import (Runner, Tally, check_interrupt, compile_model, keep_freed_memory,
+                     resolve_device)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,7 @@ def train_epoch(cfg, runner: Runner, state: TrainingState, data, epoch: int, dev
     bar = tqdm(range(math.ceil(n / bs)), desc=f"epoch {epoch}/{cfg.trainer.epochs}",
                leave=False, disable=not cfg.trainer.progress, unit="batch")
     for b in bar:
+        check_interrupt()  # SIGINT/SIGTERM: stop here, resume.pt holds the last epoch's end
         idx = perm[b * bs:(b + 1) * bs]
         y = data.train_y[idx].to(device)
         loss, spk, mem = runner.train_step(state.opt, state.sched, data.train_x[idx], y,
@@ -147,18 +149,34 @@ def validate(runner: Runner, data, macs: List[int], row: Dict) -> Dict:
     return row
 
 
-def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
-    """Train cfg's model in out_dir, filling result with the selected epoch's metrics and the
-    test set's; raises RunPruned when on_epoch stops it."""
+def wants_test(cfg, result: Dict) -> bool:
+    """trainer.test: null evaluates the test set but in an Optuna trial."""
+    if cfg.trainer.test is not None:
+        return bool(cfg.trainer.test)
+    return result.get("optuna_trial") is None
+
+
+def setup(cfg, augment_gen: Optional[torch.Generator] = None):
+    """(device, data, model, runner, macs) of cfg: the data on the device, the model built
+    after seeding."""
     device = resolve_device(cfg.trainer.device)
     if device.type == "cpu":
         keep_freed_memory()
     data = load_splits(cfg).to(device)
     seed_everything(cfg.seed)
     model = build_model(cfg).to(device)
-    state = TrainingState(model, None, None, cfg.seed)
-    runner = Runner(cfg, model, device, state.augment_gen)
+    runner = Runner(cfg, model, device, augment_gen)
     macs = dense_macs(model, runner.example(data.train_x[:1]))
+    return device, data, model, runner, macs
+
+
+def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> None:
+    """Train cfg's model in out_dir, filling result with the selected epoch's metrics and the
+    test set's; raises RunPruned when on_epoch stops it, RunInterrupted on SIGINT/SIGTERM."""
+    augment_gen = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
+    device, data, model, runner, macs = setup(cfg, augment_gen)
+    state = TrainingState(model, None, None, cfg.seed)
+    state.augment_gen = augment_gen
     if cfg.trainer.compile:  # after dense_macs' one-sample call, which needs no compiling
         left = compile_model(model)
         log.info("trainer.compile: the model compiled by torch.compile%s", f", but for {left} "
@@ -167,12 +185,17 @@ def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> N
     batches = math.ceil(len(data.train_x) / cfg.data.batch_size)
     state.sched = build_scheduler(cfg, state.opt, cfg.trainer.epochs * batches)
     sha = result["config_sha"]
-    if cfg.trainer.resume:
-        state.restore(out_dir, cfg, sha)
+    if not (cfg.trainer.resume and state.restore(out_dir, cfg, sha)):
+        state.save(out_dir, sha)  # an interrupt in epoch 1 leaves a resume.pt too
     log.info("model=%s encoder=%s neuron=%s timesteps=%s on %s: %d train / %d val / %d test, "
              "%d parameters", result["model"], result["encoder"], result["neuron"],
              runner.steps, device, len(data.train_x), len(data.val_x), len(data.test_x),
              n_params(model))
+    if len(state.rows) < cfg.trainer.epochs:  # the kernels compile here, not in epoch 1
+        t0 = time.perf_counter()
+        bs = cfg.data.batch_size
+        runner.warm_up(data.train_x[:bs], data.train_y[:bs])
+        result["warmup_time_s"] = time.perf_counter() - t0
     patience = cfg.trainer.early_stopping_patience
     for epoch in range(len(state.rows) + 1, cfg.trainer.epochs + 1):
         if patience and state.best is not None and epoch - state.best["epoch"] > patience:
@@ -206,32 +229,58 @@ def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> N
 
 
 def test(cfg, runner: Runner, state: TrainingState, data, macs: List[int], result: Dict) -> None:
-    """The test set, once, on the selected epoch's weights; result's final fields."""
+    """The test set, once, on the selected epoch's weights (unless wants_test says skip it);
+    result's final fields."""
     model, rows, best = state.model, state.rows, state.best
     model.load_state_dict(best["model"])
-    t0 = time.perf_counter()
-    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y, macs)
-    eval_time = time.perf_counter() - t0
     result.update(
         status="completed",
         **val_fields(cfg, best["row"]),
         best_epoch=best["epoch"],
-        test_acc=test_acc, test_loss=test_loss,
         epochs=len(rows),
         stopped_early=len(rows) < cfg.trainer.epochs,
         train_time_s=state.train_time,
         train_samples_per_s=len(data.train_x) * len(rows) / state.train_time,
-        eval_samples_per_s=len(data.test_x) / eval_time,
         n_params=n_params(model),
         macs_per_sample=sum(macs),
         ann_energy_pj_per_sample=sum(macs) * PJ_PER_MAC,
     )
-    if runner.steps is not None:
-        result.update(rec.stats(len(data.test_x), runner.steps))
-    else:
+    if runner.steps is None:  # an ANN's energy is its MACs', whatever the data
         result["energy_pj_per_sample"] = result["ann_energy_pj_per_sample"]
-    log.info("test_acc %.4f test_loss %.4f; %s=%.4f", test_acc, test_loss,
-             cfg.optimized_metric, result["objective"])
+    if wants_test(cfg, result):
+        result.update(test_fields(runner, data, macs))
+        log.info("test_acc %.4f test_loss %.4f; %s=%.4f", result["test_acc"],
+                 result["test_loss"], cfg.optimized_metric, result["objective"])
+    else:
+        result["test_skipped"] = True
+        log.info("the test set skipped in an Optuna trial (trainer.test=true evaluates it)")
+
+
+def test_fields(runner: Runner, data, macs: List[int]) -> Dict:
+    """The test set's fields of result.json on the model's present weights: loss, accuracy,
+    speed, and an SNN's spiking statistics."""
+    t0 = time.perf_counter()
+    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y, macs)
+    out = {"test_acc": test_acc, "test_loss": test_loss,
+           "eval_samples_per_s": len(data.test_x) / (time.perf_counter() - t0)}
+    if runner.steps is not None:
+        out.update(rec.stats(len(data.test_x), runner.steps))
+    return out
+
+
+def test_saved(cfg, out_dir: str, sha: str) -> Dict:
+    """The test set's fields for a completed run whose test was skipped, from the resume.pt it
+    kept: the selected weights and the random streams as they were when the test was due (an
+    encoder draws from them), so the numbers are those the run would have recorded."""
+    _, data, model, runner, macs = setup(cfg)
+    state = load_resume(out_dir, cfg, sha)
+    if state is None:
+        raise InputError(f"trainer.test=true: {out_dir} has no resume.pt left to evaluate the "
+                         f"test set from; train the run again with trainer.test=true")
+    model.load_state_dict(state["best"]["model"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    return test_fields(runner, data, macs)
 
 
 def save_checkpoint(out_dir: str, cfg, model) -> None:

@@ -29,7 +29,8 @@ IDENTITY = ("model", "encoder", "neuron", "timesteps", "augment", "optimizer", "
 # Where and how it ran: recorded in result.json's "context" (with host and versions), not hashed.
 CONTEXT = ("data.root", "data.download", "data.eval_batch_size", "trainer.device",
            "trainer.threads", "trainer.progress", "trainer.checkpoint", "trainer.resume",
-           "trainer.reuse", "trainer.compile", "logger", "trusted_modules", "pareto_metric")
+           "trainer.reuse", "trainer.compile", "trainer.test", "logger", "trusted_modules",
+           "pareto_metric")
 
 # result.json's flat fields that say how a run was set up (settings() writes them); every other
 # flat field is a metric or status.

@@ -80,20 +80,22 @@ def import_norse(graph):
                       if not isinstance(n, supported)})
     if missing:
         return None, f"Norse 1.1's from_nir has no {', '.join(missing)}"
-    from norse.torch import from_nir
-    with _quiet():
+    with _quiet():  # importing Norse warns too (its torch.jit.script)
+        from norse.torch import from_nir
         net = from_nir(graph, dt=DT)
     lifs = [m for m in net.modules() if type(m).__name__ == "LIFBoxCell"]
     return (net, lifs[-1]), None
 
 
-def batched(net) -> None:
-    """Let an imported graph take a batch: NIR's shapes exclude the batch dimension, so both
-    importers map Flatten(start_dim=0) to torch.nn.Flatten(0, -1), which would flatten the
-    batch too; shifted by one dimension it flattens each image, as the graph means."""
+def batched(net: torch.nn.Module) -> torch.nn.Module:
+    """Let an imported graph take a batch (net, changed in place): NIR's shapes exclude the
+    batch dimension, so both importers map Flatten(start_dim=0) to torch.nn.Flatten(0, -1),
+    which would flatten the batch too; shifted by one dimension it flattens each image, as the
+    graph means."""
     for m in net.modules():
         if isinstance(m, torch.nn.Flatten) and m.start_dim == 0:
             m.start_dim = 1
+    return net
 
 
 def run_imported(kind: str, imported, seq: torch.Tensor, out_thr: float, chunk: int = 250

@@ -2,8 +2,12 @@
 
 Batches through the augmentation (training only), the encoder and the model, the readout's
 loss and prediction."""
+import copy
 import ctypes
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from functools import partial
 from typing import List, Optional
 
@@ -16,6 +20,48 @@ from .energy import Recorder, outermost
 from .models import predict, readout_loss
 
 EVAL_ROWS = 6400  # evaluation batch cap on the CPU, in (timestep x sample) rows
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; SLURM's preemption and time-out
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM arrived: the run stopped at a batch boundary, resume.pt kept."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+_received: List[int] = []  # the stop signal caught, if any, while `interruptible` is active
+
+
+def check_interrupt() -> None:
+    """At a batch boundary: raise RunInterrupted if a stop signal came since."""
+    if _received:
+        raise RunInterrupted(_received[0])
+
+
+@contextmanager
+def interruptible():
+    """SIGINT and SIGTERM only flag the run (check_interrupt ends it at the next batch): a
+    second one ends the process at once, as it would have. Outside the main thread (where
+    Python delivers signals) nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def flag(signum, frame):
+        if _received:  # impatient: the old way out
+            signal.signal(signum, signal.SIG_DFL if signum != signal.SIGINT
+                          else signal.default_int_handler)
+            signal.raise_signal(signum)
+        _received.append(signum)
+    before = {s: signal.signal(s, flag) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        _received.clear()
 
 
 def keep_freed_memory() -> None:
@@ -139,6 +185,24 @@ class Runner:
             self._check_later(loss.detach(), where)
         return loss, spk, mem
 
+    def warm_up(self, x, y) -> None:
+        """One training step's forward and backward and one evaluation forward on the batch
+        (x, y), on a copy of the model with the random streams put back after: compiles the
+        kernels (Numba JIT, a GPU's) before the first timed epoch and changes nothing the run
+        computes. The augmentation is left out (its generator is the run's)."""
+        model = self.model
+        devices = [self.device] if self.device.type == "cuda" else []
+        try:
+            self.model = copy.deepcopy(model)
+            with torch.random.fork_rng(devices=devices):
+                spk, mem = self.forward(x)
+                readout_loss(self.readout, spk, mem, y.to(self.device)).backward()
+                self.model.eval()
+                with torch.no_grad():
+                    self.forward(x)
+        finally:
+            self.model = model
+
     def diverged(self, loss: torch.Tensor, where: str) -> NonFiniteLossError:
         return NonFiniteLossError(
             f"training loss is {loss.item()} at {where}: the run diverged (optimizer.lr="
@@ -181,6 +245,7 @@ class Runner:
         n, bs = len(xs), self.eval_batch_size()
         tally = Tally(self.device)
         for i in range(0, n, bs):
+            check_interrupt()
             y = ys[i:i + bs].to(self.device)
             spk, mem = self.forward(xs[i:i + bs])
             tally.add(readout_loss(self.readout, spk, mem, y), predict(self.readout, spk, mem) == y)

@@ -8,7 +8,9 @@ built and checked once before any data is read.
 `status: failed` with the reason in result.json and raises, so a sweep sees a failed job. With
 `repeats=K` a job trains K seeds in sub-dirs seed_<seed>/ and its own result.json holds their
 mean, std and per-seed values. An `on_epoch` callback sees every epoch's metrics and may stop the
-run (a pruner): result.json then says `status: pruned` and RunPruned is raised.
+run (a pruner): result.json then says `status: pruned` and RunPruned is raised. SIGINT or
+SIGTERM ends it at the next batch: result.json says `status: interrupted`, resume.pt stays for
+trainer.resume=true, and RunInterrupted is raised.
 """
 import logging
 import os
@@ -23,13 +25,14 @@ from omegaconf import OmegaConf
 from . import __version__
 from .build import resolve
 from .errors import InputError
-from .loop import EpochCallback, RunPruned, fit
+from .loop import EpochCallback, RunPruned, fit, test_saved
 from .record import IDENTITY_VERSION, NOT_AVERAGED, context, identity, now, settings, sha
+from .runner import RunInterrupted, interruptible
 from .rundir import RESULT, copy_trained, find_completed, finish, write_json
 from .validate import validate
 
 log = logging.getLogger(__name__)
-__all__ = ["RunPruned", "train", "train_result"]
+__all__ = ["RunInterrupted", "RunPruned", "train", "train_result"]
 
 
 def train(cfg, out_dir: str, extra: Optional[Dict] = None,
@@ -53,8 +56,14 @@ def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
             write_json(os.path.join(out_dir, RESULT),
                        {"status": "failed", "error": f"InputError: {e}"})
         raise
-    if cfg.repeats == 1:
-        return _train_seed(cfg, out_dir, extra, on_epoch)
+    with interruptible():
+        if cfg.repeats == 1:
+            return _train_seed(cfg, out_dir, extra, on_epoch)
+        return _train_seeds(cfg, out_dir, extra, on_epoch)
+
+
+def _train_seeds(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[EpochCallback]
+                 ) -> Dict:
     os.makedirs(out_dir, exist_ok=True)
     seeds = [cfg.seed + i for i in range(cfg.repeats)]
     result: Dict = {**record(cfg, extra), "repeats": cfg.repeats, "seeds": seeds,
@@ -70,8 +79,7 @@ def train_result(cfg, out_dir: str, extra: Optional[Dict] = None,
                 lambda epoch, row, offset=offset: on_epoch(offset + epoch, row))
             runs.append(_train_seed(seed_cfg, os.path.join(out_dir, f"seed_{seed}"), extra, step))
     except BaseException as e:
-        result.update(status="pruned" if isinstance(e, RunPruned) else "failed",
-                      error=f"seed {seeds[len(runs)]}: {type(e).__name__}: {e}")
+        result.update(status=ending(e), error=f"seed {seeds[len(runs)]}: {type(e).__name__}: {e}")
         write_json(os.path.join(out_dir, RESULT), ended(result))
         raise
     result.update(status="completed", **seed_statistics(runs))
@@ -86,6 +94,11 @@ def record(cfg, extra: Optional[Dict]) -> Dict:
             "identity_version": IDENTITY_VERSION, "config_sha": sha(ident),
             "snn_sweep_version": __version__, "identity": ident, "context": context(cfg),
             "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}
+
+
+def ending(e: BaseException) -> str:
+    """result.json's status for a run that raised e."""
+    return {RunPruned: "pruned", RunInterrupted: "interrupted"}.get(type(e), "failed")
 
 
 def ended(result: Dict) -> Dict:
@@ -111,7 +124,7 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
     result = record(cfg, extra)
     found = find_completed(cfg, out_dir, result["config_sha"])
     if found is not None:
-        return _found(found, out_dir, result)
+        return _found(cfg, found, out_dir, result)
     result_path = os.path.join(out_dir, RESULT)
     write_json(result_path, result)
     snn.SpikingNeuron.instances.clear()  # snnTorch's global neuron registry outlives runs
@@ -121,22 +134,37 @@ def _train_seed(cfg, out_dir: str, extra: Optional[Dict], on_epoch: Optional[Epo
         result["status"] = "pruned"
         finish(out_dir, ended(result))
         raise
-    except BaseException as e:  # resume.pt stays: trainer.resume=true goes on from it
+    except RunInterrupted as e:  # resume.pt stays: trainer.resume=true goes on from it
+        result.update(status="interrupted", error=str(e))
+        write_json(result_path, ended(result))
+        raise
+    except BaseException as e:  # resume.pt stays here too
         result.update(status="failed", error=f"{type(e).__name__}: {e}",
                       traceback=traceback.format_exc(limit=5))
         write_json(result_path, ended(result))
         raise
     finally:
         snn.SpikingNeuron.instances.clear()
-    finish(out_dir, ended(result))
+    if result.get("test_skipped"):  # resume.pt stays: the test set evaluated later from it
+        write_json(result_path, ended(result))
+    else:
+        finish(out_dir, ended(result))
     return result
 
 
-def _found(found, out_dir: str, result: Dict) -> Dict:
+def _found(cfg, found, out_dir: str, result: Dict) -> Dict:
     """What a completed run of the same config found by find_completed makes of this one:
     itself, relaunched (its result returned); a sibling job of the sweep (this one recorded as
-    its duplicate); a run under trainer.reuse (its files copied here)."""
+    its duplicate); a run under trainer.reuse (its files copied here). Itself with its test set
+    skipped (an Optuna trial's) and trainer.test=true: the test set evaluated now."""
     where, path, done = found
+    if where == "self" and done.get("test_skipped") and cfg.trainer.test:
+        log.info("%s: evaluating the test set the run skipped, on its checkpoint.pt", out_dir)
+        done = {k: v for k, v in done.items() if k != "test_skipped"}
+        done.update(test_saved(cfg, out_dir, result["config_sha"]))
+        snn.SpikingNeuron.instances.clear()
+        finish(out_dir, done)
+        return done
     if where == "self":  # a relaunched sweep finishes only what is missing
         log.info("%s already holds a completed run of this config: not training it again",
                  out_dir)

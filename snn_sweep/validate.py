@@ -1,5 +1,9 @@
 """The value checks a config's types cannot express, each a one-line InputError naming the key and what is allowed."""
+import inspect
 import os
+import types
+import typing
+from typing import Any, Dict
 
 from omegaconf import OmegaConf
 
@@ -134,3 +138,48 @@ def _validate_neuron(cfg, key: str) -> None:
     if target == "snntorch.Alpha" and {"alpha", "beta"} <= number:
         check(neuron.alpha > neuron.beta, f"{key}.alpha", neuron.alpha,
                f"snntorch.Alpha needs alpha > {key}.beta ({neuron.beta})")
+
+
+SIMPLE = (int, float, bool, str)
+
+
+def _takes(param: inspect.Parameter, hint: Any) -> tuple:
+    """The simple types (and None) a constructor's parameter takes, by its type hint, else by
+    its default's type; () where it cannot say."""
+    if hint is inspect.Parameter.empty or isinstance(hint, str):  # none, or not resolvable
+        return (type(param.default),) if type(param.default) in SIMPLE else ()
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    args = typing.get_args(hint) if union else (hint,)
+    return args if all(a in SIMPLE or a is type(None) for a in args) else ()
+
+
+def _fits(value: Any, takes: tuple) -> bool:
+    if isinstance(value, bool):
+        return bool in takes
+    if isinstance(value, int):
+        return int in takes or float in takes  # an int is fine where a float is asked
+    return any(isinstance(value, t) for t in takes)
+
+
+def check_arguments(key: str, target: Any, spec: Dict[str, Any]) -> None:
+    """After target (a dotted path) failed to build from spec: the first argument whose value
+    is not of the type its signature takes, as one InputError line (key, value, the type)."""
+    from hydra.utils import get_object
+
+    try:
+        made = get_object(str(target))
+        params = inspect.signature(made).parameters
+    except Exception:  # not importable, no signature: the caller's own line says why
+        return
+    try:  # postponed (string) annotations resolved
+        hints = typing.get_type_hints(made.__init__ if inspect.isclass(made) else made)
+    except Exception:
+        hints = {}
+    for name, value in spec.items():
+        if name not in params or isinstance(value, (dict, list)):
+            continue
+        takes = _takes(params[name], hints.get(name, params[name].annotation))
+        if takes and not _fits(value, takes):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in takes)
+            a = "an" if names[0] in "aeiou" else "a"
+            check(False, f"{key}.{name}", value, f"{a} {names} ({target}'s argument {name})")

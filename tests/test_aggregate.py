@@ -62,6 +62,8 @@ def write_job(job: Path, timesteps: Optional[int], seed: int, result, metrics: L
            "repeats": repeats, "data": {"root": "/data", "train_subset": 100}}
     if isinstance(result, dict) and "dropout" in result:
         cfg["model"]["dropout"] = result["dropout"]
+    if isinstance(result, dict) and "beta" in result:
+        cfg["neuron"]["beta"] = result["beta"]
     choices = {"model": model, "encoder": encoder, "experiment": None, **(groups or {}),
                "hydra/launcher": "basic", "schema/model@model": "model"}
     cfg.update({g: {"name": option} for g, option in (groups or {}).items()})
@@ -851,9 +853,9 @@ def test_study_wall_time_leaves_out_pauses_and_counts_overlaps_once():
 
 
 def test_lines_choose_what_splits_the_learning_curves(tmp_path, capsys):
-    """By default a line per model (and encoder, timesteps where they vary): runs that differ
-    only in augment are averaged; --lines model,augment gives each option its own line; a key
-    that is no setting of the runs is refused in one line."""
+    """By default a line per combination of the settings that vary (model and augment here);
+    --lines model picks what splits them, the others averaged; a key that is no setting of the
+    runs is refused in one line."""
     from snn_sweep.aggregate.plots import curve_lines
     sweep = tmp_path / "sweep"
     for i, aug in enumerate(("none", "affine_mild", "none", "affine_mild")):
@@ -861,10 +863,52 @@ def test_lines_choose_what_splits_the_learning_curves(tmp_path, capsys):
                   model="ann" if i < 2 else "snn", groups={"augment": aug})
     main([str(sweep), "--out", str(tmp_path / "a"), "--lines", "model,augment"])
     curves = pd.read_csv(tmp_path / "a" / "curves.csv")
-    assert sorted(set(curve_lines(curves))) == ["ann", "snn"]
-    assert sorted(set(curve_lines(curves, ["model", "augment"]))) == [
-        "ann / affine_mild", "ann / none", "snn / affine_mild", "snn / none"]
+    assert sorted(set(curve_lines(curves, ["model"]))) == ["model=ann", "model=snn"]
+    assert sorted(set(curve_lines(curves))) == [
+        "model=ann, augment=affine_mild", "model=ann, augment=none",
+        "model=snn, augment=affine_mild", "model=snn, augment=none"]
     assert (tmp_path / "a" / "learning_curves.png").stat().st_size > 1000
     with pytest.raises(SystemExit, match=r"^error: --lines augmnt: not a setting of these "
                                          r"runs; their settings: .*augment"):
         main([str(sweep), "--out", str(tmp_path / "b"), "--lines", "model,augmnt"])
+
+
+def test_plots_split_lines_by_every_swept_setting(tmp_path):
+    """Accuracy against timesteps, the learning curves and accuracy against energy draw a line
+    (point) per combination of the swept settings, seeds pooled, labelled key=value: beta 0.5
+    and 0.9 are not averaged into one line per encoder."""
+    from snn_sweep.aggregate.plots import curves_figure, energy_figure, timesteps_figure
+    sweep, i, acc = tmp_path / "sweep", 0, {}
+    for encoder in ("rate", "direct"):
+        for beta in (0.5, 0.9):
+            for t in (5, 10):
+                for seed in (0, 1):
+                    a = acc[encoder, beta, t, seed] = 0.5 + beta / 4 + t / 100 + seed / 1000
+                    write_job(sweep / str(i), t, seed,
+                              {**done(a, a), "beta": beta, "energy_pj_per_sample": 10.0 * t},
+                              curve(2, a), encoder=encoder)
+                    i += 1
+    runs = agg.load([sweep])
+    assert set(runs.keys) == {"encoder", "timesteps", "beta"}
+    ax = timesteps_figure(runs.results, "test_acc", runs.keys).axes[0]
+    lines = {c.get_label(): list(c.lines[0].get_ydata()) for c in ax.containers}
+    assert lines == {
+        f"encoder={e}, beta={b}": [pytest.approx((acc[e, b, t, 0] + acc[e, b, t, 1]) / 2)
+                                   for t in (5, 10)]
+        for e in ("direct", "rate") for b in (0.5, 0.9)}
+    curves = curves_figure(runs.curves).axes[1].get_legend_handles_labels()[1]
+    assert sorted(curves) == sorted(f"encoder={e}, timesteps={t}, beta={b} {split}"
+                                    for e in ("rate", "direct") for t in (5, 10)
+                                    for b in (0.5, 0.9) for split in ("train", "val"))
+    summary = agg.summarize(runs.results, runs.keys, ["test_acc", "energy_pj_per_sample"])
+    points = energy_figure(summary, runs.keys, "test_acc").axes[0].get_legend_handles_labels()[1]
+    assert len(points) == 8 and "encoder=rate, timesteps=5, beta=0.9" in points
+
+
+def test_legend_names_shorten_keys_unless_two_share_a_name():
+    from snn_sweep.aggregate.plots import legend_names
+    assert legend_names(["model.num_hidden", "encoder", "data.train_subset"]) == {
+        "model.num_hidden": "num_hidden", "encoder": "encoder",
+        "data.train_subset": "train_subset"}
+    assert legend_names(["model.beta", "neuron.beta", "timesteps"]) == {
+        "model.beta": "model.beta", "neuron.beta": "neuron.beta", "timesteps": "timesteps"}

@@ -139,3 +139,22 @@ def test_compile_on_cuda_trains_a_users_network_to_the_same_metrics(make_cfg, tm
         tmp_path)
     assert compiled[2] > 0
     same_metrics_within_float_tolerance(plain, compiled, tol=0.03)
+
+
+@pytest.mark.parametrize("overrides", [("model=snn", "encoder=rate", "model.dropout=0.2"),
+                                       ("model=csnn_bn", "encoder=direct")])
+def test_the_warm_up_changes_neither_weights_nor_random_streams(make_cfg, tmp_path, overrides):
+    """The kernels compile in a warm-up step before epoch 1 (result.json's warmup_time_s, not
+    epoch_time_s), on a copy of the model with torch's random stream put back: dropout, the rate
+    encoder and BatchNorm's running statistics leave the run as it was."""
+    from snn_sweep.build import resolve
+    from snn_sweep.loop import setup
+    cfg = resolve(make_cfg(*overrides))
+    _, data, model, runner, _ = setup(cfg)
+    before, rng = {k: v.clone() for k, v in model.state_dict().items()}, torch.get_rng_state()
+    runner.warm_up(data.train_x[:50], data.train_y[:50])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.training and all(p.grad is None for p in model.parameters())
+    res, _ = run(make_cfg, tmp_path, *overrides, "trainer.epochs=1")
+    assert res["warmup_time_s"] > 0

@@ -1,10 +1,13 @@
 """The NIR export (snn_sweep/export.py): a trained run's graph re-imported by snnTorch and Norse
 computes what the run computes (output spikes per step, predicted class), and every setting
 NIR cannot express is refused in one line."""
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +24,22 @@ from snn_sweep.errors import InputError  # noqa: E402
 from snn_sweep.train import train  # noqa: E402
 
 EXPORTABLE = ("neuron.reset_mechanism=zero", "model.readout=rate_ce", "timesteps=8")
+ROOT = Path(__file__).resolve().parents[1]
+# A user's conv SNN written with snn_sweep.nn, in a folder of its own (the user's project).
+USER_NET = """import snntorch as snn
+from torch import nn
+
+from snn_sweep import nn as fast
+
+
+class Net(fast.Sequential):
+    def __init__(self, reset: str = "zero", pool: str = "sum"):
+        super().__init__(
+            fast.ConvPool(nn.Conv2d(1, 4, 5), pool=pool),
+            fast.Neurons(snn.Leaky(beta=0.9, threshold=0.5, reset_mechanism=reset)),
+            fast.Linear(nn.Linear(4 * 12 * 12, 10)),
+            fast.Neurons(snn.Leaky(beta=0.9, threshold=0.5, reset_mechanism=reset)))
+"""
 
 
 def make_run(make_cfg, path, *overrides, trained=True):
@@ -70,6 +89,22 @@ def test_mlp_export_reimports_to_the_same_spikes_and_classes(make_cfg, tmp_path)
     out.v_threshold = out.v_threshold * 1.1
     wrong = export.verify(cfg, model, bad, seq, y)
     assert wrong["snntorch"]["spikes_equal"] < 1.0 and wrong["norse"]["spikes_equal"] < 1.0
+
+    # docs/export.md's snippet reads the file back with snnTorch and steps it through a batch:
+    # our spikes, with export.batched; without it, the importer's Flatten fails on the batch.
+    snippet = reading_back_snippet().replace("RUN_DIR", run)
+    scope = {"seq": seq}
+    exec(snippet, scope)
+    with torch.no_grad():
+        assert torch.equal(scope["spikes"], model(seq)[0])
+    with pytest.raises(RuntimeError, match="mat1 and mat2 shapes cannot be multiplied"):
+        exec(snippet.replace("batched(import_from_nir", "(import_from_nir"), {"seq": seq})
+
+
+def reading_back_snippet() -> str:
+    """The Python block of docs/export.md's "Reading the file back"."""
+    text = (ROOT / "docs" / "export.md").read_text().split("## Reading the file back", 1)[1]
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
 
 
 @pytest.mark.parametrize("model, pool, hidden", [
@@ -143,3 +178,87 @@ def test_study_front_exported_one_file_per_trial(make_cfg, tmp_path):
     assert json.load(open(out / "pareto_trial_2.json"))["run_dir"] == runs[2]
     with pytest.raises(SystemExit, match="no study named 'nope'"):
         export.main(["--study", url, "--name", "nope", "--out-dir", str(out)])
+
+
+def users_module(folder: Path, name: str):
+    """The user's module from their folder, imported without touching sys.path."""
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def user_run(make_cfg, folder: Path, run: str, target: str, **args) -> str:
+    """A run dir of a user's model (`target` in folder): .hydra/config.yaml and its initial
+    weights, as a run made before checkpoints carried their model."""
+    cfg = OmegaConf.to_container(make_cfg("model=snn", *EXPORTABLE))
+    cfg["model"] = {"_target_": target, **args}
+    path = folder / run
+    os.makedirs(path / ".hydra")
+    OmegaConf.save(OmegaConf.create(cfg), path / ".hydra" / "config.yaml")
+    module, name = target.rsplit(".", 1)
+    torch.save(getattr(users_module(folder, module), name)(**args).state_dict(),
+               path / "checkpoint.pt")
+    return run
+
+
+def test_console_script_exports_the_users_network_from_its_folder(make_cfg, tmp_path):
+    """snn-sweep-export, run from the user's folder, imports their module as
+    `python -m snn_sweep.export` does; the refusal of their net names what they can change in
+    their code, not a config key that never reaches it."""
+    script = Path(sys.executable).with_name("snn-sweep-export")
+    if not script.exists():
+        pytest.skip("the console script is not installed (pip install -e .)")
+    (tmp_path / "mynet.py").write_text(USER_NET)
+    shutil.copy(ROOT / "examples" / "byo" / "fast_net.py", tmp_path)
+    good = user_run(make_cfg, tmp_path, "good", "mynet.Net")
+    fast = user_run(make_cfg, tmp_path, "fast", "fast_net.FastNet", num_hidden=16)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    p = subprocess.run([str(script), good, fast, "--images", "20"], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert (tmp_path / "good" / "model.nir").is_file(), p.stderr[-2000:]
+    record = json.loads((tmp_path / "good" / "export.json").read_text())
+    assert record["agreement"]["snntorch"]["spikes_equal"] == 1.0
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1, p.stderr[-2000:]
+    assert lines[0].startswith("error: model.layers.1.") and "reset_mechanism='subtract'" in \
+        lines[0] and lines[0].endswith("train with reset_mechanism='zero' on its snn.Leaky "
+                                       "layers"), lines[0]
+    assert not (tmp_path / "fast" / "model.nir").exists()
+
+
+def plain_tutorial6():
+    """snnTorch tutorial 6's conv SNN as written there: max pooling, stepped snn.Leaky."""
+    import snntorch as snn
+    from torch import nn
+    return nn.Sequential(nn.Conv2d(1, 12, 5), nn.MaxPool2d(2), snn.Leaky(0.5, init_hidden=True),
+                         nn.Conv2d(12, 64, 5), nn.MaxPool2d(2), snn.Leaky(0.5, init_hidden=True),
+                         nn.Flatten(), nn.Linear(64 * 4 * 4, 10),
+                         snn.Leaky(0.5, init_hidden=True, output=True))
+
+
+@pytest.mark.parametrize("net, model, message", [
+    (dict(reset="subtract"), {}, "model.layers.1.neurons.neuron (snn.Leaky reset_mechanism="
+     "'subtract'): NIR's LIF resets to v_reset (subtract and none are not expressible); train "
+     "with reset_mechanism='zero' on its snn.Leaky layers"),
+    (dict(pool="max"), {}, "model.layers.0 (ConvPool pool='max'): NIR has no max pooling; "
+     "build it as snn_sweep.nn.ConvPool(conv, pool='sum') (or pool='avg')"),
+    (None, {}, "NIR has no max pooling: pool with snn_sweep.nn.ConvPool(conv, pool='sum')"),
+    # a user's model built from the neuron group's node: that key reaches it
+    (dict(reset="subtract"), {"neuron": "${neuron}"}, "neuron.reset_mechanism=subtract: NIR's "
+     "LIF resets to v_reset (subtract and none are not expressible); train with "
+     "neuron.reset_mechanism=zero"),
+    (dict(reset="subtract"), {"neuron": {"_target_": "snntorch.Leaky", "beta": 0.5}},
+     "model.neuron.reset_mechanism=subtract:"),
+])
+def test_refusals_of_a_users_network_name_what_they_can_change(tmp_path, net, model, message):
+    (tmp_path / "mynet.py").write_text(USER_NET)
+    built = plain_tutorial6() if net is None else users_module(tmp_path, "mynet").Net(**net)
+    cfg = OmegaConf.create({"model": {"_target_": "mynet.Net", **model},
+                            "neuron": {"_target_": "snntorch.Leaky", "beta": 0.9},
+                            "data": {"shape": [1, 28, 28]}})
+    with pytest.raises(InputError) as e:
+        nir_graph.to_nir(cfg, built)
+    assert message in str(e.value) and "\n" not in str(e.value)
+    if not model:  # no config key reaches a network the user wrote
+        assert "neuron.reset_mechanism" not in str(e.value) and "model.pool" not in str(e.value)

@@ -3,8 +3,10 @@ the CUDA packages, macOS arm64 and Windows x64 without them (they carry torch's 
 platform_system == "Linux"). pip cannot check this from Linux: `pip install --dry-run
 --platform ...` still evaluates environment markers for the machine it runs on, so it asks for
 torch's Linux-only CUDA packages on macOS too. uv's --python-platform evaluates them for the
-target. Needs the package index; skipped where it cannot be reached."""
+target. Needs the package index; skipped where it cannot be reached. And the CPU-only install
+of docs/install.md follows the lock."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import pytest
 
 pytestmark = pytest.mark.slow  # the package index: make test runs it, pytest alone does not
 
-LOCK = Path(__file__).resolve().parents[1] / "requirements.txt"
+ROOT = Path(__file__).resolve().parents[1]
+LOCK = ROOT / "requirements.txt"
 OFFLINE = ("error sending request", "dns error", "Failed to fetch", "Could not connect",
            "Network is unreachable", "timed out")
 
@@ -41,3 +44,23 @@ def test_lock_resolves_on(platform, cuda, tmp_path):
     assert {"torch", "torchvision", "snntorch", "numba", "optuna", "hydra-core"} <= would
     assert any(p.startswith("nvidia-") for p in would) == cuda
     assert ("triton" in would) == cuda
+
+
+def test_cpu_only_install_is_the_lock_less_its_cuda_packages():
+    """docs/install.md#cpu-only: torch and torchvision from PyTorch's CPU index at the lock's
+    versions, then the lock through its grep, which drops exactly the lock's Linux-only lines
+    (torch's CUDA stack: nvidia-*, cuda-*, triton) and keeps every other."""
+    text = (ROOT / "docs" / "install.md").read_text().split("\n## CPU only\n", 1)[1]
+    recipe = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = [ln for ln in LOCK.read_text().splitlines() if ln and not ln.startswith("#")]
+    pins = dict(ln.split("==", 1) for ln in lines if ln.startswith(("torch==", "torchvision==")))
+    assert (f"pip install torch=={pins['torch']} torchvision=={pins['torchvision']} "
+            f"--index-url https://download.pytorch.org/whl/cpu") in recipe
+    [grep] = re.findall(r"<\((grep .*? requirements\.txt)\)", recipe)
+    kept = subprocess.run(["bash", "-c", grep], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    dropped = [ln for ln in lines if ln not in kept]
+    linux_only = [ln for ln in lines if "sys_platform == 'linux'" in ln]
+    assert dropped == linux_only and dropped
+    assert all(ln.startswith(("nvidia-", "cuda-", "triton==")) for ln in dropped)
+    assert {f"torch=={pins['torch']}", f"torchvision=={pins['torchvision']}"} <= set(kept)

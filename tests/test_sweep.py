@@ -105,6 +105,57 @@ def test_optuna_study_continues(data_root, tmp_path, capsys):
     assert (out / "optuna_history.png").stat().st_size > 1000
 
 
+def test_byo_study_without_a_name_continues_and_refuses_another_budget(data_root, tmp_path,
+                                                                       monkeypatch):
+    """hydra/sweeper=optuna_trials with no study_name (the README's bring-your-own study): the
+    same command twice fills one study with a derived name; the printed aggregate command runs;
+    another budget or search space for that study is refused in one line naming both."""
+    user = tmp_path / "my_project"
+    shutil.copytree(ROOT / "examples" / "byo", user)
+    db = user / "study.db"
+    base = ["--config-dir", "conf", "-m", "hydra/sweeper=optuna_trials", "model=tutorial5",
+            "encoder=rate", "timesteps=3", *[o for o in tiny(data_root) if "hidden" not in o],
+            "model.num_hidden=int(interval(8, 48))", "hydra.sweeper.n_trials=2",
+            "trainer.epochs=1", f"hydra.sweeper.storage=sqlite:///{db}"]
+
+    def launch(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+        r = subprocess.run([sys.executable, "-m", "snn_sweep", *base, *args], cwd=user,
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0 or not check, r.stderr[-3000:]
+        return r
+    printed = [launch(f"hydra.sweep.dir=multirun/s{i}") for i in (1, 2)]
+    names = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{db}")]
+    assert len(names) == 1 and names[0].startswith("rate-tutorial5-num_hidden-"), names
+    held = optuna.load_study(study_name=names[0], storage=f"sqlite:///{db}")
+    assert len(held.trials) == 4 and held.user_attrs["study_definition"]["trainer.epochs"] == "1"
+    assert not {"data.root", "trainer.threads"} & set(held.user_attrs["study_definition"])
+    command = (printed[1].stdout + printed[1].stderr).split("tables and plots: python -m snn_sweep.aggregate ")[1]
+    assert f"--study-name {names[0]}" in command
+    monkeypatch.chdir(user)
+    aggregate(command.splitlines()[0].split())  # the printed command, as printed
+    assert sorted(pd.read_csv(user / "multirun" / "s2" / "results.csv")["optuna_trial"]) == [2, 3]
+    for change, held_text, asked in (
+            (["trainer.epochs=2"], "trainer.epochs=1", "trainer.epochs=2"),
+            (["model.num_hidden=int(interval(8, 64))"], "high=48", "high=64")):
+        r = launch(f"hydra.sweeper.study_name={names[0]}", *change, check=False)
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        line = [x for x in r.stderr.splitlines() if "holds trials of" in x]
+        assert len(line) == 1 and held_text in line[0] and asked in line[0], r.stderr[-2000:]
+    assert len(optuna.load_study(study_name=names[0], storage=f"sqlite:///{db}").trials) == 4
+    launch(f"hydra.sweeper.study_name={names[0]}", "trainer.epochs=2",
+           "hydra.sweeper.allow_changes=true", "hydra.sweeper.n_trials=1")
+    assert len(optuna.load_study(study_name=names[0], storage=f"sqlite:///{db}").trials) == 5
+
+
+def test_a_preset_study_refuses_another_budget(data_root, tmp_path):
+    db, out = tmp_path / "s.db", tmp_path / "sweep"
+    sweep(*optuna_args(data_root, db, out, 1))
+    r = sweep(*optuna_args(data_root, db, out, 1, "data.train_subset=500"), check=False)
+    assert r.returncode != 0 and "study 't' holds trials of data.train_subset unset; this " \
+        "launch asks data.train_subset=500" in r.stderr, r.stderr[-2000:]
+
+
 def test_failing_trials_do_not_stop_the_study(data_root, tmp_path, capsys):
     db, out = tmp_path / "s.db", tmp_path / "sweep"
     # Adam at lr=1e30 makes the ANN's loss NaN in its second batch; the seeded sampler
@@ -446,6 +497,7 @@ def test_a_killed_sweep_leaves_no_running_trial(data_root, tmp_path):
     assert [t.state.name for t in study(tmp_path / "s.db", "k").trials] == ["RUNNING"]
     time.sleep(4)  # past the grace period: nobody beats for trial 0 any more
     sweep(*args, "hydra.sweeper.n_trials=2", "hydra.sweeper.retry_failed_trials=1",
+          "hydra.sweeper.allow_changes=true",  # trainer.epochs back to the default
           f"hydra.sweep.dir={tmp_path / 'second'}")
     trials = study(tmp_path / "s.db", "k").trials
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
@@ -474,7 +526,8 @@ def test_heartbeats_keep_a_long_trial_alive(data_root, tmp_path):
             assert long.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         time.sleep(3)  # the long trial has run past the grace period
-        sweep(*args, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'b'}")
+        sweep(*args, "hydra.sweeper.n_trials=2", "hydra.sweeper.allow_changes=true",  # epochs
+              f"hydra.sweep.dir={tmp_path / 'b'}")
         assert long.poll() is None  # still training while the other worker asked twice
         states = [t.state.name for t in study(tmp_path / "s.db", "snn_optuna").trials]
         assert states == ["RUNNING", "COMPLETE", "COMPLETE"]
@@ -589,12 +642,12 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_end(data_root, tmp_path):
                             f"hydra.run.dir={tmp_path / 'cut'}"], cwd=ROOT, env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while not (tmp_path / "cut" / "resume.pt").exists():
+    while not (tmp_path / "cut" / "metrics.csv").exists():  # epoch 1 saved
         assert run.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     run.send_signal(signal.SIGKILL)
     run.wait()
-    if (tmp_path / "cut" / "result.json").exists():
+    if json.loads((tmp_path / "cut" / "result.json").read_text())["status"] == "completed":
         pytest.skip("the run finished before the kill landed")  # a very fast machine
     sweep(*args, "trainer.resume=true", f"hydra.run.dir={tmp_path / 'cut'}")
     whole, cut = (json.loads((tmp_path / d / "result.json").read_text()) for d in ("whole", "cut"))

@@ -5,16 +5,21 @@ resume hint, and a failed download that leaves nothing behind."""
 import functools
 import logging
 import os
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 import torchvision
 from omegaconf import OmegaConf
 
+from hydra_plugins.snn_sweep_optuna_sweeper.study_def import study_name
 from snn_sweep import data
 from snn_sweep.callbacks import SweepDone, sweep_done
 from snn_sweep.errors import InputError
 from snn_sweep.train import train
-from test_sweep import results, sweep, tiny
+from test_sweep import ROOT, results, sweep, tiny
 
 
 def error_lines(r):
@@ -36,6 +41,24 @@ def test_a_bad_job_in_a_grid_refuses_the_sweep_before_any_job_trains(data_root, 
     [line] = error_lines(r)
     assert line.startswith(expected) and line.endswith("; no job of this batch was run"), line
     assert sorted(os.listdir(out)) == ["multirun.yaml"]  # nothing trained
+
+
+@pytest.mark.slow
+def test_a_wrong_type_for_a_users_model_argument_refuses_the_grid(data_root, tmp_path):
+    """`-m model.beta=0.9,abc` over the user's tutorial net (examples/byo): one line naming
+    the key, the value and the type its constructor takes, before any job trains."""
+    user, out = tmp_path / "my_project", tmp_path / "sweep"
+    shutil.copytree(ROOT / "examples" / "byo", user)
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run([sys.executable, "-m", "snn_sweep", "--config-dir", "conf",
+                        "model=tutorial5", "-m", "model.beta=0.9,abc", "timesteps=2",
+                        *[o for o in tiny(data_root) if "hidden" not in o],
+                        f"hydra.sweep.dir={out}"], cwd=user, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert error_lines(r) == ["job 1 (model.beta=abc): model.beta='abc' is not allowed: a float "
+                              "(tutorial_net.Net's argument beta); no job of this batch was run"]
+    assert sorted(os.listdir(out)) == ["multirun.yaml"]
 
 
 @pytest.mark.slow
@@ -83,6 +106,8 @@ def test_a_study_sweep_names_its_storage_in_the_aggregate_command():
     assert sweep_done(config) == (
         "Done: one dir per job in multirun/x; tables and plots: python -m snn_sweep.aggregate "
         "multirun/x --study postgresql://u:***@h/db --study-name s")
+    config.optimized_metric = "val_loss"  # a study's trials skip the test set: its metric
+    assert sweep_done(config).endswith("--study-name s --metric val_loss")
 
 
 def test_a_sweep_that_fails_does_not_end_with_the_done_line(caplog):
@@ -123,3 +148,22 @@ def test_a_failed_download_leaves_nothing_behind(tmp_path, existing):
     with pytest.raises(InputError, match="could not download OfflineMNIST"):
         data._read(functools.partial(OfflineMNIST), str(root), True, True)
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_study_without_a_name_is_named_by_what_defines_it():
+    """The name a sweep derives (and prints in its aggregate command): the same for the same
+    command in any order and for keys that do not define the study, another for another
+    budget; never None."""
+    def name(*task: str, params=None) -> str:
+        config = OmegaConf.create({"hydra": {"overrides": {"task": list(task)}, "sweeper": {
+            "study_name": None, "params": params, "not_in_study": ["data.root"]}}})
+        return study_name(config)
+
+    first = name("model=tutorial5", "model.num_hidden=int(interval(8, 48))", "trainer.epochs=1")
+    assert re.fullmatch(r"tutorial5-num_hidden-[0-9a-f]{8}", first)
+    assert name("trainer.epochs=1", "data.root=/elsewhere", "model=tutorial5",
+                "model.num_hidden=int(interval(8,48))") == first
+    assert name("model=tutorial5", "trainer.epochs=1",
+                params={"model.num_hidden": "int(interval(8, 48))"}) == first
+    assert name("model=tutorial5", "model.num_hidden=int(interval(8, 48))",
+                "trainer.epochs=2") != first

@@ -30,7 +30,7 @@ GRID = ["hydra/sweeper/sampler=grid", "x=range(0,4)", "y=choice(0,1)"]  # 8 poin
 # What ours adds to upstream's settings (pruning, heartbeats, max_trials, the objectives check);
 # the rest must be upstream's.
 OURS_ONLY = {"pruner", "heartbeat_interval", "grace_period", "retry_failed_trials", "max_trials",
-             "objectives"}
+             "objectives", "allow_changes", "not_in_study"}
 
 
 @dataclass
@@ -153,7 +153,8 @@ def test_a_continued_grid_runs_only_the_points_left(sweeps):
     assert first.rc == 0 and first.states() == ["COMPLETE"] * 5
     # every job fails now, the last one too: its tell is where GridSampler stops the study
     rest = sweeps.ours(*GRID, "hydra.sweeper.n_trials=10", "hydra.sweeper.n_jobs=3",
-                       "fail_x=[0,1,2,3]", "hydra.sweeper.max_failure_rate=1.0")
+                       "fail_x=[0,1,2,3]", "hydra.sweeper.max_failure_rate=1.0",
+                       "hydra.sweeper.allow_changes=true")  # fail_x: not the study's first task
     assert rest.rc == 0 and "Traceback" not in rest.out and "nothing left to run" in rest.out
     assert rest.states() == ["COMPLETE"] * 5 + ["FAIL"] * 3
     points = sorted((t.params["x"], t.params["y"]) for t in rest.trials)

@@ -6,8 +6,9 @@ in `self.sweeper` and runs upstream's own loop). From there come OptunaSweeperIm
 its __init__ arguments, setup, the attributes they set, _get_directions,
 _process_searchspace_config, _parse_sweeper_params_config, _to_grid_sampler_choices and
 _configure_trials) and create_params_from_overrides (the search space from `params` and the
-command line, parsed exactly as upstream parses it). tests/test_sweeper_compat.py pins them:
-it fails naming what changed if an upstream release renames or reshapes any of them.
+command line, parsed exactly as upstream parses it; used through study_def.parse_space).
+tests/test_sweeper_compat.py pins them: it fails naming what changed if an upstream release
+renames or reshapes any of them.
 """
 import functools
 import logging
@@ -20,8 +21,7 @@ import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import CompactHydraException
 from hydra.utils import instantiate
-from hydra_plugins.hydra_optuna_sweeper._impl import (OptunaSweeperImpl,
-                                                      create_params_from_overrides)
+from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from omegaconf import OmegaConf
 from optuna.trial import Trial, TrialState
 from sqlalchemy.engine import make_url
@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from ._trials import (JOB_STATUS, SweepError, _fail_stale_trials, _grid_left, _Heartbeat,
                       _quote, _tell_study, _values, _why, trial_seed)
 from .storage import experimental_ok, open_storage, public_storage
+from .study_def import check_definition, definition, derived_name, parse_space
 from .trial_env import ENV_STORAGE, ENV_STUDY, ENV_TRIAL, PRUNERS
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ class TrialSweeperImpl(OptunaSweeperImpl):
     def __init__(self, *args: Any, pruner: Any = None, heartbeat_interval: Optional[int] = None,
                  grace_period: Optional[int] = None, retry_failed_trials: int = 0,
                  max_trials: Optional[int] = None, objectives: Optional[str] = None,
+                 allow_changes: bool = False, not_in_study: Sequence[str] = (),
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.max_trials = max_trials
+        self.allow_changes, self.not_in_study = allow_changes, list(not_in_study)
         self.pruner = pruner  # a config: each job that reports to its trial instantiates it
         # the app's check of its objectives (see OptunaTrialSweeperConf), found as upstream
         # finds custom_search_space's, under the execution whitelist the app gives hydra.main
@@ -58,10 +61,11 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         directions = self._get_directions()
         metrics = self._check(directions)
         self._process_searchspace_config()
-        space, fixed, fixed_overrides = create_params_from_overrides(
-            self._parse_sweeper_params_config() + list(arguments))
-        for name in fixed:
-            space.pop(name, None)
+        space, fixed, fixed_overrides = parse_space(self._parse_sweeper_params_config(),
+                                                    arguments)
+        self.defined = definition(space, fixed, fixed_overrides, self.not_in_study)
+        if self.study_name is None:  # a relaunch of the same command continues the same study
+            self.study_name = derived_name(self.defined, list(space))
         grid = None
         if isinstance(self.sampler, functools.partial) and \
                 self.sampler.func is optuna.samplers.GridSampler:
@@ -143,6 +147,10 @@ class TrialSweeperImpl(OptunaSweeperImpl):
         study = optuna.create_study(study_name=self.study_name, storage=self.store,
                                     sampler=self.sampler, directions=directions,
                                     load_if_exists=True)
+        try:
+            check_definition(study, self.defined, self.allow_changes)
+        except ValueError as e:
+            raise SweepError(str(e)) from None
         if len(directions) > 1 and metrics:
             with experimental_ok():
                 study.set_metric_names(metrics)  # shown by the dashboard and trials_dataframe

@@ -43,6 +43,9 @@ Where it differs from upstream, and why:
 - refused before any job runs: what `objectives` refuses, a pruner without a storage or with
   several directions; a sweep in which no trial completed ends with one clear line (upstream:
   a traceback);
+- with no study_name, the study is named from what defines it, so a relaunch continues it
+  (upstream: a new no-name-<uuid> study each launch); a continued study asked for another
+  search space or other fixed overrides is refused (allow_changes=true takes them);
 - the sqlite file's folder is created; multirun.yaml is written as Hydra's basic sweeper does.
 
 Hydra imports this module to find the plugin, so it stays light: the loop, which imports
@@ -86,6 +89,15 @@ class OptunaTrialSweeperConf(upstream_config.OptunaSweeperConf):
     # upstream finds custom_search_space's: an app allows it in hydra.main's
     # execution_whitelist.
     objectives: Optional[str] = None
+    # With study_name null the study is named from what defines it (study_def.py): the tuned
+    # keys' distributions and the fixed overrides (the task's and params'), e.g.
+    # rate-tutorial5-num_hidden-1a2b3c4d, so the same command relaunched continues it. That
+    # definition is stored in the study; a sweep that asks an existing study for another one
+    # (another budget, another search space) is refused in one line, unless allow_changes.
+    allow_changes: bool = False
+    # Override keys (and the keys below them) that do not define a study, e.g. data paths or
+    # the device: left out of the derived name and of the check.
+    not_in_study: List[str] = field(default_factory=list)
 
 
 # The schema of an app's own settings of this sweeper (snn_sweep's optuna_trials.yaml): a
@@ -104,6 +116,7 @@ class OptunaTrialSweeper(upstream.OptunaSweeper):
     def __init__(self, pruner: Any = None, heartbeat_interval: Optional[int] = 60,
                  grace_period: Optional[int] = None, retry_failed_trials: int = 0,
                  max_trials: Optional[int] = None, objectives: Optional[str] = None,
+                 allow_changes: bool = False, not_in_study: Optional[List[str]] = None,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)  # instantiates the sampler as upstream does
         from ._impl import TrialSweeperImpl
@@ -112,4 +125,5 @@ class OptunaTrialSweeper(upstream.OptunaSweeper):
             **{**kwargs, "sampler": self.sweeper.sampler}, pruner=pruner,
             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             retry_failed_trials=retry_failed_trials, max_trials=max_trials,
-            objectives=objectives)
+            objectives=objectives, allow_changes=allow_changes,
+            not_in_study=list(not_in_study or ()))

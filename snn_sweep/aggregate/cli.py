@@ -14,9 +14,11 @@ from .stats import (SUMMARY_METRICS, _cell, summarize, summary_markdown, versus_
 from .study import load_study, write_studies
 
 
-def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: List[str],
+def aggregate(dirs: List[Path], out: Optional[Path], metric: Optional[str], study_urls: List[str],
               study_name: Optional[str], lines: Optional[List[str]] = None) -> str:
-    """Do the work; return the text to print. Raises AggregateError on bad input."""
+    """Do the work; return the text to print. Raises AggregateError on bad input. metric None:
+    test_acc, or val_acc where the runs hold no test set's figures (an Optuna study's trials
+    skip it)."""
     runs = load(dirs)
     df, keys = runs.results, runs.keys
     unknown = [k for k in lines or [] if k not in runs.settings]
@@ -25,6 +27,12 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
                              f"their settings: {', '.join(runs.settings)}")
     studies = [load_study(url, study_name, df) for url in study_urls]
     completed = df[df["status"] == "completed"]
+    chosen = []
+    if metric is None:
+        metric = "test_acc" if completed.empty or "test_acc" in completed else "val_acc"
+        if metric == "val_acc":
+            chosen.append("--metric val_acc: these runs skipped the test set (an Optuna study's "
+                          "trials do; trainer.test=true evaluates it)")
     if not completed.empty and metric not in completed:
         numeric = [c for c in completed.columns if pd.api.types.is_numeric_dtype(completed[c])]
         raise AggregateError(f"--metric {metric}: not in result.json; numeric fields: "
@@ -32,6 +40,7 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
     out = out or dirs[0]
     out.mkdir(parents=True, exist_ok=True)
     df, study_written, notes = write_studies(studies, df, out)
+    notes = chosen + notes
     metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
     summary = summarize(df, keys, metrics)
     df.to_csv(out / "results.csv", index=False)
@@ -47,7 +56,7 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: str, study_urls: Li
     runs.curves.to_csv(out / "curves.csv", index=False)
     plotted, not_drawn = drawn({
         "accuracy_vs_timesteps.png": plot_vs_timesteps(df, metric,
-                                                       out / "accuracy_vs_timesteps.png"),
+                                                       out / "accuracy_vs_timesteps.png", keys),
         "learning_curves.png": plot_learning_curves(runs.curves, out / "learning_curves.png",
                                                     lines),
         "accuracy_vs_energy.png": plot_vs_energy(summary, keys, metric,
@@ -111,9 +120,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR",
                    help="sweep or run directories (searched recursively for job dirs)")
     p.add_argument("--out", type=Path, help="where to write (default: the first DIR)")
-    p.add_argument("--metric", default="test_acc",
+    p.add_argument("--metric",
                    help="result.json metric plotted against timesteps and added to the summary "
-                        "(default: test_acc)")
+                        "(default: test_acc; val_acc where the runs skipped the test set)")
     p.add_argument("--study", metavar="STORAGE_URL", action="append", default=[],
                    help="Optuna storage, e.g. sqlite:///multirun/optuna/studies.db: "
                         "writes studies.csv/md, trials.csv, trials.md and optuna_history.png "
@@ -123,7 +132,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--lines", metavar="KEY[,KEY...]",
                    type=lambda s: [k for k in s.split(",") if k],
                    help="settings whose values make the learning curves' lines, e.g. "
-                        "recipe,augment (default: model, encoder and timesteps where they vary; "
+                        "recipe,augment (default: every setting that varies, seed pooled; "
                         "each line is the mean of its runs)")
     p.add_argument("--study-name", metavar="NAME",
                    help="study in that storage (default: the one the jobs name, or the only one)")

@@ -3,13 +3,15 @@
 Drawn on Figure objects, not through pyplot: no backend is chosen or switched (a notebook keeps
 its own), no figure is left open, and saving needs no display."""
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ..record import SETTINGS
+from .runs import varying
 from .stats import _cell
 
 
@@ -20,9 +22,31 @@ def drawn(plots: Dict[str, Optional[str]]) -> Tuple[List[str], List[str]]:
             [f"{name} not drawn: {why_not}" for name, why_not in plots.items() if why_not])
 
 
-def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str]:
-    """metric against timesteps, one line per encoder (and model, when several are spiking);
-    non-spiking models as horizontal lines. Means ± std over every other setting and seed."""
+def legend_names(keys: List[str]) -> Dict[str, str]:
+    """Each setting's name in a legend: its last dotted part (model.beta: beta), the whole key
+    where two keys share that part (model.beta and neuron.beta)."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last)}
+
+
+def _varying(data: pd.DataFrame, keys: List[str]) -> List[str]:
+    """The keys whose values differ between data's rows (the others split nothing)."""
+    return [k for k in keys if k in data and data[k].astype(str).nunique() > 1]
+
+
+def _saved(fig: Union[Figure, str], path: Path) -> Optional[str]:
+    """Write a drawn figure to path; a string is why it was not drawn."""
+    if isinstance(fig, str):
+        return fig
+    fig.savefig(path, dpi=120)
+    return None
+
+
+def timesteps_figure(df: pd.DataFrame, metric: str,
+                     keys: Optional[List[str]] = None) -> Union[Figure, str]:
+    """metric against timesteps, one line per combination of the settings that vary (KEYS,
+    by default those of the run record's settings that vary; timesteps is the x axis), mean ±
+    std over seeds; non-spiking models as horizontal lines. A string: why nothing was drawn."""
     done = df[(df["status"] == "completed")] if metric in df else df.iloc[0:0]
     done = done[done[metric].notna()]
     if "timesteps" not in done:
@@ -30,32 +54,49 @@ def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path) -> Optional[str
     spiking = done[done["timesteps"].notna()]
     if spiking.empty:
         return "no completed spiking run"
-    fig = Figure(figsize=(6, 4))
+    if keys is None:
+        keys = varying(done, [c for c in SETTINGS if c in done])
+    keys = [k for k in keys if k != "timesteps"]
+    fig = Figure(figsize=(6.5, 4))
     ax = fig.subplots()
-    by_model = "model" in spiking and spiking["model"].nunique() > 1
-    line_keys = (["model"] if by_model else []) + (["encoder"] if "encoder" in spiking else [])
-    for name, g in spiking.groupby(line_keys or (lambda _: "snn"), dropna=False):
+    line_keys = _varying(spiking, keys)
+    for i, (_, g) in enumerate(_groups(spiking, line_keys)):
         stats = g.groupby("timesteps")[metric].agg(["mean", "std"]).sort_index()
-        label = " / ".join(str(n) for n in (name if isinstance(name, tuple) else (name,)))
         ax.errorbar(stats.index.astype(float), stats["mean"], yerr=stats["std"].fillna(0),
-                    marker="o", capsize=3, label=label)
-    for name, g in done[done["timesteps"].isna()].groupby("model"):
+                    marker="o", capsize=3, color=f"C{i % 10}",
+                    label=_label(g.iloc[0], line_keys) if line_keys else "spiking runs")
+    still = done[done["timesteps"].isna()]
+    ann_keys = list(dict.fromkeys(["model"] * ("model" in still) + _varying(still, keys)))
+    for _, g in _groups(still, ann_keys):
         ax.axhline(g[metric].mean(), linestyle="--", color="gray")
-        ax.annotate(f"{name} (no time)", (ax.get_xlim()[0], g[metric].mean()),
+        ax.annotate(f"{_label(g.iloc[0], ann_keys)} (no time)",
+                    (ax.get_xlim()[0], g[metric].mean()),
                     textcoords="offset points", xytext=(4, 4), color="gray", fontsize=8)
     ax.set_xlabel("timesteps")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
-    ax.set_title(f"{metric} against timesteps (mean ± std over jobs)")
+    ax.set_title(f"{metric} against timesteps (mean ± std over seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(title=" / ".join(line_keys) or None)
+    ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return None
+    return fig
+
+
+def plot_vs_timesteps(df: pd.DataFrame, metric: str, path: Path,
+                      keys: Optional[List[str]] = None) -> Optional[str]:
+    """timesteps_figure written to path; why it was not drawn, or None."""
+    return _saved(timesteps_figure(df, metric, keys), path)
+
+
+def _groups(data: pd.DataFrame, keys: List[str]):
+    """data's rows by their values of keys (all of them as one group when keys is empty)."""
+    return data.groupby(keys, dropna=False, sort=True) if keys else [("", data)] * (not data.empty)
 
 
 def _label(row: Any, keys: List[str]) -> str:
-    return " / ".join(_cell(row[k]) for k in keys if k in row and _cell(row[k]) != "-") or "runs"
+    names = legend_names(keys)
+    return ", ".join(f"{names[k]}={_cell(row[k])}" for k in keys
+                     if k in row and _cell(row[k]) != "-") or "runs"
 
 
 def line_labels(data: pd.DataFrame, keys: List[str]) -> pd.Series:
@@ -68,16 +109,18 @@ def line_labels(data: pd.DataFrame, keys: List[str]) -> pd.Series:
 
 
 def curve_lines(curves: pd.DataFrame, lines: Optional[List[str]] = None) -> pd.Series:
-    """Each curve row's line: its values of LINES, by default of model, encoder and timesteps
-    where they vary (an ANN against rate- and direct-coded SNNs, each its own line)."""
-    keys = lines or [k for k in ("model", "encoder", "timesteps") if k in curves
-                     and curves[k].astype(str).nunique() > 1] or \
-        [k for k in ("model",) if k in curves]
+    """Each curve row's line: its values of LINES, by default of every setting that varies
+    between the runs (seed pooled): runs.load's curves hold the settings between status and
+    epoch."""
+    settings = list(curves.columns)
+    if "status" in settings and "epoch" in settings:
+        settings = settings[settings.index("status") + 1:settings.index("epoch")]
+    keys = lines or varying(curves, settings) or [k for k in ("model",) if k in curves]
     return line_labels(curves, keys) if keys else pd.Series("run", index=curves.index)
 
 
-def plot_learning_curves(curves: pd.DataFrame, path: Path,
-                         lines: Optional[List[str]] = None) -> Optional[str]:
+def curves_figure(curves: pd.DataFrame,
+                  lines: Optional[List[str]] = None) -> Union[Figure, str]:
     """Loss and accuracy per epoch of the completed jobs, averaged per line (curve_lines)."""
     curves = curves[curves["status"] == "completed"]
     if curves.empty:
@@ -104,12 +147,16 @@ def plot_learning_curves(curves: pd.DataFrame, path: Path,
         axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle("Learning curves (mean over the completed runs of each line)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return None
+    return fig
 
 
-def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
-                   path: Path) -> Optional[str]:
+def plot_learning_curves(curves: pd.DataFrame, path: Path,
+                         lines: Optional[List[str]] = None) -> Optional[str]:
+    """curves_figure written to path; why it was not drawn, or None."""
+    return _saved(curves_figure(curves, lines), path)
+
+
+def energy_figure(summary: pd.DataFrame, keys: List[str], metric: str) -> Union[Figure, str]:
     """metric against energy per sample (log scale), one point per summary group, mean ± std
     over its runs: what a spiking model buys in energy and pays in accuracy."""
     x, y = "energy_pj_per_sample_mean", f"{metric}_mean"
@@ -131,8 +178,13 @@ def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    return None
+    return fig
+
+
+def plot_vs_energy(summary: pd.DataFrame, keys: List[str], metric: str,
+                   path: Path) -> Optional[str]:
+    """energy_figure written to path; why it was not drawn, or None."""
+    return _saved(energy_figure(summary, keys, metric), path)
 
 
 def _zero(value: Any) -> float:

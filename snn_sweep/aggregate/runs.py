@@ -87,12 +87,14 @@ def setting_columns(df: pd.DataFrame, swept: List[str], choices: List[str]) -> L
 
 def varying(df: pd.DataFrame, columns: List[str]) -> List[str]:
     """Settings that differ between jobs, seed excluded, and a column dropped when it repeats an
-    earlier one row for row (neuron.beta swept on the command line is result.json's beta)."""
+    earlier one on every row where that one has a value (neuron.beta swept on the command line
+    is result.json's beta, which an ANN, whose training ignores it, leaves empty)."""
     out: List[str] = []
     text = df[columns].astype(str)
     for c in columns:
         if c in NOT_GROUPED or text[c].nunique() < 2:
             continue
-        if not any(text[c].equals(text[k]) for k in out):
+        if not any(text[c][df[k].notna()].equals(text[k][df[k].notna()])
+                   for k in out if df[k].notna().any()):
             out.append(c)
     return out
