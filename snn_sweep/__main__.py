@@ -10,13 +10,14 @@ import sys
 from typing import Dict, List, Optional, Tuple, Union
 
 import hydra
-from hydra.errors import CompactHydraException
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import CompactHydraException, HydraException
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
 from .build import LAUNCH_DIR, launch_dir_importable, local_modules
-from .config import per_job_overrides, register_configs
+from .config import register_configs
 from .errors import InputError
 from .callbacks import HYDRA_TARGETS, shown
 from .loggers import Loggers
@@ -142,6 +143,28 @@ def flags_first(argv: List[str]) -> List[str]:
     timesteps=1,10,25` would fail with "unrecognized arguments: timesteps=1,10,25"."""
     flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
     return argv[:1] + flags + [a for a in argv[1:] if a not in flags]
+
+
+def per_job_overrides(args: List[str]) -> List[str]:
+    """A multirun's plain overrides of keys under a swept group (`model.beta=0.9` beside
+    `-m model=tut6,fast_tut6`) as one-value sweeps (`model.beta=choice(0.9)`). Hydra applies
+    plain overrides to the sweep-level config too, composed with the group's default (sweeps
+    are skipped there), where a key only the swept options have fails against the default's
+    schema; a sweep is applied in each job's own composition only, where a misspelt key of a
+    built-in option still fails against that option's schema."""
+    if "-m" not in args and "--multirun" not in args:
+        return args
+    parser, parsed = OverridesParser.create(), {}
+    for i, arg in enumerate(args):
+        try:  # flags and their values are no overrides; Hydra reports a malformed one itself
+            parsed[i] = None if arg.startswith("-") else parser.parse_override(arg)
+        except HydraException:
+            parsed[i] = None
+    swept = {o.key_or_group for o in parsed.values() if o and o.is_sweep_override()}
+    return [f"{a.split('=', 1)[0]}=choice({a.split('=', 1)[1]})"
+            if o and not (o.is_sweep_override() or o.is_add() or o.is_delete())
+            and o.key_or_group.split(".")[0] in swept and "." in o.key_or_group else a
+            for a, o in zip(args, parsed.values())]
 
 
 def cli() -> None:
