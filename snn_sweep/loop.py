@@ -50,10 +50,10 @@ class TrainingState:
     """The model, optimizer, schedule and random streams, and the epochs so far: what the next
     epoch depends on. `save` writes it to resume.pt; `restore` reads it back, exactly."""
 
-    def __init__(self, model, opt, sched, seed: int):
+    def __init__(self, model, opt, sched, seed: int, augment_gen: torch.Generator):
         self.model, self.opt, self.sched = model, opt, sched
         self.batch_gen = torch.Generator().manual_seed(seed)
-        self.augment_gen = torch.Generator().manual_seed(seed + AUGMENT_SEED_OFFSET)
+        self.augment_gen = augment_gen  # the Runner's: it draws the augmentation from it
         self.rows: List[Dict] = []
         self.train_time = 0.0
         self.best: Optional[Dict] = None  # the selected epoch: its row and weights
@@ -175,8 +175,7 @@ def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> N
     test set's; raises RunPruned when on_epoch stops it, RunInterrupted on SIGINT/SIGTERM."""
     augment_gen = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
     device, data, model, runner, macs = setup(cfg, augment_gen)
-    state = TrainingState(model, None, None, cfg.seed)
-    state.augment_gen = augment_gen
+    state = TrainingState(model, None, None, cfg.seed, augment_gen)
     if cfg.trainer.compile:  # after dense_macs' one-sample call, which needs no compiling
         left = compile_model(model)
         log.info("trainer.compile: the model compiled by torch.compile%s", f", but for {left} "
