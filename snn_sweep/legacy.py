@@ -16,6 +16,9 @@ from .config import effective_timesteps, uses_neuron
 # Settings added while version 1 was in use (config path: the value runs made before had).
 V1_ADDED_LATER = {"augment": None, "model.padding": 0, "model.norm": False,
                   "trainer.precision": "fp32"}
+# The trainer keys version 1 hashed (keys added since are left out by this list, not one by one).
+V1_TRAINER = ("epochs", "device", "threads", "checkpoint", "early_stopping_patience",
+              "precision")
 # Version 1's neuron node named its snnTorch class and surrogate by name.
 V1_NEURONS = {"snntorch.Leaky": "leaky", "snntorch.Synaptic": "synaptic",
               "snntorch.Lapicque": "lapicque", "snntorch.Alpha": "alpha"}
@@ -41,8 +44,7 @@ def v1_sha(cfg, threads: Optional[int]) -> Optional[str]:
     """Version 1's config_sha of cfg (resolved) run on `threads`; None where version 1 could
     not have made this run."""
     c = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
-    c["trainer"] = {k: v for k, v in c["trainer"].items()  # (compile, test: added since)
-                    if k not in ("progress", "resume", "reuse", "compile", "test")}
+    c["trainer"] = {k: v for k, v in c["trainer"].items() if k in V1_TRAINER}
     c["trainer"]["threads"] = threads
     for key in ("logger", "trusted_modules"):
         c.pop(key, None)
