@@ -36,6 +36,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench --data-root $(DATA) --no-memory \
 	    --cases rate25_dropout,rate25_affine,csnn_bn_direct8,csnn_bn_direct8_bf16 \
 	    --out docs/bench/recipes.csv $(ARGS)
+	$(BIN)/python -m bench --data-root $(DATA) --no-memory --no-peers --cases nmnist_csnn10 \
+	    --out docs/bench/events.csv $(ARGS)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # On a machine with an NVIDIA GPU (about 8 min on an H100, set-up aside): the CUDA tests, one

@@ -27,6 +27,9 @@ the config's learning rate, batch 128, in up to six ways:
 - byo (spiking cases): the same network written by a user from snn_sweep.nn's layers, trained
   by the same calls as ours.
 
+The event case (nmnist_csnn10) feeds the conv SNN synthetic N-MNIST-shaped frames (uint8 counts
+[B, T, 2, 34, 34], a few % of pixels with events) instead of MNIST: ours and tensor only.
+
 Timings alternate between the sides in rounds within one process, so that load on the machine
 hits all of them; each round is timed separately and a ratio is the median of the per-round
 ratios. The bench also measures this machine's fp32 matmul peak and reports the fraction of it

@@ -1,4 +1,5 @@
-"""The bench's cases, the targets it checks (read from targets.yaml) and each case's config."""
+"""The bench's cases, the targets it checks (read from targets.yaml) and each case's config; the
+event case's synthetic frames."""
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from hydra import compose, initialize_config_dir
 import snn_sweep
 from snn_sweep.build import resolve
 from snn_sweep.config import effective_timesteps, register_configs
+from snn_sweep.data import Splits
 from snn_sweep.models import conv_out_shape
 
 CONF_DIR = str(Path(snn_sweep.__file__).resolve().parent / "conf")  # the installed package's
@@ -23,17 +25,25 @@ BATCH = 128
 class Case:
     name: str
     model: str  # snn | snn_single_step | csnn | csnn_bn | ann
-    encoder: str  # rate | direct | latency | delta (ignored for the ann)
+    # rate | direct | latency | delta (ignored for the ann); frames: an event case, fed
+    # synthetic N-MNIST-shaped frames (event_splits) as they are
+    encoder: str
     steps: int  # 0 for the ann
     overrides: Tuple[str, ...] = ()  # further config overrides (dropout, augmentation, ...)
     # A case timed beside this one, ours against ours: the cost of what `overrides` adds
     # (the *_base ratio columns)
     base: Optional[str] = None
-    others: bool = True  # the tutorial's and the peers' sides (False: ours and base only)
+    # the tutorial's and the peers' sides (False: ours and base only; an event case keeps the
+    # tutorial loop fed its frames, tensor)
+    others: bool = True
 
     @property
     def conv(self) -> bool:
         return self.model in CONV_MODELS
+
+    @property
+    def events(self) -> bool:
+        return self.encoder == "frames"
 
 
 CONV_MODELS = ("csnn", "csnn_bn")
@@ -61,7 +71,10 @@ CASES = {c.name: c for c in [
     # mixed precision (trainer.precision=bf16): the same net against itself in float32
     Case("csnn_bn_direct8_bf16", "csnn_bn", "direct", 8, (*CSNN_BN, "trainer.precision=bf16"),
          base="csnn_bn_direct8", others=False),
+    # event data: the csnn on N-MNIST-shaped frames against the tutorial loop on them (tensor)
+    Case("nmnist_csnn10", "csnn", "frames", 10, others=False),
 ]}
+EVENT_DENSITY = 0.03  # an event case's fraction of pixels with an event in a frame
 QUICK = ["rate25", "direct25", "csnn_direct8", "ann"]
 PEER_NAMES = ("spikingjelly", "norse")
 SIDES = ("ours", "ref", "tensor", *PEER_NAMES, "byo", "base")
@@ -101,7 +114,9 @@ def compose_cfg(case: Case, data_root: str):
     register_configs()
     overrides = [f"model={case.model}", f"data.root={data_root}", "data.download=false",
                  "trainer.progress=false", f"data.batch_size={BATCH}"]
-    if case.model != "ann":
+    if case.events:  # N-MNIST's config; the frames are event_splits'
+        overrides += ["dataset=nmnist", "encoder=frames", f"timesteps={case.steps}"]
+    elif case.model != "ann":
         overrides += [f"encoder={case.encoder}", f"timesteps={case.steps}"]
     with initialize_config_dir(config_dir=CONF_DIR):
         cfg = resolve(compose("config", overrides=overrides + list(case.overrides)))
@@ -130,3 +145,22 @@ def arch(cfg, in_shape) -> SimpleNamespace:
                            norm=cfg.model.get("norm", False), flat=flat,
                            dropout=cfg.model.get("dropout", 0.0), beta=cfg.neuron.beta,
                            threshold=cfg.neuron.threshold, learn_beta=cfg.neuron.learn_beta)
+
+
+def event_splits(case: Case, shape, n_train: int = 4 * BATCH, n_test: int = 4 * BATCH,
+                 device: torch.device = torch.device("cpu")) -> Splits:
+    """Synthetic event frames as an event dataset's Splits hold them: counts [N, T, *shape]
+    (the config's data.shape: N-MNIST's), a few % of pixels with an event in each frame (some
+    with two), random labels of 10 classes."""
+    g = torch.Generator().manual_seed(0)
+
+    def frames(n):
+        x = torch.rand(n, case.steps, *shape, generator=g) < EVENT_DENSITY
+        twice = torch.rand(x.shape, generator=g) < 0.2
+        return (x.to(torch.uint8) + (x & twice).to(torch.uint8)).to(device)
+
+    def labels(n):
+        return torch.randint(0, 10, (n,), generator=g).to(device)
+
+    return Splits(frames(n_train), labels(n_train), frames(BATCH), labels(BATCH),
+                  frames(n_test), labels(n_test), 10)

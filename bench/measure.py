@@ -14,7 +14,7 @@ from torchvision import datasets
 
 from snn_sweep.energy import dense_macs
 
-from .cases import BATCH, CASES, PEER_NAMES, RATIO_SUFFIX, SIDES, Case, compose_cfg
+from .cases import BATCH, CASES, PEER_NAMES, RATIO_SUFFIX, SIDES, Case, compose_cfg, event_splits
 from .peers import PEERS
 from .sides import CPU, Ours, TensorTutorial, UserBuilt, batch_order
 from .tutorial import Reference
@@ -67,11 +67,14 @@ def bench_case(case: Case, data_root: str, data, batches: int, rounds: int,
     where that is not said in advance (Norse compiled or not)."""
     cfg = compose_cfg(case, data_root)
     device = data.train_x.device
+    if case.events:  # its own synthetic frames, in place of MNIST
+        data = event_splits(case, tuple(cfg.data.shape), device=device)
     eval_n = min(eval_samples, len(data.test_x))
     sides = {"ours": Ours(case, data_root, data, device)}
     if case.others:
-        sides.update(ref=Reference(case, cfg, data_root, device),
-                     tensor=TensorTutorial(case, cfg, data))
+        sides["ref"] = Reference(case, cfg, data_root, device)
+    if case.others or case.events:
+        sides["tensor"] = TensorTutorial(case, cfg, data)
     if case.model != "ann" and case.others:  # the peers are SNN libraries
         for name, lib in peers.items():
             sides[name] = PEERS[name][1](case, cfg, data, lib)

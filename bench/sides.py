@@ -42,7 +42,7 @@ class TensorFed:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.perm = batch_order(len(data.train_x), self.gen, self.device)
         self.pos = 0
-        self.arch = arch(cfg, tuple(data.train_x.shape[1:]))
+        self.arch = arch(cfg, tuple(cfg.model.in_shape))  # an image's, or a frame's
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

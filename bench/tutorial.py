@@ -22,8 +22,11 @@ from .cases import BATCH, Case, arch
 def spike_trains(case: Case, enc, images: torch.Tensor) -> torch.Tensor:
     """images [B, C, H, W] -> [T, B, C, H, W] as a tutorial user encodes them, per batch, for
     every side but ours. snnTorch has no saccade for delta coding: that one is ours (the same
-    transform as conf/encoder/delta.yaml)."""
+    transform as conf/encoder/delta.yaml). An event case's frames [B, T, C, H, W] are the
+    spikes already: time first, as a user of Tonic's frames does."""
     t = case.steps
+    if case.events:
+        return images.float().transpose(0, 1)
     if case.encoder == "rate":
         return spikegen.rate(images, num_steps=t, gain=enc.gain)
     if case.encoder == "latency":

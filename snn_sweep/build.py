@@ -20,14 +20,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from .config import (MODEL_SETTINGS, NEURON_SETTINGS, effective_timesteps, model_settings,
-                     neuron_key)
+from .config import (MODEL_SETTINGS, NEURON_SETTINGS, effective_timesteps, frame_count,
+                     model_settings, neuron_key)
+from .encoders import frame_counts
 from .errors import InputError
+from .models import layer_neuron
 from .validate import check_arguments, validate
 
 # The package and the libraries whose classes and functions its configs name.
-TRUSTED = ("snn_sweep", "torch.optim", "torch.nn", "torchvision.datasets", "snntorch",
-           "optuna.pruners")
+TRUSTED = ("snn_sweep", "torch.optim", "torch.nn", "torchvision.datasets", "tonic.datasets",
+           "snntorch", "optuna.pruners")
 # Keys of a scheduler left `???` that resolve fills with the run's number of optimizer steps.
 STEP_COUNTS = ("T_max", "total_iters", "total_steps")
 LAUNCH_DIR = os.getcwd()  # where the run was launched (Hydra may change into the run dir)
@@ -132,7 +134,8 @@ def check_neuron(cfg) -> None:
     target = OmegaConf.select(cfg, key)._target_
     try:
         with torch.random.fork_rng(devices=[]):  # a neuron with weights leaves the RNG as it was
-            neuron = make()
+            # as a model makes one, given a layer width (snn.RLeaky needs it)
+            neuron = layer_neuron(make, width=1)
     except Exception as e:
         raise InputError(f"{key} ({target}): {type(e).__name__}: {_reason(e)}") from None
     if not isinstance(neuron, torch.nn.Module):
@@ -209,6 +212,9 @@ def resolve(cfg):
     steps = effective_timesteps(cfg)
     shape = tuple(cfg.data.shape)
     x = torch.zeros(2, *shape)
+    frames = cfg.data.get("frames") is not None
+    if frames:  # event data: 2 samples of frames [B, T, C, H, W]
+        x = torch.zeros(2, frame_count(cfg), *shape)
     k = cfg.data.num_classes
     augment = build_augment(cfg)
     if augment is not None:
@@ -233,7 +239,7 @@ def resolve(cfg):
                           for o in out))
             expected = f"(spk, mem), each [T, B, num_classes] = {[steps, 2, k]}"
         else:
-            out = _call(model, x, "model", cfg.model._target_)
+            out = _call(model, frame_counts(x) if frames else x, "model", cfg.model._target_)
             ok = isinstance(out, torch.Tensor) and tuple(out.shape) == (2, k)
             expected = f"logits [B, num_classes] = {[2, k]}"
         if not ok:

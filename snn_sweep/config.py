@@ -60,6 +60,9 @@ class MLPConfig(ModelSettings):
     # Dropout on every hidden layer's output while training (ReLU activations, or spikes on
     # each step); 0 turns it off.
     dropout: float = 0.0
+    # each LIF layer's beta a tensor of its width (models.layer_neuron): with
+    # neuron.learn_beta=true one decay learned per neuron, as the SHD papers' LIF layers
+    beta_per_neuron: bool = False
 
 
 @dataclass
@@ -155,6 +158,19 @@ class SynapticNeuronConfig(NeuronConfig):
 
 
 @dataclass
+class FramesConfig:
+    """Events -> frames (snn_sweep/events.py, Tonic's transforms' definitions): the data.frames
+    node of an event dataset (conf/dataset/nmnist.yaml, ...). The number of frames is the
+    model's timesteps."""
+    # microseconds per frame, frames from the recording's first event; null: each recording
+    # cut into `timesteps` equal bins (tonic.transforms.ToFrame n_time_bins)
+    time_window: Optional[float] = None
+    polarity: bool = True  # ON and OFF events as 2 channels; false: one channel of both
+    downsample: float = 1.0  # spatial factor (tonic.transforms.Downsample): 0.25 makes 128 -> 32
+    denoise: Optional[float] = None  # tonic.transforms.Denoise's filter_time (us); null: off
+
+
+@dataclass
 class DataConfig:
     # Set by the `dataset` group (conf/dataset/): its name; a torchvision-style dataset class,
     # called (root=, train=, download=), whose instance has .data (uint8 [N, H, W]), .targets
@@ -168,6 +184,9 @@ class DataConfig:
     val_size: int = 5000  # held out of the training set; model selection and tuning use it
     split_seed: int = 0  # the validation split is fixed across training seeds
     train_subset: Optional[int] = None  # cap on training images, for quick runs
+    # Event data (an event dataset's node sets it): how events become frames; null for images.
+    frames: Optional[FramesConfig] = None
+    cache: Optional[str] = None  # where event frames are cached; null: <root>/frames_cache
     batch_size: int = 128
     eval_batch_size: int = 256  # on the CPU also capped at runner.EVAL_ROWS (step x sample) rows
 
@@ -282,3 +301,10 @@ def effective_timesteps(cfg) -> Optional[int]:
     if not m.spiking:
         return None
     return m.timesteps if m.timesteps is not None else cfg.timesteps
+
+
+def frame_count(cfg) -> int:
+    """Event data's frames per sample: the model's steps; for an ANN `timesteps` (it sees their
+    sum: the events of its SNN twin's window)."""
+    steps = effective_timesteps(cfg)
+    return cfg.timesteps if steps is None else steps

@@ -1,4 +1,4 @@
-"""Datasets as tensors: torchvision reads the IDX files once, batches are index slices.
+"""Datasets as tensors: torchvision reads the IDX files once, batches are index slices (event data: events.py).
 
 Avoids a per-sample PIL transform every epoch; images are float32 in [0, 1], shape [N, C, H, W].
 The dataset class is data.dataset's `_target_` (the `dataset` group: torchvision's MNIST,
@@ -8,11 +8,12 @@ FashionMNIST), called (root=, train=, download=); its instance's .data (uint8 [N
 import os
 import shutil
 from dataclasses import dataclass, fields
-from typing import List, Set
+from typing import List, Set, Tuple
 
 import torch
 
 from .build import build
+from .config import frame_count
 from .errors import InputError
 
 
@@ -49,7 +50,7 @@ def _read(factory, root: str, train: bool, download: bool):
         resources = getattr(cls, "resources", [])
         present = [os.path.exists(os.path.join(raw, os.path.splitext(k)[0])) for k, _ in resources]
         if download and not all(present):
-            _remove_new(made, raw, before)
+            remove_new(made, raw, before)
             raise InputError(f"data.root={root!r}: could not download {cls.__name__} into {raw} "
                              f"({reason[:200]}); without internet, point data.root at a folder "
                              "that holds the IDX files and set data.download=false") from None
@@ -69,7 +70,7 @@ def _read(factory, root: str, train: bool, download: bool):
     return x, y, len(ds.classes)
 
 
-def _remove_new(made: List[str], raw: str, before: Set[str]) -> None:
+def remove_new(made: List[str], raw: str, before: Set[str]) -> None:
     """Undo a failed download: the folders it created, else the files it added to raw."""
     if made:
         shutil.rmtree(made[0], ignore_errors=True)
@@ -79,10 +80,26 @@ def _remove_new(made: List[str], raw: str, before: Set[str]) -> None:
         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
 
 
+def split_indices(n: int, data_cfg) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) indices into the n training samples: data.val_size of them held out,
+    drawn with data.split_seed, not the run's seed, so every run of a sweep is selected on the
+    same samples; the rest capped at data.train_subset."""
+    if data_cfg.val_size >= n:
+        raise InputError(f"data.val_size={data_cfg.val_size} is not allowed: an integer "
+                         f"smaller than the {n} training samples")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(data_cfg.split_seed))
+    val_idx, train_idx = perm[: data_cfg.val_size], perm[data_cfg.val_size:]
+    if data_cfg.train_subset is not None:
+        train_idx = train_idx[: data_cfg.train_subset]
+    return train_idx, val_idx
+
+
 def load_splits(cfg) -> Splits:
-    """Train/val/test tensors. The val split is drawn with data.split_seed, not the run's seed,
-    so every run of a sweep is selected on the same images."""
+    """Train/val/test tensors (the val split: split_indices); event data's from events.py."""
     data_cfg = cfg.data
+    if data_cfg.get("frames") is not None:
+        from . import events  # Tonic is an optional dependency
+        return events.load_splits(cfg, frame_count(cfg))
     factory = build(cfg, "data.dataset", partial=True, call=False)
     if not data_cfg.download and not os.path.isdir(data_cfg.root):
         raise InputError(f"data.root={data_cfg.root!r} does not exist (data.download=false): "
@@ -95,13 +112,7 @@ def load_splits(cfg) -> Splits:
         raise InputError(f"data.shape={list(data_cfg.shape)}, data.num_classes="
                          f"{data_cfg.num_classes}: {factory.func.__name__} in {data_cfg.root} "
                          f"holds {shape} images of {n_classes} classes; set those")
-    if data_cfg.val_size >= len(tx):
-        raise InputError(f"data.val_size={data_cfg.val_size} is not allowed: an integer "
-                         f"smaller than the {len(tx)} training images")
-    perm = torch.randperm(len(tx), generator=torch.Generator().manual_seed(data_cfg.split_seed))
-    val_idx, train_idx = perm[: data_cfg.val_size], perm[data_cfg.val_size:]
-    if data_cfg.train_subset is not None:
-        train_idx = train_idx[: data_cfg.train_subset]
+    train_idx, val_idx = split_indices(len(tx), data_cfg)
 
     def f(x):  # uint8 [N, 28, 28] -> float [N, 1, 28, 28] in [0, 1]
         return x.unsqueeze(1).float().div_(255.0)

@@ -1,5 +1,7 @@
 """Spike encoders: an image batch [B, C, H, W] in [0, 1] becomes a sequence [T, B, C, H, W].
 
+Event data are already spikes in time: `frames` only puts their time first.
+
 Each is a function (x, num_steps, **settings), the `_target_` of a conf/encoder/ option, the
 signature of snntorch.spikegen's; a user's encoder is any such function.
 
@@ -81,3 +83,18 @@ def delta(x: torch.Tensor, num_steps: int, threshold: float = 0.1, off_spike: bo
 
 def direct(x: torch.Tensor, num_steps: int) -> torch.Tensor:
     return x.unsqueeze(0).expand(num_steps, *x.shape)
+
+
+def frames(x: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """Event data's batch of frames [B, T, C, H, W] (snn_sweep/events.py) as [T, B, C, H, W]:
+    nothing is encoded, the frames are the spikes."""
+    if x.dim() < 3 or x.shape[1] != num_steps:
+        raise ValueError(f"encoder=frames takes event frames [B, {num_steps}, ...], "
+                         f"got {list(x.shape)}: use it with an event dataset")
+    return x.transpose(0, 1).contiguous()
+
+
+def frame_counts(x: torch.Tensor) -> torch.Tensor:
+    """What an ANN sees of event data [B, T, C, H, W]: the frames summed over time, one count
+    image per sample [B, C, H, W] (the events its SNN twin sees, as a static image)."""
+    return x.sum(1)

@@ -15,7 +15,8 @@ from .config import effective_timesteps, uses_neuron
 
 # Settings added while version 1 was in use (config path: the value runs made before had).
 V1_ADDED_LATER = {"augment": None, "model.padding": 0, "model.norm": False,
-                  "trainer.precision": "fp32"}
+                  "trainer.precision": "fp32", "model.beta_per_neuron": False,
+                  "data.frames": None, "data.cache": None}
 # The trainer keys version 1 hashed (keys added since are left out by this list, not one by one).
 V1_TRAINER = ("epochs", "device", "threads", "checkpoint", "early_stopping_patience",
               "precision")

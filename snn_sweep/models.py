@@ -1,11 +1,13 @@
 """The built-in networks, in plain PyTorch with snnTorch neurons, and the readouts.
 
 `mlp` and `conv_net` are the `_target_`s of conf/model/: with a `neuron` (a factory, the
-`neuron` node's partial: one neuron per layer) they build a spiking network from snn_sweep.nn's
-layers, without one its ANN twin. A spiking model takes [T, B, C, H, W] and returns output
-spikes and membrane [T, B, K]; an ANN takes [B, C, H, W] and returns logits [B, K]. Any model
-keeping that contract trains here, a user's own included (README).
+`neuron` node's partial: one neuron per layer, made by layer_neuron) they build a spiking network
+from snn_sweep.nn's layers, without one its ANN twin. A spiking model takes [T, B, C, H, W] (any
+C, H, W: images, or event frames such as N-MNIST's [2, 34, 34]) and returns output spikes and
+membrane [T, B, K]; an ANN takes [B, C, H, W] and returns logits [B, K]. Any model keeping that
+contract trains here, a user's own included (README).
 """
+import inspect
 import math
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -19,7 +21,35 @@ from .config import Readout
 from .nn.conv import POOLS
 
 # A neuron factory: the `neuron` node's partial (conf/neuron/), called once per layer.
-NeuronFactory = Callable[[], nn.Module]
+NeuronFactory = Callable[..., nn.Module]
+
+
+def takes(factory: Callable, name: str) -> bool:
+    """Whether factory (a class, function or partial) has a parameter called name."""
+    try:
+        return name in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin)
+        return False
+
+
+def layer_neuron(neuron: NeuronFactory, width: Optional[int] = None,
+                 beta_per_neuron: bool = False) -> nn.Module:
+    """One layer's neuron from the factory, the one place a model makes them. A fully connected
+    layer passes its width: a factory that takes `linear_features` gets it unless it sets
+    all_to_all=False (snnTorch's recurrent neurons, RLeaky and RSynaptic: their all-to-all
+    feedback is a width x width Linear; one-to-one feedback refuses a width). With
+    beta_per_neuron the neuron's beta becomes a tensor of `width` copies of it (a Parameter if
+    the neuron learns beta: one decay learned per neuron)."""
+    all_to_all = getattr(neuron, "keywords", {}).get("all_to_all", True)
+    wants_width = width and all_to_all and takes(neuron, "linear_features")
+    made = neuron(linear_features=width) if wants_width else neuron()
+    if beta_per_neuron:
+        if not width or not isinstance(getattr(made, "beta", None), torch.Tensor):
+            raise ValueError(f"beta_per_neuron: {type(made).__name__} has no beta, or the "
+                             f"layer no width, to make one per neuron")
+        beta = made.beta.detach().expand(width).clone()
+        made.beta = nn.Parameter(beta) if isinstance(made.beta, nn.Parameter) else beta
+    return made
 
 
 class ANN(nn.Module):
@@ -31,13 +61,18 @@ class ANN(nn.Module):
         return self.body(x)
 
 
-def spiking(synapses: List[fast.Synapses], neuron: NeuronFactory,
-            dropout: float) -> fast.Sequential:
+def width_of(synapses: fast.Synapses) -> Optional[int]:
+    """A fully connected layer's number of neurons; None for a conv layer's."""
+    return synapses.layer.out_features if isinstance(synapses, fast.Linear) else None
+
+
+def spiking(synapses: List[fast.Synapses], neuron: NeuronFactory, dropout: float,
+            beta_per_neuron: bool = False) -> fast.Sequential:
     """synapses[i] -> neurons (-> dropout) -> synapses[i + 1] ... -> readout neurons, a
-    neuron() for each layer."""
+    layer_neuron for each layer."""
     layers: List[nn.Module] = []
     for i, s in enumerate(synapses):
-        layers += [s, fast.Neurons(neuron())]
+        layers += [s, fast.Neurons(layer_neuron(neuron, width_of(s), beta_per_neuron))]
         if dropout and i < len(synapses) - 1:
             layers.append(fast.Dropout(dropout))
     return fast.Sequential(*layers)
@@ -62,13 +97,17 @@ def relu_layers(linears: List[nn.Linear], dropout: float) -> List[nn.Module]:
 
 
 def mlp(in_shape: Sequence[int], num_classes: int, hidden: Sequence[int] = (1000,),
-        neuron: Optional[NeuronFactory] = None, dropout: float = 0.0) -> nn.Module:
+        neuron: Optional[NeuronFactory] = None, dropout: float = 0.0,
+        beta_per_neuron: bool = False) -> nn.Module:
     """in -> hidden... -> num_classes: LIF layers with a neuron (784-1000-10 as snnTorch
-    tutorial 5), ReLU without; dropout on every hidden layer's output while training."""
+    tutorial 5), ReLU without; dropout on every hidden layer's output while training. The
+    input [C, H, W] is flattened (SHD's spike trains: [1, 1, 700]). beta_per_neuron: each
+    layer's beta is a tensor of its width (with neuron.learn_beta, a decay learned per neuron,
+    as the SHD papers' LIF layers)."""
     linears = fully_connected([math.prod(in_shape), *hidden, num_classes])
     if neuron is None:
         return ANN(nn.Sequential(nn.Flatten(), *relu_layers(linears, dropout)))
-    return spiking([fast.Linear(lin) for lin in linears], neuron, dropout)
+    return spiking([fast.Linear(lin) for lin in linears], neuron, dropout, beta_per_neuron)
 
 
 def pool_layer(pool: str) -> nn.Module:

@@ -22,12 +22,15 @@ from .config import MODEL_SETTINGS, effective_timesteps, model_settings, uses_ne
 IDENTITY_VERSION = 2
 # What is trained. Nodes (model, encoder, ...) count whole, less their `name` (a label).
 IDENTITY = ("model", "encoder", "neuron", "timesteps", "augment", "optimizer", "scheduler",
-            "data.name", "data.dataset", "data.shape", "data.num_classes", "data.val_size",
+            "data.name", "data.dataset", "data.frames", "data.shape", "data.num_classes", "data.val_size",
             "data.split_seed", "data.train_subset", "data.batch_size", "seed", "repeats",
             "optimized_metric", "trainer.epochs", "trainer.early_stopping_patience",
             "trainer.precision")
+# Keys added after version 2 began, at the value that trains what runs made before them
+# trained: left out of the identity there, so that those runs keep their config_sha.
+ADDED_AT_DEFAULT = {"data.frames": None, "model.beta_per_neuron": False}
 # Where and how it ran: recorded in result.json's "context" (with host and versions), not hashed.
-CONTEXT = ("data.root", "data.download", "data.eval_batch_size", "trainer.device",
+CONTEXT = ("data.root", "data.download", "data.cache", "data.eval_batch_size", "trainer.device",
            "trainer.threads", "trainer.progress", "trainer.checkpoint", "trainer.resume",
            "trainer.reuse", "trainer.compile", "trainer.test", "logger", "trusted_modules",
            "pareto_metric")
@@ -77,8 +80,14 @@ def identity(cfg) -> Dict[str, Any]:
     out["neuron"] = out["model"].pop("neuron", None)
     if cfg.model.spiking:
         out["timesteps"] = effective_timesteps(cfg)
-    else:
-        out["encoder"] = out["neuron"] = out["timesteps"] = None
+    else:  # on event data the frames an ANN sums are cut by timesteps
+        out["encoder"] = out["neuron"] = None
+        if out["data.frames"] is None:
+            out["timesteps"] = None
+    for path, default in ADDED_AT_DEFAULT.items():
+        node, key = (out, path) if path in out else (out[path.split(".")[0]], path.split(".", 1)[1])
+        if isinstance(node, dict) and key in node and node[key] == default:
+            del node[key]
     return out
 
 
@@ -102,6 +111,7 @@ def context(cfg) -> Dict[str, Any]:
     out = {path.rsplit(".", 1)[-1]: _select(c, path) for path in CONTEXT
            if path not in ("logger", "trusted_modules", "trainer.progress")}
     out["data_root"] = out.pop("root")
+    out["frames_cache"] = out.pop("cache")
     out.update(threads=torch.get_num_threads(), host=platform.node(),
                python=platform.python_version(), torch=torch.__version__,
                snntorch=snntorch.__version__, started=now())

@@ -16,6 +16,7 @@ import torch
 from .build import build_augment, build_encoder
 from .config import Precision, effective_timesteps, model_settings
 from .errors import InputError, NonFiniteLossError
+from .encoders import frame_counts
 from .energy import Recorder, outermost
 from .models import predict, readout_loss
 
@@ -133,7 +134,8 @@ class Runner:
     """Feeds batches through encoder and model; owns nothing but the wiring. An ANN's logits
     [B, K] become a 1-step "membrane" [1, B, K], so one readout/loss code path serves every
     model. The config's augmentation, if any, draws from augment_generator (torch's global
-    generator when None) and sees the training batches only."""
+    generator when None) and sees the training batches only. Event data come as integer
+    frames [B, T, C, H, W]: made float on the device; an ANN sees encoders.frame_counts."""
 
     def __init__(self, cfg, model, device, augment_generator: Optional[torch.Generator] = None):
         self.cfg, self.model, self.device = cfg, model, device
@@ -144,9 +146,12 @@ class Runner:
         augment = build_augment(cfg)
         self.augment = None if augment is None else partial(augment, generator=augment_generator)
         self.pending = None  # a GPU step's loss check, made one step later (_check_later)
+        self.frames = cfg.data.get("frames") is not None
 
     def forward(self, x):
         x = x.to(self.device, non_blocking=True)
+        if not x.is_floating_point():
+            x = x.float()
         if not self.bf16:
             return self.run_model(x)
         with torch.autocast(self.device.type, torch.bfloat16):
@@ -156,12 +161,15 @@ class Runner:
 
     def run_model(self, x):
         if self.steps is None:
-            return None, self.model(x).unsqueeze(0)
+            return None, self.model(frame_counts(x) if self.frames else x).unsqueeze(0)
         return self.model(self.encode(x, num_steps=self.steps))
 
     def example(self, x: torch.Tensor) -> torch.Tensor:
-        """One dense step of one sample x [1, C, H, W], for counting MACs."""
-        x = x.to(self.device)
+        """One dense step of one sample x [1, C, H, W] (event data: [1, T, C, H, W]), for
+        counting MACs."""
+        x = x.to(self.device).float()
+        if self.frames:
+            x = x[:, 0] if self.steps is not None else frame_counts(x)
         return x.unsqueeze(0) if self.steps is not None else x
 
     def train_step(self, opt, sched, x, y, where: str):

@@ -80,6 +80,7 @@ def validate(cfg) -> None:
     if "momentum" in cfg.optimizer:
         check(0 <= cfg.optimizer.momentum < 1, "optimizer.momentum", cfg.optimizer.momentum,
                "a number in [0, 1)")
+    _validate_frames(cfg)
     check(cfg.data.batch_size >= 1, "data.batch_size", cfg.data.batch_size, "an integer >= 1")
     check(cfg.data.eval_batch_size >= 1, "data.eval_batch_size", cfg.data.eval_batch_size,
            "an integer >= 1")
@@ -103,6 +104,37 @@ def validate(cfg) -> None:
     steps = m.timesteps if m.timesteps is not None else cfg.timesteps
     if m.spiking is not False and m.readout == Readout.count_mse:
         check(steps >= 2, "timesteps", steps, "at least 2 with model.readout=count_mse")
+
+
+FRAMES_ENCODER = "snn_sweep.encoders.frames"
+
+
+def _validate_frames(cfg) -> None:
+    """Event data (data.frames set) take encoder=frames and no augmentation; encoder=frames
+    takes event data; the frames settings' ranges."""
+    frames = cfg.data.get("frames")
+    encoder = cfg.encoder.get("_target_")
+    if frames is None:
+        check(encoder != FRAMES_ENCODER, "encoder", cfg.encoder.get("name"),
+              f"an image encoder with dataset={cfg.data.name} (encoder=frames takes event "
+              "data: dataset=nmnist, dvs_gesture, shd)")
+        return
+    check(encoder == FRAMES_ENCODER, "encoder", cfg.encoder.get("name"),
+          f"frames with dataset={cfg.data.name} (event data are already spikes: "
+          "encoder=frames)")
+    check(cfg.get("augment") is None, "augment", (cfg.get("augment") or {}).get("name"),
+          f"none with dataset={cfg.data.name} (the augmentations are for images)")
+    check(frames.time_window is None or frames.time_window > 0, "data.frames.time_window",
+          frames.time_window, "null or a number of microseconds > 0")
+    check(0 < frames.downsample <= 1, "data.frames.downsample", frames.downsample,
+          "a number in (0, 1]")
+    check(frames.denoise is None or frames.denoise > 0, "data.frames.denoise", frames.denoise,
+          "null or a number of microseconds > 0")
+    from .events import frame_shape  # here, not above: Tonic is an optional dependency
+    shape = frame_shape(cfg.data)
+    check(list(cfg.data.shape) == shape, "data.shape", list(cfg.data.shape),
+          f"{shape}, the frames of {cfg.data.name} with data.frames.polarity="
+          f"{frames.polarity} and downsample={frames.downsample}")
 
 
 def _validate_affine(aug) -> None:

@@ -58,6 +58,21 @@ def data_root(tmp_path_factory) -> str:
     return str(root)
 
 
+@pytest.fixture(scope="session")
+def event_root(tmp_path_factory) -> str:
+    """Tiny N-MNIST, DVS Gesture and SHD folders in Tonic's layout (tests/event_files.py)."""
+    from event_files import MAKERS
+    root = tmp_path_factory.mktemp("events")
+    for make in MAKERS.values():
+        make(root)
+    return str(root)
+
+
+# An event dataset's overrides for the tiny folders of event_root (their val split and shapes).
+EVENTS = {"nmnist": ["data.val_size=10"], "dvs_gesture": ["data.val_size=6"],
+          "shd": ["data.val_size=10"]}
+
+
 CONV = ("cnn", "csnn", "cnn_bn", "csnn_bn")  # the built-in models with channels; the others hidden widths
 
 

@@ -371,3 +371,26 @@ def test_bench_on_cuda_runs_every_side_there(tiny_root, tmp_path, fast, capsys):
     if "norse" in INSTALLED:
         assert "norse on rate1: " in md and "norse on csnn_direct2: " in md
     assert "eval_ratio >=" not in md  # the CPU's targets
+
+
+def test_event_case_runs_ours_against_the_tutorial_loop_on_frames(tiny_root, tmp_path,
+                                                                  monkeypatch, capsys):
+    """The event case (nmnist_csnn10, here 2 steps): the csnn and the tutorial's conv loop on the
+    same synthetic N-MNIST frames; only the tensor side beside ours."""
+    case = cases.Case("nmnist_csnn2", "csnn", "frames", 2, others=False)
+    monkeypatch.setitem(cases.CASES, case.name, case)
+    monkeypatch.setattr(measure, "PEAK_REPEATS", 1)
+    data = cases.event_splits(case, (2, 34, 34), n_train=cases.BATCH, n_test=cases.BATCH)
+    assert data.train_x.shape == (cases.BATCH, 2, 2, 34, 34)
+    assert data.train_x.dtype == torch.uint8 and 0.02 < (data.train_x > 0).float().mean() < 0.05
+    ours = sides.Ours(case, str(tiny_root), data)
+    tutorial = sides.TensorTutorial(case, cases.compose_cfg(case, str(tiny_root)), data)
+    assert list(ours.cfg.model.in_shape) == [2, 34, 34] and ours.cfg.encoder.name == "frames"
+    assert weight_shapes(ours.model) == weight_shapes(tutorial.net)
+    assert tutorial.run(data.test_x[:3]).shape == (2, 3, 10)
+    rows = run(tiny_root, tmp_path / "bench.csv", case.name)
+    (r,) = rows
+    assert float(r["train_ratio_tensor"]) > 0 and float(r["eval_ratio_tensor"]) > 0
+    assert r["train_ref"] == r["train_byo"] == r["train_ratio"] == ""
+    assert re.search(r"nmnist_csnn2: train x[0-9.]+ tensor; eval x[0-9.]+ tensor",
+                     capsys.readouterr().out)

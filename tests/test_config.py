@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from hydra.errors import ConfigCompositionException
 
+from conftest import EVENTS
 from snn_sweep.train import train
 
 CONF = Path(__file__).resolve().parents[1] / "snn_sweep" / "conf"
@@ -102,8 +103,15 @@ def test_no_yaml_repeats_a_schema_default():
 
 
 @pytest.mark.parametrize("group,option", OPTIONS)
-def test_option_composes_and_trains(make_cfg, tmp_path, group, option):
-    cfg = make_cfg(f"{group}={option}", "data.train_subset=100")
+def test_option_composes_and_trains(make_cfg, event_root, tmp_path, group, option):
+    extra = []
+    if (group, option) == ("encoder", "frames"):
+        extra = ["dataset=nmnist", *EVENTS["nmnist"]]
+    if option in EVENTS:
+        extra = ["encoder=frames", *EVENTS[option]]
+    if extra:
+        extra += [f"data.root={event_root}", f"data.cache={tmp_path / 'cache'}"]
+    cfg = make_cfg(f"{group}={option}", "data.train_subset=100", *extra)
     if group == "scheduler":
         assert cfg.scheduler._target_.startswith("torch.optim.lr_scheduler.")
     elif group == "neuron":  # named by the entrypoint after the group choice, here by its class

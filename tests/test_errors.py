@@ -46,7 +46,7 @@ def train_error(make_cfg, tmp_path, *overrides) -> str:
     ("optimizer.lr=-1e-3", "optimizer.lr=-0.001 is not allowed"),
     ("trainer.epochs=0", "trainer.epochs=0 is not allowed: an integer >= 1"),
     ("data.batch_size=0", "data.batch_size=0 is not allowed: an integer >= 1"),
-    ("data.val_size=400", "data.val_size=400 is not allowed: an integer smaller than the 400 training images"),
+    ("data.val_size=400", "data.val_size=400 is not allowed: an integer smaller than the 400 training samples"),
     ("repeats=0", "repeats=0 is not allowed: an integer >= 1"),
     ("model.dropout=1", "model.dropout=1.0 is not allowed: a number in [0, 1)"),
     ("pareto_metric=energy", "pareto_metric='energy' is not allowed: null or one of "

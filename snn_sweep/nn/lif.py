@@ -17,10 +17,11 @@ quantization, graded_spikes_factor 1), step t:
 with b = beta.clamp(0, 1) and mem_{-1} = 0. The surrogate derivative of atan, fast_sigmoid
 and sigmoid is written out (derivatives.py: a few in-place passes); any other surrogate is
 differentiated by autograd through the neuron's own `spike_grad`, so every snnTorch
-surrogate works. On the CPU, in float32 with a scalar beta and threshold (every config's
-neuron) and an atan or fast_sigmoid surrogate (the default is atan), forward and backward run
-as the compiled loops of kernels/lif_cpu.py instead; lif_linear.py goes on to fuse a Linear
-that the spikes feed, forward and backward. On CUDA, in float32 or with a bfloat16 current
+surrogate works. On the CPU, in float32 with a scalar threshold, a scalar or per-neuron beta
+(model.beta_per_neuron) and an atan or fast_sigmoid surrogate (the default is atan), forward
+and backward run as the compiled loops of kernels/lif_cpu.py instead; with a scalar beta (every
+config's neuron by default) lif_linear.py goes on to fuse a Linear that the spikes feed,
+forward and backward. On CUDA, in float32 or with a bfloat16 current
 (kept in float32 there), with a scalar beta and threshold and any written-out surrogate, they
 run as kernels/lif_triton.py's Triton kernels, one launch each way. `path` says which runs.
 tests/test_lif.py checks outputs and gradients (input, beta, threshold, the Linear's), on the
@@ -78,11 +79,11 @@ def path(device_type: str, dtype: torch.dtype, beta: torch.Tensor, threshold: to
     """Which implementation LeakyFunction runs for a current on device_type in dtype: "triton"
     (kernels/lif_triton.py: CUDA, float32 or bfloat16), "cpu" (kernels/lif_cpu.py: the CPU,
     float32, atan or fast_sigmoid) or "eager" (the PyTorch loop: anything else, e.g. float64,
-    a per-neuron beta, a surrogate not written out). Both kernels need a scalar beta and
-    threshold (every config's neuron) and the surrogate's derivative written out."""
-    if beta.dim() or threshold.dim() or derivative is None:
+    a surrogate not written out, a per-neuron beta on CUDA). Both kernels need a scalar
+    threshold and the surrogate's derivative written out; Triton's a scalar beta too."""
+    if threshold.dim() or derivative is None:
         return "eager"
-    if device_type in TRITON_DEVICES:
+    if device_type in TRITON_DEVICES and not beta.dim():
         kernels = triton_kernels()
         if kernels is not None and dtype in kernels.DTYPES and derivative.name in kernels.KINDS:
             return "triton"
@@ -120,10 +121,19 @@ def _params(neuron: snn.Leaky, like: torch.Tensor, dtype: Optional[torch.dtype] 
 def _compiled_grads(ctx, g, g_beta, g_thr, beta, threshold):
     """The (cur, beta, threshold) gradients of a compiled backward as autograd wants them:
     a constant current's [1, ...] gradient without its time axis, the per-neuron parameter
-    terms summed, None where no gradient is needed."""
+    terms summed (a per-neuron beta's g_beta comes as a row [B, ...] to sum to its shape),
+    None where no gradient is needed."""
     need = ctx.needs_input_grad
-    return (g[0] if ctx.constant else g, g_beta.sum().to(beta) if need[1] else None,
+    return (g[0] if ctx.constant else g, _reduce_to(g_beta, beta).to(beta) if need[1] else None,
             g_thr.sum().to(threshold) if need[2] else None)
+
+
+def _cpu_beta(beta: torch.Tensor, row: torch.Size):
+    """beta for lif_cpu: a float, or a per-neuron beta as a float32 array over a row [B, ...]
+    of the current (broadcast there: one value per column of the kernels' [T, N])."""
+    if not beta.dim():
+        return float(beta)
+    return beta.detach().expand(row).contiguous().view(-1).numpy()
 
 
 def _reduce_to(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -152,8 +162,10 @@ class LeakyFunction(torch.autograd.Function):
             ctx.dtype = cur.dtype
             mem = mem.to(cur.dtype) if keep_mem else None
         elif ctx.path == "cpu":  # its backward replays the membrane from cur, so only cur is kept
+            ctx.row = cur.shape if constant else cur.shape[1:]
             spk, mem = lif_cpu.forward(cur.unsqueeze(0) if constant else cur, ctx.steps,
-                                       float(beta), float(threshold), reset, keep_mem)
+                                       _cpu_beta(beta, ctx.row), float(threshold), reset,
+                                       keep_mem)
             ctx.save_for_backward(cur, beta, threshold)
         else:
             # snnTorch starts from mem = 0, so its first reset is H(0 - thr): 1 iff thr < 0.
@@ -268,8 +280,11 @@ class LeakyFunction(torch.autograd.Function):
         else:  # saved: the current
             g, g_beta, g_thr = lif_cpu.backward(
                 saved.unsqueeze(0) if ctx.constant else saved, ctx.steps, g_spk, g_mem,
-                float(beta), float(threshold), ctx.reset, lif_cpu.KINDS[derivative.name],
-                derivative.p, derivative.q, params=need[1] or need[2])
+                _cpu_beta(beta, ctx.row), float(threshold), ctx.reset,
+                lif_cpu.KINDS[derivative.name], derivative.p, derivative.q,
+                params=need[1] or need[2])
+            if g_beta is not None:  # per column of [T, N]: a row [B, ...] for _reduce_to
+                g_beta = g_beta.view(ctx.row)
         return (*_compiled_grads(ctx, g, g_beta, g_thr, beta, threshold),
                 None, None, None, None, None, None)
 

@@ -56,13 +56,14 @@ def leaky_linear(neuron, cur: torch.Tensor, weight: torch.Tensor, bias: Optional
     multiplied by scale [B, H] on every step if given (dropout with one mask for all steps):
     returns (its output [T, B, K], spikes [T, B, H] before dropout or None unless keep_spikes)
     through LeakyLinearFunction, or None where that does not apply (another neuron, off the
-    compiled path, no bias, or no gradient to take); then run the two separately."""
+    compiled path, a per-neuron beta, no bias, or no gradient to take); then run the two
+    separately."""
     if not (torch.is_grad_enabled() and fusable(neuron) and bias is not None
             and cur.dim() == (2 if steps else 3) and cur.shape[-1] == weight.shape[1]
             and weight.dtype == cur.dtype):
         return None
     beta, threshold, reset = _params(neuron, cur)
-    if not _compiled(cur, beta, threshold, derivative):
+    if beta.dim() or not _compiled(cur, beta, threshold, derivative):
         return None
     return LeakyLinearFunction.apply(cur, beta, threshold, reset, derivative, steps,
                                      weight, bias, keep_spikes, scale)

@@ -1,7 +1,8 @@
 """The LIF recurrence of lif.py as compiled CPU loops (Numba): forward and backward.
 
-For float32 with a scalar beta and threshold: lif.LeakyFunction calls these where they apply;
-lif_linear_cpu.py builds on their inner loops for a layer whose spikes feed a Linear.
+For float32 with a scalar threshold and a scalar or per-neuron beta: lif.LeakyFunction calls
+these where they apply; lif_linear_cpu.py builds on their inner loops (scalar beta) for a layer
+whose spikes feed a Linear.
 
 Eager PyTorch runs each step of the recurrence as 3 (forward) to 8 (backward) passes over
 [B, N], each a trip through memory. Here a block of neurons walks all T steps in one loop that
@@ -14,15 +15,42 @@ the eager ones against stepping snn.Leaky.
 
 Arrays are 2-D [T, N] (N = everything but time). A [1, N] array stands for one row used at
 every step: a time-constant input current and its summed gradient, an absent gradient (zeros),
-or a membrane nobody keeps (scratch).
+or a membrane nobody keeps (scratch). beta is a float32 scalar, or an array [N] (a per-neuron
+beta broadcast over a row): _row and _at select it, compiled apart for each, so the scalar
+loops are those without the array.
 """
 import numba
 import numpy as np
 import torch
-from numba import njit, prange, uint64
+from numba import njit, prange, types, uint64
+from numba.extending import overload
 
 ONE = np.float32(1.0)
 KINDS = {"atan": 0, "fast_sigmoid": 1}  # surrogates whose derivative _backward computes
+
+
+def _row(beta, lo, hi):
+    """beta for neurons lo:hi: a scalar itself, an array's slice (compiled: _row_impl)."""
+    return beta[lo:hi] if np.ndim(beta) else beta
+
+
+def _at(beta, j):
+    """beta of neuron j of a row from _row (compiled: _at_impl)."""
+    return beta[j] if np.ndim(beta) else beta
+
+
+@overload(_row)
+def _row_impl(beta, lo, hi):
+    if isinstance(beta, types.Array):
+        return lambda beta, lo, hi: beta[lo:hi]
+    return lambda beta, lo, hi: beta
+
+
+@overload(_at)
+def _at_impl(beta, j):
+    if isinstance(beta, types.Array):
+        return lambda beta, j: beta[j]
+    return lambda beta, j: beta
 
 
 def _block(steps: int) -> int:
@@ -39,13 +67,14 @@ def _run(cur, lo, hi, steps, beta, thr, zero_reset, sub_reset, mem, spk, off):
     s_spk = 1 if spk.shape[0] > 1 else 0
     width = uint64(hi - lo)  # unsigned indices: no negative-index check per access
     m = np.zeros(width, np.float32)  # mem_{t-1}
+    b = _row(beta, lo, hi)
     for t in range(steps):
         c = cur[t * per_step, lo:hi]
         mt = mem[t * s_mem, off:off + width]
         st = spk[t * s_spk, off:off + width]
         for j in range(width):
             r = np.float32(m[j] > thr)  # reset_t: the previous step's spike
-            v = beta * ((ONE - r * zero_reset) * m[j]) + c[j] - r * sub_reset * thr
+            v = _at(b, j) * ((ONE - r * zero_reset) * m[j]) + c[j] - r * sub_reset * thr
             m[j] = v
             mt[j] = v
             st[j] = np.float32(v > thr)
@@ -73,11 +102,11 @@ def _d_fast_sigmoid(x, p):  # lif.Derivative("fast_sigmoid", p): 1 / (p |x| + 1)
 @njit(inline="always")
 def _adjoint_step(t, mem, gs, gm, gc, d, later, params, gb, gt, beta, thr, zero_reset,
                   sub_reset, kind, p, q):
-    """One step of the backward recurrence, from the last step back, for one row of neurons:
-    mem [T, width] replayed; gs, gm: dL/dspk_t, dL/dmem_t; adds G_t = dL/dmem_t = dL/dcur_t
-    into gc and, if params, the beta and threshold terms into gb, gt; `later` carries
-    G_{t+1} dmem_{t+1}/dmem_t. Without params (no learned beta or threshold, the usual case)
-    one loop per surrogate does it all, with no array d in between."""
+    """One step of the backward recurrence, from the last step back, for one row of neurons
+    (beta: their _row): mem [T, width] replayed; gs, gm: dL/dspk_t, dL/dmem_t; adds
+    G_t = dL/dmem_t = dL/dcur_t into gc and, if params, the beta and threshold terms into gb,
+    gt; `later` carries G_{t+1} dmem_{t+1}/dmem_t. Without params (no learned beta or
+    threshold, the usual case) one loop per surrogate does it all, with no array d in between."""
     width = uint64(mem.shape[1])
     m = mem[t]
     prev = mem[max(t - 1, 0)]
@@ -87,12 +116,14 @@ def _adjoint_step(t, mem, gs, gm, gc, d, later, params, gb, gt, beta, thr, zero_
             for j in range(width):
                 g = later[j] + gs[j] * _d_atan(m[j] - thr, p, q) + gm[j]
                 gc[j] += g
-                later[j] = g * beta * (ONE - np.float32(prev[j] * rest > thr) * zero_reset)
+                later[j] = g * _at(beta, j) * (ONE - np.float32(prev[j] * rest > thr)
+                                               * zero_reset)
         else:
             for j in range(width):
                 g = later[j] + gs[j] * _d_fast_sigmoid(m[j] - thr, p) + gm[j]
                 gc[j] += g
-                later[j] = g * beta * (ONE - np.float32(prev[j] * rest > thr) * zero_reset)
+                later[j] = g * _at(beta, j) * (ONE - np.float32(prev[j] * rest > thr)
+                                               * zero_reset)
         return
     if kind == 0:
         for j in range(width):
@@ -109,7 +140,7 @@ def _adjoint_step(t, mem, gs, gm, gc, d, later, params, gb, gt, beta, thr, zero_
         keep = ONE - r * zero_reset
         gb[j] += g * pm * keep
         gt[j] -= direct + g * r * sub_reset
-        later[j] = g * beta * keep
+        later[j] = g * _at(beta, j) * keep
 
 
 @njit(parallel=True, cache=True)
@@ -131,7 +162,8 @@ def _backward(cur, steps, g_spk, g_mem, beta, thr, zero_reset, sub_reset, kind, 
         for t in range(steps - 1, -1, -1):
             _adjoint_step(t, mem, g_spk[t * s_spk, lo:hi], g_mem[t * s_mem, lo:hi],
                           g_cur[t * s_cur, lo:hi], d, later, params, g_beta[lo:hi],
-                          g_thr[lo:hi], beta, thr, zero_reset, sub_reset, kind, p, q)
+                          g_thr[lo:hi], _row(beta, lo, hi), thr, zero_reset, sub_reset, kind,
+                          p, q)
 
 
 def threads() -> int:
@@ -150,6 +182,11 @@ def _rows(x: torch.Tensor) -> np.ndarray:
     return x.contiguous().view(x.shape[0], -1).numpy()
 
 
+def _beta(beta):
+    """A float beta as a float32 scalar; a per-neuron one stays a float32 array [N]."""
+    return np.float32(beta) if np.ndim(beta) == 0 else np.ascontiguousarray(beta, np.float32)
+
+
 def _resets(reset: int):
     return np.float32(reset == 1), np.float32(reset == 0)  # lif.RESETS: zero, subtract
 
@@ -162,19 +199,20 @@ def _gradients(cur: torch.Tensor, params: bool):
     return g_cur, torch.zeros(n), torch.zeros(n)
 
 
-def forward(cur: torch.Tensor, steps: int, beta: float, thr: float, reset: int, keep_mem: bool):
-    """cur [T, ...], or [1, ...] used at every step. Returns spk [steps, ...] and the membrane
-    [steps, ...] if keep_mem, else None."""
+def forward(cur: torch.Tensor, steps: int, beta, thr: float, reset: int, keep_mem: bool):
+    """cur [T, ...], or [1, ...] used at every step; beta a float or per neuron, an array
+    [N] over a row. Returns spk [steps, ...] and the membrane [steps, ...] if keep_mem, else
+    None."""
     shape = (steps, *cur.shape[1:])
     spk = cur.new_empty(shape)
     mem = cur.new_empty(shape if keep_mem else (1, *cur.shape[1:]))
     threads()
-    _forward(_rows(cur), steps, np.float32(beta), np.float32(thr), *_resets(reset), _rows(mem),
+    _forward(_rows(cur), steps, _beta(beta), np.float32(thr), *_resets(reset), _rows(mem),
              _rows(spk), _block(steps))
     return spk, (mem if keep_mem else None)
 
 
-def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int, kind: int,
+def backward(cur, steps: int, g_spk, g_mem, beta, thr: float, reset: int, kind: int,
              p: float, q: float, params: bool):
     """dL/dcur (cur's shape: summed over time for a [1, ...] current), and if params dL/dbeta
     and dL/dthr per neuron (flat [N], to be summed; else None)."""
@@ -182,7 +220,7 @@ def backward(cur, steps: int, g_spk, g_mem, beta: float, thr: float, reset: int,
     g_cur, g_beta, g_thr = _gradients(cur, params)
     threads()
     _backward(_rows(cur), steps, _rows(none if g_spk is None else g_spk),
-              _rows(none if g_mem is None else g_mem), np.float32(beta), np.float32(thr),
+              _rows(none if g_mem is None else g_mem), _beta(beta), np.float32(thr),
               *_resets(reset), kind, np.float32(p), np.float32(q), params, _rows(g_cur),
               g_beta.numpy(), g_thr.numpy(), _block(steps))
     return g_cur, (g_beta if params else None), (g_thr if params else None)
