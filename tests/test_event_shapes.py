@@ -102,7 +102,9 @@ def test_mlp_on_shd_spike_trains_matches_plain_snntorch():
 
 
 # ---------------------------------------------------------------- snnTorch's RLeaky
-def test_rleaky_gets_each_layers_width_and_equals_stepping_it(make_cfg, caplog):
+def test_rleaky_gets_each_layers_width_and_equals_stepping_it(make_cfg, caplog, monkeypatch):
+    from snn_sweep.nn import layers
+    monkeypatch.setattr(layers, "_stepped", set())  # logged once per process: maybe already
     cfg = make_cfg("model=snn", "neuron=rleaky", "model.hidden=[24,16]")
     torch.manual_seed(0)
     with caplog.at_level("INFO"):

@@ -31,10 +31,12 @@ def test_lock_resolves_on(platform, cuda, tmp_path):
     if uv is None:
         pytest.skip("uv not installed (pip install -e '.[dev]')")
     env = {**os.environ, "MACOSX_DEPLOYMENT_TARGET": "14.0"}  # the oldest macOS torch supports
-    # Wheels only, but norse (the bench extra) is published only as a pure-Python sdist.
+    # Wheels only, but norse (the bench extra) is published only as a pure-Python sdist, and
+    # expelliarmus (Tonic's event-file reader, the events extra) has no macOS arm64 wheel: pip
+    # builds it from its sdist there (a C compiler: Xcode's command line tools).
     r = subprocess.run([uv, "pip", "install", "--dry-run", "--python-platform", platform,
                         "--python-version", "3.11", "--target", str(tmp_path), "--only-binary", ":all:",
-                        "--no-binary", "norse", "-r", str(LOCK)],
+                        "--no-binary", "norse", "--no-binary", "expelliarmus", "-r", str(LOCK)],
                        capture_output=True, text=True, timeout=600, env=env)
     if r.returncode and any(word in r.stderr for word in OFFLINE):
         pytest.skip(f"package index unreachable: {r.stderr.strip().splitlines()[-1]}")
