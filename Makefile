@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed
 DATA ?= data
 ARGS ?=
 
-.PHONY: run test bench gpu-check results tuning tune-recipes comparison augment-budget lock readme \
+.PHONY: run test bench gpu-check results tuning tune-recipes comparison augment-budget neurobench \
+	lock readme \
 	clean-venv
 
 $(STAMP): pyproject.toml requirements.txt
@@ -140,6 +141,17 @@ comparison: $(STAMP)
 	$(AGG) $(SWEEPS)/comparison --out docs/results/comparison
 	$(BIN)/python scripts/targets.py docs/results/comparison
 	$(BIN)/python scripts/wall_time.py comparison $(SWEEPS)/comparison
+	$(BIN)/python scripts/include.py README.md docs/*.md
+
+# NeuroBench's metrics of the comparison's recipes (docs/results.md#neurobench-metrics): each
+# recipe 3 epochs with seed 0, two jobs at a time (~25 min on 2 cores), its summary, and our
+# counts beside NeuroBench's own Benchmark on the checkpoints (scripts/neurobench_check.py).
+neurobench: $(STAMP)
+	rm -rf $(SWEEPS)/neurobench
+	$(RUN) -m experiment=comparison seed=0 trainer.epochs=3 hydra.sweep.dir=$(SWEEPS)/neurobench
+	$(AGG) $(SWEEPS)/neurobench --out docs/results/neurobench
+	$(BIN)/python scripts/neurobench_check.py $(SWEEPS)/neurobench --data-root $(DATA) \
+	    --images 1000 --write docs/results/neurobench/agreement.md
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # The tuning's second stage (experiment=augment_budget, seed 0, two jobs at a time): the

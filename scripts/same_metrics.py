@@ -33,7 +33,8 @@ COMMON = ["seed=0", "trainer.threads=1", "data.train_subset=2000", "trainer.epoc
           "trainer.progress=false", "data.download=false"]
 # Wall-clock fields (they differ run to run however exact the arithmetic) and the record's
 # bookkeeping: not metrics.
-NOT_METRICS = ("time", "samples_per_s", "snn_sweep_version", "threads", "identity_version")
+NOT_METRICS = ("time", "samples_per_s", "snn_sweep_version", "threads", "identity_version",
+               "metrics_version")
 
 
 def run(out: Path, data_root: str) -> None:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .build import build_model, build_optimizer, build_scheduler, model_spec
 from .data import load_splits
-from .energy import PJ_PER_MAC, dense_macs
+from .energy import PJ_PER_MAC, dense_macs, static_metrics
 from .objectives import direction_for
 from .models import predict
 from .record import IDENTITY_VERSION
@@ -134,18 +134,14 @@ def train_epoch(cfg, runner: Runner, state: TrainingState, data, epoch: int, dev
             "epoch_time_s": time.perf_counter() - t0}
 
 
-def validate(runner: Runner, data, macs: List[int], row: Dict) -> Dict:
-    """The row with the validation set's loss, accuracy and (for an SNN) spiking statistics, on
-    the validation set so that tuning for energy never looks at the test set."""
-    val_loss, val_acc, rec = runner.evaluate_spiking(data.val_x, data.val_y, macs)
+def validate(runner: Runner, data, row: Dict) -> Dict:
+    """The row with the validation set's loss, accuracy and workload metrics (energy.Recorder:
+    an ANN's too), on the validation set so that tuning for energy never looks at the test set."""
+    val_loss, val_acc, rec = runner.evaluate_spiking(data.val_x, data.val_y)
     row = {**row, "val_loss": val_loss, "val_acc": val_acc}
     row["epoch_time_s"] = row.pop("epoch_time_s")  # metrics.csv's column order
-    if runner.steps is not None:
-        rates = rec.stats(len(data.val_x), runner.steps)
-        row.update({("" if k.startswith("firing_rate") else "val_") + k: v
-                    for k, v in rates.items()})
-    else:
-        row["val_energy_pj_per_sample"] = sum(macs) * PJ_PER_MAC
+    rates = rec.stats(len(data.val_x), runner.steps or 1)
+    row.update({("" if k.startswith("firing_rate") else "val_") + k: v for k, v in rates.items()})
     return row
 
 
@@ -199,7 +195,7 @@ def fit(cfg, out_dir: str, result: Dict, on_epoch: Optional[EpochCallback]) -> N
     for epoch in range(len(state.rows) + 1, cfg.trainer.epochs + 1):
         if patience and state.best is not None and epoch - state.best["epoch"] > patience:
             break  # a resumed run that had already stopped early
-        row = validate(runner, data, macs, train_epoch(cfg, runner, state, data, epoch, device))
+        row = validate(runner, data, train_epoch(cfg, runner, state, data, epoch, device))
         state.train_time += row["epoch_time_s"]
         state.rows.append(row)
         metric = cfg.optimized_metric
@@ -240,14 +236,12 @@ def test(cfg, runner: Runner, state: TrainingState, data, macs: List[int], resul
         stopped_early=len(rows) < cfg.trainer.epochs,
         train_time_s=state.train_time,
         train_samples_per_s=len(data.train_x) * len(rows) / state.train_time,
-        n_params=n_params(model),
+        **static_metrics(model),  # NeuroBench's footprint, connection sparsity, n_params
         macs_per_sample=sum(macs),
         ann_energy_pj_per_sample=sum(macs) * PJ_PER_MAC,
     )
-    if runner.steps is None:  # an ANN's energy is its MACs', whatever the data
-        result["energy_pj_per_sample"] = result["ann_energy_pj_per_sample"]
     if wants_test(cfg, result):
-        result.update(test_fields(runner, data, macs))
+        result.update(test_fields(runner, data))
         log.info("test_acc %.4f test_loss %.4f; %s=%.4f", result["test_acc"],
                  result["test_loss"], cfg.optimized_metric, result["objective"])
     else:
@@ -255,15 +249,14 @@ def test(cfg, runner: Runner, state: TrainingState, data, macs: List[int], resul
         log.info("the test set skipped in an Optuna trial (trainer.test=true evaluates it)")
 
 
-def test_fields(runner: Runner, data, macs: List[int]) -> Dict:
+def test_fields(runner: Runner, data) -> Dict:
     """The test set's fields of result.json on the model's present weights: loss, accuracy,
-    speed, and an SNN's spiking statistics."""
+    speed, and the workload metrics (energy.Recorder: an ANN's too)."""
     t0 = time.perf_counter()
-    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y, macs)
+    test_loss, test_acc, rec = runner.evaluate_spiking(data.test_x, data.test_y)
     out = {"test_acc": test_acc, "test_loss": test_loss,
            "eval_samples_per_s": len(data.test_x) / (time.perf_counter() - t0)}
-    if runner.steps is not None:
-        out.update(rec.stats(len(data.test_x), runner.steps))
+    out.update(rec.stats(len(data.test_x), runner.steps or 1))
     return out
 
 
@@ -271,7 +264,7 @@ def test_saved(cfg, out_dir: str, sha: str) -> Dict:
     """The test set's fields for a completed run whose test was skipped, from the resume.pt it
     kept: the selected weights and the random streams as they were when the test was due (an
     encoder draws from them), so the numbers are those the run would have recorded."""
-    _, data, model, runner, macs = setup(cfg)
+    _, data, model, runner, _ = setup(cfg)
     state = load_resume(out_dir, cfg, sha)
     if state is None:
         raise InputError(f"trainer.test=true: {out_dir} has no resume.pt left to evaluate the "
@@ -279,7 +272,7 @@ def test_saved(cfg, out_dir: str, sha: str) -> Dict:
     model.load_state_dict(state["best"]["model"])
     torch.set_rng_state(state["torch_rng"])
     random.setstate(state["python_rng"])
-    return test_fields(runner, data, macs)
+    return test_fields(runner, data)
 
 
 def save_checkpoint(out_dir: str, cfg, model) -> None:

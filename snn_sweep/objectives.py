@@ -9,11 +9,13 @@ from typing import Any, List, Optional
 
 
 def direction_for(metric: Optional[str]) -> Optional[str]:
-    """How a metric is tuned: accuracy up; loss, spikes, synaptic operations, energy down."""
+    """How a metric is tuned: accuracy up; loss, spikes, synaptic operations (NeuroBench's
+    effective ACs and MACs too), energy down."""
     kind = str(metric).rsplit("_", 1)[-1] if metric else ""
     if kind == "acc":
         return "maximize"
-    if kind == "loss" or any(w in str(metric) for w in ("energy", "spikes", "synops")):
+    if kind == "loss" or any(w in str(metric) for w in ("energy", "spikes", "synops",
+                                                          "effective_acs", "effective_macs")):
         return "minimize"
     return None
 

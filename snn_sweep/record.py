@@ -45,7 +45,9 @@ TRIAL_FIELDS = ("optuna_study", "optuna_trial", "optuna_storage")  # an Optuna t
 NOT_AVERAGED = ("timesteps", "beta", "lr", "batch_size", "seed", "threads")
 # The final metrics a logger reports, where a run has them.
 FINAL = ("objective", "val_acc", "val_loss", "test_acc", "test_loss", "train_time_s",
-         "energy_pj_per_sample", "spikes_per_sample")
+         "energy_pj_per_sample", "spikes_per_sample", "effective_acs_per_sample",
+         "effective_macs_per_sample", "dense_ops_per_sample", "activation_sparsity",
+         "membrane_updates_per_sample")
 # The record's nested fields (not table cells).
 NESTED = ("identity", "context", "choices", "overrides", "swept", "config")
 

@@ -259,8 +259,9 @@ class Runner:
             tally.add(readout_loss(self.readout, spk, mem, y), predict(self.readout, spk, mem) == y)
         return tally.means(n)
 
-    def evaluate_spiking(self, xs, ys, macs: List[int]):
-        """evaluate, and the spiking statistics of the run (energy.Recorder.stats)."""
-        with Recorder(self.model, macs) as rec:
+    def evaluate_spiking(self, xs, ys):
+        """evaluate, and the Recorder that counted the run's workload (energy.Recorder.stats:
+        NeuroBench's metrics)."""
+        with Recorder(self.model) as rec:
             loss, acc = self.evaluate(xs, ys)
         return loss, acc, rec

@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from . import __version__
 from .build import resolve
 from .errors import InputError
+from .energy import METRICS_VERSION
 from .loop import EpochCallback, RunPruned, fit, test_saved
 from .record import IDENTITY_VERSION, NOT_AVERAGED, context, identity, now, settings, sha
 from .runner import RunInterrupted, interruptible
@@ -92,7 +93,8 @@ def record(cfg, extra: Optional[Dict]) -> Dict:
     ident = identity(cfg)
     return {"status": "running", **settings(cfg), **(extra or {}),
             "identity_version": IDENTITY_VERSION, "config_sha": sha(ident),
-            "snn_sweep_version": __version__, "identity": ident, "context": context(cfg),
+            "snn_sweep_version": __version__, "metrics_version": METRICS_VERSION,
+            "identity": ident, "context": context(cfg),
             "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)}
 
 

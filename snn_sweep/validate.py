@@ -11,7 +11,8 @@ from .config import Readout, model_settings, neuron_key
 from .errors import check
 
 METRICS = ("val_acc", "val_loss")  # never the test set
-PARETO_METRICS = ("val_energy_pj_per_sample", "val_spikes_per_sample", "val_synops_per_sample")
+PARETO_METRICS = ("val_energy_pj_per_sample", "val_spikes_per_sample", "val_synops_per_sample",
+                  "val_effective_acs_per_sample", "val_effective_macs_per_sample")
 
 
 def _in_unit(cfg, key: str) -> None:

@@ -189,6 +189,20 @@ def test_reused_runs_count_as_completed_and_are_listed(tmp_path, capsys):
     assert summary["val_acc_count"].tolist() == [2]
 
 
+def test_energy_of_two_metric_definitions_is_flagged(tmp_path, capsys):
+    """Runs recorded before NeuroBench's definitions (no metrics_version) beside runs after:
+    their energy columns are not comparable, and the aggregator says so; one version alone,
+    nothing."""
+    sweep = tmp_path / "mixed"
+    write_job(sweep / "0", 5, 0, {**done(0.80, 0.81), "energy_pj_per_sample": 1e6}, curve(1, 0.8))
+    write_job(sweep / "1", 5, 1, {**done(0.90, 0.91), "energy_pj_per_sample": 2e6,
+                                  "metrics_version": 2}, curve(1, 0.9))
+    main([str(sweep), "--out", str(tmp_path / "agg")])
+    assert "two definitions (result.json's metrics_version" in capsys.readouterr().out
+    main([str(sweep / "1"), "--out", str(tmp_path / "one")])
+    assert "two definitions" not in capsys.readouterr().out
+
+
 def test_output_defaults_to_first_dir_and_metric_option(tree, capsys):
     main([str(tree), "--metric", "val_acc"])
     assert (tree / "results.csv").is_file() and (tree / "accuracy_vs_timesteps.png").is_file()

@@ -128,15 +128,15 @@ def test_energy_hooks_count_a_plain_snntorch_network_as_ours(analog):
     for net in (fast_net, plain):
         macs = dense_macs(net, x[:1, :1])
         assert macs == [784 * 32, 32 * 10]
-        with torch.no_grad(), Recorder(net, macs) as rec:
+        with torch.no_grad(), Recorder(net) as rec:
             net.eval()(x)
         stats.append(rec.stats(n_samples=6, steps=5))
     assert stats[0].keys() == stats[1].keys()
     for key in stats[0]:
         assert stats[0][key] == pytest.approx(stats[1][key]), key
     assert stats[0]["spikes_per_sample"] > 0
-    if analog:  # the first layer multiplies analog input at every step: dense MACs
-        assert stats[0]["energy_pj_per_sample"] > 5 * 784 * 32 * 4.6
+    if analog:  # the first layer multiplies analog (non-zero) input at every step: MACs
+        assert stats[0]["effective_macs_per_sample"] == 5 * 784 * 32
 
 
 def test_bf16_runs_the_convs_in_bf16_and_the_neurons_in_float32():

@@ -61,15 +61,20 @@ def test_ann_has_no_spiking_fields_and_mac_energy(make_cfg, tmp_path):
     res, rows = run(make_cfg, tmp_path, "model=ann")
     assert res["timesteps"] is None and res["encoder"] is None and res["beta"] is None
     assert "spikes_per_sample" not in res and "firing_rate_0" not in rows[0]
-    assert res["energy_pj_per_sample"] == pytest.approx(res["macs_per_sample"] * 4.6)
+    # its energy is its measured effective MACs' (ReLU zeros skipped), dense_ops its MACs'
+    assert res["energy_pj_per_sample"] == pytest.approx(res["effective_macs_per_sample"] * 4.6)
+    assert 0 < res["effective_macs_per_sample"] < res["dense_ops_per_sample"]
+    assert res["dense_ops_per_sample"] == res["macs_per_sample"]
+    assert res["effective_acs_per_sample"] == 0 and "val_activation_sparsity" in rows[0]
 
 
 def test_direct_coded_first_layer_counts_as_macs(make_cfg, tmp_path):
     res, _ = run(make_cfg, tmp_path, "encoder=direct")
-    first_layer = 4 * 784 * 64 * 4.6  # T dense MAC passes of the first layer
+    # the first layer multiplies the analog pixels at every step: MACs, the non-zero pixels'
+    assert 0 < res["effective_macs_per_sample"] < 4 * 784 * 64
     assert res["energy_pj_per_sample"] == pytest.approx(
-        res["synops_per_sample"] * 0.9 + first_layer)
-    assert res["synops_per_sample"] <= 4 * 64 * 10  # only hidden spikes count as synops
+        res["effective_acs_per_sample"] * 0.9 + res["effective_macs_per_sample"] * 4.6)
+    assert res["effective_acs_per_sample"] <= 4 * 64 * 10  # only hidden spikes are ACs
 
 
 def test_same_seed_same_metrics(make_cfg, tmp_path):

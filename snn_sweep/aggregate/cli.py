@@ -41,6 +41,11 @@ def aggregate(dirs: List[Path], out: Optional[Path], metric: Optional[str], stud
     out.mkdir(parents=True, exist_ok=True)
     df, study_written, notes = write_studies(studies, df, out)
     notes = chosen + notes
+    if "energy_pj_per_sample" in completed and \
+            completed.get("metrics_version", pd.Series(dtype=float)).nunique(dropna=False) > 1:
+        notes.append("energy and synops: these runs count them by two definitions "
+                     "(result.json's metrics_version: 2, NeuroBench's; none, the earlier one); "
+                     "compare them within one")
     metrics = [m for m in dict.fromkeys(SUMMARY_METRICS + (metric,)) if m in df]
     summary = summarize(df, keys, metrics)
     df.to_csv(out / "results.csv", index=False)

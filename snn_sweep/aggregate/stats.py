@@ -5,11 +5,15 @@ from typing import Any, List
 import pandas as pd
 from scipy import stats
 
+# NeuroBench's figures that matter for SNN against ANN beside accuracy (energy.py): effective
+# accumulates and multiply-accumulates per sample, activation sparsity, footprint.
 SUMMARY_METRICS = ("val_acc", "test_acc", "best_epoch", "train_time_s", "spikes_per_sample",
-                   "energy_pj_per_sample")
+                   "effective_acs_per_sample", "effective_macs_per_sample", "activation_sparsity",
+                   "footprint_bytes", "energy_pj_per_sample")
 FORMATS = {"val_acc": ".4f", "test_acc": ".4f", "val_loss": ".4f", "test_loss": ".4f",
            "best_epoch": ".1f", "train_time_s": ".1f", "spikes_per_sample": ".0f",
-           "energy_pj_per_sample": ".3g"}
+           "effective_acs_per_sample": ".3g", "effective_macs_per_sample": ".3g",
+           "activation_sparsity": ".3f", "footprint_bytes": ".3g", "energy_pj_per_sample": ".3g"}
 COUNTS = ("runs", "jobs", "completed", "pruned")  # summary columns that are not metrics
 
 
