@@ -144,11 +144,11 @@ comparison: $(STAMP)
 	$(BIN)/python scripts/include.py README.md docs/*.md
 
 # NeuroBench's metrics of the comparison's recipes (docs/results.md#neurobench-metrics): each
-# recipe 3 epochs with seed 0, two jobs at a time (~25 min on 2 cores), its summary, and our
-# counts beside NeuroBench's own Benchmark on the checkpoints (scripts/neurobench_check.py).
+# recipe at its full budget with seed 0, two jobs at a time (~75 min on 2 cores), its summary,
+# and our counts beside NeuroBench's own Benchmark on the checkpoints (scripts/neurobench_check.py).
 neurobench: $(STAMP)
 	rm -rf $(SWEEPS)/neurobench
-	$(RUN) -m experiment=comparison seed=0 trainer.epochs=3 hydra.sweep.dir=$(SWEEPS)/neurobench
+	$(RUN) -m experiment=comparison seed=0 hydra.sweep.dir=$(SWEEPS)/neurobench
 	$(AGG) $(SWEEPS)/neurobench --out docs/results/neurobench
 	$(BIN)/python scripts/neurobench_check.py $(SWEEPS)/neurobench --data-root $(DATA) \
 	    --images 1000 --write docs/results/neurobench/agreement.md
