@@ -98,6 +98,10 @@ def dense_macs(model: nn.Module, example: torch.Tensor) -> List[int]:
     return [found[i] for i in sorted(found)]
 
 
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 def static_metrics(model: nn.Module) -> Dict:
     """NeuroBench's Footprint (bytes of parameters and buffers), ConnectionSparsity (zero
     weights over all weights of the connection layers, not rounded) and ParameterCount."""
@@ -109,7 +113,7 @@ def static_metrics(model: nn.Module) -> Dict:
             zeros += sum(int((w == 0).sum()) for w in ws)
             total += sum(w.numel() for w in ws)
     return {"footprint_bytes": size, "connection_sparsity": zeros / total if total else 0.0,
-            "n_params": sum(p.numel() for p in model.parameters())}
+            "n_params": n_params(model)}
 
 
 def _steps(layer: nn.Module, x: torch.Tensor):

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from .build import build_model, build_optimizer, build_scheduler, model_spec
 from .data import load_splits
-from .energy import PJ_PER_MAC, dense_macs, static_metrics
+from .energy import PJ_PER_MAC, dense_macs, n_params, static_metrics
 from .objectives import direction_for
 from .models import predict
 from .record import IDENTITY_VERSION
@@ -101,10 +101,6 @@ def val_fields(cfg, row: Dict) -> Dict:
     """result.json's objective and validation metrics from one epoch's metrics.csv row."""
     return {"objective": row[cfg.optimized_metric],
             **{k: v for k, v in row.items() if k.startswith("val_")}}
-
-
-def n_params(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def train_epoch(cfg, runner: Runner, state: TrainingState, data, epoch: int, device) -> Dict:
